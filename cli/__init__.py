@@ -1,0 +1,1 @@
+"""The `retr` command line (typer)."""

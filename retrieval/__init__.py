@@ -1,0 +1,1 @@
+"""Learning and perception: embedding models, extraction, training, dedupe, clustering, regions."""
