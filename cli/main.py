@@ -1,0 +1,26 @@
+"""The `retr` application: one typer app, each command group in its own module."""
+from __future__ import annotations
+
+import typer
+
+from cli import cluster, dedupe, evaluate, index_cmd, query, train
+
+app = typer.Typer(
+    name="retr",
+    help="Image embedding search and retrieval: index a folder of photos, query it, train embedding "
+         "models, find near-duplicates, cluster and evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for module in (index_cmd, query, train, evaluate, cluster, dedupe):
+    module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Finding image files and decoding them safely into RGB.
+
+Decoding never trusts the file: zero bytes, truncation, a wrong format, a decompression bomb or an
+unreadable file each become an ``ImageLoadError`` with a short reason that the catalog records.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import stat
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from index.errors import RetrError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"})
+MAX_PIXELS = 100_000_000  # larger images are refused as possible decompression bombs
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageLoadError(RetrError):
+    """The file is not a usable image; the message is the reason recorded in the catalog."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInfo:
+    path: str  # absolute
+    bytes: int
+    mtime: float
+
+
+@dataclasses.dataclass
+class ScanResult:
+    files: list[FileInfo]
+    errors: list[tuple[str, str]]  # (path, reason) for folders or files that could not be listed
+
+
+def scan(roots: Iterable[str | Path], *, extensions: frozenset[str] = IMAGE_EXTENSIONS) -> ScanResult:
+    """All image files under ``roots`` (recursive, following symlinks, surviving loops and unreadable folders).
+
+    A file named directly is taken whatever its extension, so a wrong-format file is reported, not ignored.
+    """
+    files: dict[str, FileInfo] = {}
+    errors: list[tuple[str, str]] = []
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def add(path: str) -> None:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            errors.append((path, f"cannot stat: {exc.strerror or exc}"))
+            return
+        if stat.S_ISREG(st.st_mode):
+            files[path] = FileInfo(path, st.st_size, st.st_mtime)
+
+    for root in roots:
+        root = os.path.abspath(os.fspath(root))
+        if not os.path.exists(root):
+            raise RetrError(f"no such file or folder: {root}")
+        if not os.path.isdir(root):
+            add(root)
+            continue
+
+        def on_error(exc: OSError) -> None:
+            errors.append((exc.filename or root, f"cannot list folder: {exc.strerror or exc}"))
+
+        for folder, dirs, names in os.walk(root, onerror=on_error, followlinks=True):
+            try:
+                st = os.stat(folder)
+            except OSError:
+                dirs[:] = []
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:  # a symlink loop or a second link to a folder already walked
+                dirs[:] = []
+                continue
+            seen_dirs.add(key)
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(names):
+                if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
+                    add(os.path.join(folder, name))
+    return ScanResult(sorted(files.values(), key=lambda f: f.path), errors)
+
+
+def read_bytes(path: str | Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ImageLoadError(f"unreadable: {exc.strerror or exc}") from exc
+
+
+def decode(data: bytes, *, draft_size: int | None = None) -> Image.Image:
+    """Decode image bytes into an RGB image (EXIF orientation applied, first frame of animations).
+
+    ``draft_size`` lets JPEG decode at a reduced scale whose shorter side is still >= that size.
+    """
+    if not data:
+        raise ImageLoadError("empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+            if img.format not in FORMATS:
+                raise ImageLoadError(f"unsupported image format {img.format}")
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageLoadError(f"image too large ({w}x{h} pixels; limit {MAX_PIXELS}): "
+                                     "possible decompression bomb")
+            if draft_size and img.format == "JPEG":
+                scale = max(1, min(w, h) // draft_size)
+                if scale >= 2:
+                    img.draft("RGB", (w // scale, h // scale))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return to_rgb(img)
+        except ImageLoadError:
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageLoadError(_reason(exc)) from exc
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, MemoryError) as exc:
+            raise ImageLoadError(_reason(exc)) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (unrecognised format)"
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"possible decompression bomb: {text[:160]}"
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
+        return f"truncated or corrupt: {text[:160]}"
+    return f"cannot decode: {text[:160]}"
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: 16-bit and float scaled, CMYK converted, transparency on white."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        if mode in ("I", "F") and arr.max() <= 255:
+            top = 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path, *, draft_size: int | None = None) -> Image.Image:
+    """Read and decode one image file into RGB, or raise ImageLoadError naming the file."""
+    try:
+        return decode(read_bytes(path), draft_size=draft_size)
+    except ImageLoadError as exc:
+        raise ImageLoadError(f"{path}: {exc}") from exc

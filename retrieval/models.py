@@ -1,0 +1,144 @@
+"""Embedding models: a timm backbone (+ optional linear head), L2-normalised float32 output.
+
+A model is named by a spec: a timm model name, or a path to a retr checkpoint directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, Callable
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.data import create_transform, resolve_model_data_config
+from torch import nn
+
+from index.errors import RetrError
+from retrieval.weights import file_digest, load_into, packaged_weights, read_state_dict
+
+DEFAULT_MODEL = "tf_efficientnet_lite0"
+
+
+class EmbeddingNet(nn.Module):
+    """backbone -> pooled features -> [linear head] -> L2-normalised float32 vectors."""
+
+    def __init__(self, backbone: nn.Module, embedding_dim: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        features = backbone.num_features
+        self.head: nn.Module = nn.Linear(features, embedding_dim) if embedding_dim else nn.Identity()
+        self.dim = int(embedding_dim or features)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unnormalised embedding (what a projection head or a loss may build on)."""
+        return self.head(self.backbone(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.features(x).float(), dim=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What identifies a model for an index: a query must use the same one."""
+
+    spec: str  # timm name, or the resolved path of a checkpoint directory
+    backbone: str
+    dim: int
+    weights: str  # "sha256:<hex>" of the weights file, "random:<seed>" or "timm-pretrained"
+    data_config: dict[str, Any]
+
+    def identity(self) -> dict[str, Any]:
+        return {"spec": self.spec, "weights": self.weights, "dim": self.dim}
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    net: EmbeddingNet
+    info: ModelInfo
+    transform: Callable  # PIL image -> CHW float tensor, from the model's timm data config
+
+
+def is_checkpoint(spec: str | Path) -> bool:
+    return (Path(spec) / "config.json").is_file()
+
+
+def _check_timm_name(name: str) -> None:
+    if name not in timm.list_models():
+        close = difflib.get_close_matches(name, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise RetrError(f"unknown model {name!r}: not a timm model name nor a retr checkpoint directory{hint}")
+
+
+def create_backbone(name: str, *, weights: str | Path | None = None, pretrained: bool = True,
+                    **kwargs: Any) -> tuple[nn.Module, str]:
+    """A pooled-feature timm backbone (num_classes=0) and the digest of the weights it got.
+
+    ``pretrained=False`` gives random weights (only when the caller asked for them).
+    """
+    _check_timm_name(name)
+    if weights is not None:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        load_into(model, read_state_dict(weights), str(weights))
+        digest = "sha256:" + file_digest(weights)
+    elif not pretrained:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        digest = "random"
+    elif (packaged := packaged_weights(name)) is not None:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        load_into(model, read_state_dict(packaged), str(packaged))
+        digest = "sha256:" + file_digest(packaged)
+    else:
+        try:
+            model = timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - offline, no such weights, hub errors: one message
+            raise RetrError(
+                f"no pretrained weights for {name!r} on this machine (no weights package installed and "
+                f"the download failed: {str(exc).splitlines()[0][:120]}); pass --weights FILE, or "
+                f"--random-weights to start from random weights") from exc
+        digest = "timm-pretrained"
+    model.reset_classifier(0)
+    return model, digest
+
+
+def load_model(spec: str | Path = DEFAULT_MODEL, *, weights: str | Path | None = None,
+               pretrained: bool = True, embedding_dim: int | None = None) -> LoadedModel:
+    """Resolve a model spec into a ready embedding network (on CPU, eval mode) and its transform."""
+    if is_checkpoint(spec):
+        from retrieval.checkpoint import load_checkpoint
+        if weights is not None:
+            raise RetrError("--weights cannot be combined with a checkpoint directory (it has its own)")
+        return load_checkpoint(spec)
+    name = str(spec)
+    if Path(name).exists() and not is_checkpoint(name):
+        raise RetrError(f"{name} is not a retr checkpoint directory (no config.json)")
+    backbone, digest = create_backbone(name, weights=weights, pretrained=pretrained)
+    net = EmbeddingNet(backbone, embedding_dim).eval()
+    data_config = resolve_model_data_config(backbone)
+    info = ModelInfo(spec=name, backbone=name, dim=net.dim, weights=digest,
+                     data_config=_jsonable(data_config))
+    return LoadedModel(net=net, info=info, transform=make_transform(info.data_config))
+
+
+def make_transform(data_config: dict[str, Any]) -> Callable:
+    """timm's eval transform for a data config (resize, centre crop, normalise)."""
+    cfg = dict(data_config)
+    cfg["input_size"] = tuple(cfg["input_size"])
+    cfg["mean"], cfg["std"] = tuple(cfg["mean"]), tuple(cfg["std"])
+    return create_transform(**cfg, is_training=False)
+
+
+def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RetrError("--device cuda was asked for but no CUDA GPU is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise RetrError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)

