@@ -102,6 +102,11 @@ def decode(data: bytes, *, draft_size: int | None = None) -> Image.Image:
 
     ``draft_size`` lets JPEG decode at a reduced scale whose shorter side is still >= that size.
     """
+    return decode_sized(data, draft_size=draft_size)[0]
+
+
+def decode_sized(data: bytes, *, draft_size: int | None = None) -> tuple[Image.Image, int, int]:
+    """Like ``decode``, also returning the full-resolution (width, height) after EXIF orientation."""
     if not data:
         raise ImageLoadError("empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -119,8 +124,11 @@ def decode(data: bytes, *, draft_size: int | None = None) -> Image.Image:
                 if scale >= 2:
                     img.draft("RGB", (w // scale, h // scale))
             img.load()
+            before = img.size
             img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
+            if img.size != before and img.size == (before[1], before[0]):
+                w, h = h, w  # rotated by EXIF orientation
+            return to_rgb(img), w, h
         except ImageLoadError:
             raise
         except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -83,8 +83,10 @@ def create_backbone(name: str, *, weights: str | Path | None = None, pretrained:
         load_into(model, read_state_dict(weights), str(weights))
         digest = "sha256:" + file_digest(weights)
     elif not pretrained:
-        model = timm.create_model(name, pretrained=False, **kwargs)
-        digest = "random"
+        with torch.random.fork_rng(devices=[]):  # the same random weights every time: reproducible
+            torch.manual_seed(0)
+            model = timm.create_model(name, pretrained=False, **kwargs)
+        digest = "random:seed0"
     elif (packaged := packaged_weights(name)) is not None:
         model = timm.create_model(name, pretrained=False, **kwargs)
         load_into(model, read_state_dict(packaged), str(packaged))

@@ -1,0 +1,58 @@
+"""`retr index build` and `retr index info`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
+                        RandomWeights, WeightsFile, Workers, print_json, show_progress, user_errors)
+from retrieval.indexing import BuildOptions, build_index, index_info
+
+index_app = typer.Typer(help="Build and inspect an index directory.", no_args_is_help=True)
+
+IndexType = Annotated[str | None, typer.Option(
+    "--index-type", help="auto (by collection size and memory), flat (exact), ivf, hnsw, pq, or any faiss "
+                         "factory string. Default: the index's current type, auto for a new index.")]
+
+
+@index_app.command("build")
+def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image files to index.")],
+          index: IndexDir = DEFAULT_INDEX, model: ModelSpec = None, weights: WeightsFile = None,
+          random_weights: RandomWeights = False, index_type: IndexType = None, db: DbUrl = None,
+          batch_size: BatchSize = 32, workers: Workers = None, device: Device = "auto",
+          json_out: JsonOut = False, quiet: Quiet = False) -> None:
+    """Index every image under PATHS (recursively). Incremental: only new or changed files are embedded,
+    deleted files are dropped, bad files are recorded and listed."""
+    opts = BuildOptions(model=model, weights=str(weights) if weights else None, random_weights=random_weights,
+                        index_type=index_type, db_url=db, batch_size=batch_size, workers=workers,
+                        device=device, progress=show_progress(quiet))
+    with user_errors():
+        report = build_index([str(p) for p in paths], index, opts)
+    if json_out:
+        print_json(report.to_json())
+        return
+    typer.echo(f"added {report.added}, updated {report.updated}, removed {report.removed}, "
+               f"unchanged {report.unchanged}; {report.total} vectors ({report.factory}) in "
+               f"{index} [{report.seconds:.1f}s]")
+    if report.skipped:
+        typer.echo(f"skipped {len(report.skipped)} file(s):")
+        for path, error in report.skipped:
+            typer.echo(f"  {path}: {error}")
+
+
+@index_app.command("info")
+def info(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None, json_out: JsonOut = False) -> None:
+    """Counts (images embedded, vectors, errors), model, dimension, index type and size on disk."""
+    with user_errors():
+        data = index_info(index, db)
+    if json_out:
+        print_json(data)
+        return
+    for key, value in data.items():
+        typer.echo(f"{key:12} {value}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(index_app, name="index")

@@ -1,0 +1,238 @@
+"""faiss indexes over L2-normalised float32 vectors (inner product = cosine), ids = catalog ids.
+
+Every k-NN search in retr goes through here. When faiss sees GPUs, search runs on them (sharded across
+all of them) for the index types GPU faiss serves; HNSW, and k above GPU faiss's limit, stay on CPU.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.atomic import atomic_path
+from index.errors import RetrError
+
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw", "pq")
+FLAT_MAX = 50_000  # auto: exact search below this many vectors
+HNSW_MAX = 200_000  # auto: HNSW up to here (fast to build, high recall), IVF beyond
+GPU_MAX_K = 2048  # GPU faiss cannot return more neighbours than this
+TARGET_RECALL = 0.95  # auto-tuned search parameters aim at this recall@10 against exact search
+
+
+def _nlist(n: int) -> int:
+    """IVF lists: about 4 sqrt(n), a power of two, with at least ~39 training points per list."""
+    target = 4 * math.sqrt(max(n, 1))
+    nlist = 2 ** max(0, round(math.log2(target)))
+    return int(max(1, min(nlist, n // 39 or 1)))
+
+
+def _pq_m(dim: int) -> int:
+    """PQ sub-quantizers: 8-bit codes of about 4 dimensions each (dim must be divisible)."""
+    for m in (dim // 4, 64, 48, 32, 16, 8, 4, 2, 1):
+        if m >= 1 and dim % m == 0 and m <= 64:
+            return m
+    return 1
+
+
+def available_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def choose_factory(n: int, dim: int, index_type: str = "auto", *, memory: int | None = None) -> str:
+    """The faiss factory string for ``index_type`` (a name of INDEX_TYPES or any factory string)."""
+    kind = index_type.lower()
+    if kind == "flat":
+        return "Flat"
+    if kind == "ivf":
+        return f"IVF{_nlist(n)},Flat"
+    if kind == "hnsw":
+        return "HNSW32"
+    if kind == "pq":
+        return f"IVF{_nlist(n)},PQ{_pq_m(dim)}"
+    if kind != "auto":
+        return index_type  # a factory string; build() validates it
+    raw = n * dim * 4
+    memory = available_memory() if memory is None else memory
+    if raw > memory // 2:  # raw vectors would not fit comfortably: compress
+        return f"IVF{_nlist(n)},PQ{_pq_m(dim)}"
+    if n <= FLAT_MAX:
+        return "Flat"
+    if n <= HNSW_MAX:
+        return "HNSW32"
+    return f"IVF{_nlist(n)},Flat"
+
+
+def _needs_id_map(index: faiss.Index) -> bool:
+    return faiss.try_extract_index_ivf(index) is None
+
+
+def build(vectors: np.ndarray, ids: np.ndarray, factory: str) -> faiss.Index:
+    """A trained faiss index (inner product) holding ``vectors`` under ``ids``."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if vectors.ndim != 2 or len(vectors) != len(ids):
+        raise ValueError(f"vectors {vectors.shape} and ids {ids.shape} do not match")
+    dim = vectors.shape[1]
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise RetrError(f"invalid faiss index type {factory!r}: {str(exc).splitlines()[0][:160]}") from exc
+    if not index.is_trained:
+        if len(vectors) == 0:
+            raise RetrError(f"index type {factory!r} needs training vectors; the collection is empty")
+        ivf = faiss.try_extract_index_ivf(index)
+        min_train = ivf.nlist if ivf is not None else 1
+        if len(vectors) < min_train:
+            raise RetrError(f"index type {factory!r} needs at least {min_train} vectors to train, "
+                            f"the collection has {len(vectors)}; use --index-type auto or flat")
+        rng = np.random.default_rng(0)
+        sample = vectors if len(vectors) <= 256 * max(min_train, 1) else \
+            vectors[rng.choice(len(vectors), 256 * min_train, replace=False)]
+        try:
+            index.train(sample)
+        except RuntimeError as exc:
+            raise RetrError(f"cannot train index type {factory!r} on {len(vectors)} vectors: "
+                            f"{str(exc).splitlines()[0][:160]}; use --index-type auto or flat") from exc
+    if _needs_id_map(index):
+        index = faiss.IndexIDMap2(index)
+    if len(vectors):
+        index.add_with_ids(vectors, ids)
+    return index
+
+
+def save(index: faiss.Index, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        faiss.write_index(faiss.index_gpu_to_cpu(index) if _on_gpu(index) else index, str(tmp))
+
+
+def load(path: str | Path) -> faiss.Index:
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise RetrError(f"cannot read faiss index {path}: {str(exc).splitlines()[0][:160]}") from exc
+
+
+def ids_of(index: faiss.Index) -> np.ndarray:
+    """Every id stored in ``index`` (sorted)."""
+    if isinstance(index, faiss.IndexIDMap) or hasattr(index, "id_map"):
+        return np.sort(faiss.vector_to_array(faiss.downcast_index(index).id_map).astype(np.int64))
+    ivf = faiss.extract_index_ivf(index)
+    invlists = ivf.invlists
+    parts = []
+    for lst in range(ivf.nlist):
+        size = invlists.list_size(lst)
+        if size:
+            parts.append(faiss.rev_swig_ptr(invlists.get_ids(lst), size).copy())
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+
+def set_search_params(index: faiss.Index, *, nprobe: int | None = None, ef: int | None = None) -> None:
+    """nprobe for IVF indexes, efSearch for HNSW; ignored where it does not apply."""
+    if nprobe is not None:
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            ivf.nprobe = int(nprobe)
+    if ef is not None:
+        hnsw = _hnsw_of(index)
+        if hnsw is not None:
+            hnsw.hnsw.efSearch = int(ef)
+
+
+def _hnsw_of(index: faiss.Index):
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else faiss.downcast_index(index)
+    return inner if isinstance(inner, faiss.IndexHNSW) else None
+
+
+def _on_gpu(index: faiss.Index) -> bool:
+    return "Gpu" in type(index).__name__ or "IndexShards" in type(index).__name__
+
+
+def gpu_can_serve(index: faiss.Index, k: int) -> bool:
+    """Whether GPU faiss can serve ``index`` for ``k`` neighbours (flat and IVF; never HNSW, k <= 2048)."""
+    return k <= GPU_MAX_K and _hnsw_of(index) is None
+
+
+class Searcher:
+    """An index prepared for search: on all GPUs (sharded) when faiss sees them, else CPU."""
+
+    def __init__(self, index: faiss.Index, *, use_gpu: bool | None = None):
+        self.cpu = index
+        self.gpu = None
+        ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+        if (use_gpu if use_gpu is not None else ngpu > 0) and ngpu > 0 and gpu_can_serve(index, 1):
+            options = faiss.GpuMultipleClonerOptions()
+            options.shard = True
+            try:
+                self.gpu = faiss.index_cpu_to_all_gpus(index, co=options)
+            except RuntimeError:  # an index type GPU faiss does not implement: stay on CPU
+                self.gpu = None
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.cpu.ntotal)
+
+    def search(self, queries: np.ndarray, k: int, *, nprobe: int | None = None,
+               ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.cpu.d:
+            raise RetrError(f"query vectors have shape {queries.shape}; the index holds dimension {self.cpu.d}")
+        k = int(k)
+        if k < 1:
+            raise RetrError(f"k must be at least 1, got {k}")
+        target = self.gpu if (self.gpu is not None and k <= GPU_MAX_K) else self.cpu
+        set_search_params(target if target is self.cpu else self.cpu, nprobe=nprobe, ef=ef)
+        if target is not self.cpu and nprobe is not None:
+            faiss.GpuParameterSpace().set_index_parameter(target, "nprobe", int(nprobe))
+        return target.search(queries, k)
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int, *, nprobe: int | None = None,
+           ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest ids and scores (inner product); -1 ids pad when fewer than k exist."""
+    return Searcher(index).search(queries, k, nprobe=nprobe, ef=ef)
+
+
+def exact_search(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force inner-product k-NN: (scores, positions into ``database``)."""
+    database = np.ascontiguousarray(database, dtype=np.float32)
+    index = faiss.IndexFlatIP(database.shape[1])
+    index.add(database)
+    return Searcher(index).search(queries, min(int(k), max(len(database), 1)))
+
+
+def tune(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, *, k: int = 10, target: float = TARGET_RECALL,
+         sample: int = 500, seed: int = 0) -> dict[str, int]:
+    """The cheapest nprobe / efSearch reaching ``target`` recall@k against exact search, on a sample."""
+    ivf = faiss.try_extract_index_ivf(index)
+    hnsw = _hnsw_of(index)
+    if (ivf is None and hnsw is None) or len(vectors) <= k:
+        return {}
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(vectors), min(sample, len(vectors)), replace=False)
+    queries = np.ascontiguousarray(vectors[pick], dtype=np.float32)
+    _, truth = exact_search(vectors, queries, k)
+    key, values = ("nprobe", [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if v <= ivf.nlist]
+                   ) if ivf is not None else ("ef", [16, 32, 64, 128, 256, 512])
+    best = values[-1]
+    for value in values:
+        set_search_params(index, **{key: value})
+        _, got = index.search(queries, k)
+        if recall_against(got, truth, ids=np.asarray(ids, dtype=np.int64)) >= target:
+            best = value
+            break
+    set_search_params(index, **{key: best})
+    return {key: best}
+
+
+def recall_against(found_ids: np.ndarray, true_ids: np.ndarray, ids: np.ndarray | None = None) -> float:
+    """Mean share of the true k neighbours found (``ids`` maps true positions to ids when given)."""
+    if ids is not None:
+        true_ids = ids[true_ids]
+    hits = sum(len(set(f[f >= 0]) & set(t[t >= 0])) for f, t in zip(found_ids, true_ids))
+    return hits / max(1, int((true_ids >= 0).sum()))

@@ -1,0 +1,160 @@
+"""Embedding extraction: files -> safe decode + model preprocessing (DataLoader workers) -> vectors.
+
+Workers decode and resize to uint8 tensors (a quarter of float32's bytes to move between processes);
+the main process converts, normalises and runs the model on the device, with pinned memory, AMP and
+channels_last on CUDA.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import functional as TF
+
+from retrieval.images import ImageLoadError, decode_sized, read_bytes
+from retrieval.models import LoadedModel, resolve_device
+
+
+@dataclasses.dataclass
+class ExtractBatch:
+    paths: list[str]
+    vectors: np.ndarray  # float32 [len(ok), dim], L2-normalised
+    ok: list[int]  # indices into ``paths`` that were embedded, in the order of ``vectors``
+    infos: list[dict[str, Any]]  # per ok path: sha256, bytes, width, height
+    errors: list[tuple[str, str]]  # (path, reason) for files that could not be decoded
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """The model's timm eval transform, split: a PIL stage (resize, crop) and a tensor stage (normalise)."""
+
+    pil_stage: Callable[[Image.Image], Image.Image]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    draft_size: int  # JPEG may decode at reduced scale down to this shorter side
+
+    @classmethod
+    def from_model(cls, model: LoadedModel) -> "Preprocess":
+        cfg = model.info.data_config
+        steps = list(getattr(model.transform, "transforms", []))
+        names = [type(t).__name__ for t in steps]
+        if len(steps) < 2 or names[-1] != "Normalize" or "ToTensor" not in names[-2]:
+            raise ValueError(f"unexpected eval transform {names}; expected [..., ToTensor, Normalize]")
+        from torchvision.transforms import Compose
+        side = int(round(max(cfg["input_size"][1:]) / float(cfg.get("crop_pct") or 1.0)))
+        return cls(Compose(steps[:-2]), tuple(cfg["mean"]), tuple(cfg["std"]), side)
+
+    def to_uint8(self, img: Image.Image) -> torch.Tensor:
+        return TF.pil_to_tensor(self.pil_stage(img))
+
+    def normalise(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 [B,3,H,W] (on any device) -> normalised float32, exactly as timm's ToTensor+Normalize."""
+        x = batch.float().div_(255.0)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return x.sub_(mean).div_(std)
+
+
+class _FileDataset(Dataset):
+    def __init__(self, paths: Sequence[str], prep: Preprocess):
+        self.paths, self.prep = list(paths), prep
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        path = self.paths[i]
+        try:
+            data = read_bytes(path)
+            img, width, height = decode_sized(data, draft_size=self.prep.draft_size)
+            tensor = self.prep.to_uint8(img)
+        except ImageLoadError as exc:
+            return {"i": i, "error": str(exc), "bytes": None}
+        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a build
+            return {"i": i, "error": f"cannot process: {type(exc).__name__}: {str(exc)[:120]}", "bytes": None}
+        return {"i": i, "tensor": tensor, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                "width": width, "height": height}
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [it for it in items if "tensor" in it]
+    return {"items": items, "batch": torch.stack([it["tensor"] for it in good]) if good else None}
+
+
+def default_workers() -> int:
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+class Embedder:
+    """A model on a device, ready to embed preprocessed batches."""
+
+    def __init__(self, model: LoadedModel, device: str | torch.device = "auto"):
+        self.model = model
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.cuda = self.device.type == "cuda"
+        net = model.net.eval().to(self.device)
+        if self.cuda:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        self.prep = Preprocess.from_model(model)
+
+    @torch.inference_mode()
+    def __call__(self, uint8_batch: torch.Tensor) -> np.ndarray:
+        x = self.prep.normalise(uint8_batch.to(self.device, non_blocking=True))
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.float16):
+                out = self.net(x)
+        else:
+            out = self.net(x)
+        return out.float().cpu().numpy()
+
+
+def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 32, workers: int | None = None,
+                device: str | torch.device = "auto", progress: bool = False,
+                embedder: Embedder | None = None) -> Iterator[ExtractBatch]:
+    """Embed image files in batches; undecodable files come back as errors, never as exceptions."""
+    embedder = embedder or Embedder(model, device)
+    workers = default_workers() if workers is None else workers
+    loader = DataLoader(_FileDataset(paths, embedder.prep), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate, pin_memory=embedder.cuda, shuffle=False,
+                        prefetch_factor=4 if workers else None, persistent_workers=False)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(paths), unit="img", desc="embedding", dynamic_ncols=True)
+    try:
+        for chunk in loader:
+            items = chunk["items"]
+            vecs = embedder(chunk["batch"]) if chunk["batch"] is not None else \
+                np.zeros((0, model.info.dim), np.float32)
+            good = [it for it in items if "tensor" in it]
+            yield ExtractBatch(
+                paths=[paths[it["i"]] for it in items],
+                vectors=vecs,
+                ok=[items.index(it) for it in good],
+                infos=[{k: it[k] for k in ("sha256", "bytes", "width", "height")} for it in good],
+                errors=[(paths[it["i"]], it["error"]) for it in items if "error" in it])
+            if bar is not None:
+                bar.update(len(items))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def embed_images(model: LoadedModel, images: Sequence[Image.Image], *, batch_size: int = 32,
+                 device: str | torch.device = "auto", embedder: Embedder | None = None) -> np.ndarray:
+    """Embed PIL images already in memory (query crops, augmented copies)."""
+    embedder = embedder or Embedder(model, device)
+    out = [np.zeros((0, model.info.dim), np.float32)]
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        batch = torch.stack([embedder.prep.to_uint8(img.convert("RGB")) for img in chunk])
+        out.append(embedder(batch))
+    return np.concatenate(out)

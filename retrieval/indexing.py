@@ -1,0 +1,167 @@
+"""`retr index build`: scan folders, embed new or changed files, keep catalog and faiss file in step.
+
+Each batch is committed to the catalog in its own transaction (vectors included), so an interrupted
+build keeps every finished batch; the next build embeds only what is still missing and the faiss file
+is rebuilt from the catalog.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from index.errors import RetrError
+from index.manifest import Manifest, ids_digest, write_manifest
+from index.schema import STATUS_ERROR, STATUS_OK
+from index.store import IndexStore
+from retrieval.extract import Embedder, embed_files
+from retrieval.images import FileInfo, scan
+from retrieval.models import DEFAULT_MODEL, LoadedModel, load_model
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+    model: str | None = None  # None: the index's model, else the default
+    weights: str | None = None
+    random_weights: bool = False
+    index_type: str | None = None  # None: keep the index's type (auto for a new index)
+    db_url: str | None = None
+    batch_size: int = 32
+    workers: int | None = None
+    device: str = "auto"
+    progress: bool = False
+
+
+@dataclasses.dataclass
+class BuildReport:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    total: int = 0
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    factory: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"added": self.added, "updated": self.updated, "removed": self.removed, "total": self.total,
+                "skipped": [{"path": p, "error": e} for p, e in self.skipped]}
+
+
+def model_for_index(store: IndexStore, opts: BuildOptions) -> LoadedModel:
+    """The model to embed with: the one the index was built with unless another is named (then checked)."""
+    recorded = store.manifest.model if store.manifest else None
+    spec = opts.model or (recorded["spec"] if recorded else DEFAULT_MODEL)
+    weights = opts.weights
+    if weights is None and opts.model is None and recorded:
+        weights = recorded.get("weights_file")
+    random = opts.random_weights or (opts.model is None and bool(recorded)
+                                     and str(recorded.get("weights", "")).startswith("random"))
+    model = load_model(spec, weights=weights, pretrained=not random)
+    store.check_model(model.info.identity())
+    return model
+
+
+def _identity(model: LoadedModel, weights: str | None) -> dict[str, Any]:
+    identity = model.info.identity()
+    if weights:
+        identity["weights_file"] = str(Path(weights).resolve())
+    return identity
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def plan(files: Sequence[FileInfo], rows: dict, roots: Sequence[str], unlisted: Sequence[str]):
+    """(todo files, ids of rows to remove, unchanged count) for a scan against the catalog."""
+    todo, unchanged = [], 0
+    for f in files:
+        row = rows.get(f.path)
+        fresh = row is not None and row.mtime == f.mtime and row.bytes == f.bytes and (
+            (row.status == STATUS_OK and row.has_vector) or row.status == STATUS_ERROR)
+        if fresh:
+            unchanged += 1
+        else:
+            todo.append(f)
+    seen = {f.path for f in files}
+    removed = [row.id for path, row in rows.items()
+               if path not in seen and _under(path, roots) and not _under(path, unlisted)]
+    return todo, removed, unchanged
+
+
+def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildOptions = BuildOptions(),
+                *, on_batch: Callable[[int], None] | None = None) -> BuildReport:
+    """Index (or update the index of) every image under ``paths``."""
+    start = time.perf_counter()
+    roots = [os.path.abspath(os.fspath(p)) for p in paths]
+    found = scan(roots)  # raises for a path that does not exist, before anything is written
+    with IndexStore.open(index_dir, opts.db_url, create=True) as store:
+        model = model_for_index(store, opts)
+        identity = _identity(model, opts.weights)
+        index_type = opts.index_type or (store.manifest.index_type if store.manifest else "auto")
+        if store.manifest is None:  # record the model before the first vector is stored
+            store.manifest = Manifest(model=identity, dim=model.info.dim, factory="Flat", index_type=index_type,
+                                      vectors=0, ids_digest=ids_digest([]))
+            write_manifest(store.dir, store.manifest)
+
+        rows = store.catalog.image_rows()
+        unlisted = [p for p, _ in found.errors]
+        todo, removed, unchanged = plan(found.files, rows, roots, unlisted)
+        report = BuildReport(unchanged=unchanged)
+        if removed:
+            report.removed = store.catalog.delete_images(removed)
+
+        info = {f.path: f for f in todo}
+        embedder = Embedder(model, opts.device) if todo else None
+        for batch in (embed_files(model, [f.path for f in todo], batch_size=opts.batch_size,
+                                  workers=opts.workers, progress=opts.progress, embedder=embedder)
+                      if todo else ()):
+            records = []
+            for pos, i in enumerate(batch.ok):
+                path = batch.paths[i]
+                records.append({"path": path, **batch.infos[pos], "mtime": info[path].mtime,
+                                "status": STATUS_OK, "error": None, "vector": batch.vectors[pos]})
+            for path, reason in batch.errors:
+                records.append({"path": path, "sha256": None, "bytes": info[path].bytes, "width": None,
+                                "height": None, "mtime": info[path].mtime, "status": STATUS_ERROR,
+                                "error": reason, "vector": None})
+            store.catalog.write_images(records)
+            for rec in records:
+                if rec["status"] != STATUS_OK:
+                    continue
+                if rec["path"] in rows:
+                    report.updated += 1
+                else:
+                    report.added += 1
+            if on_batch is not None:
+                on_batch(len(records))
+
+        if report.added or report.updated or report.removed or not store.consistent() \
+                or index_type != store.manifest.index_type:
+            store.rebuild(index_type=index_type, model=identity)
+        manifest = store.manifest
+        report.total = manifest.vectors
+        report.factory = manifest.factory
+        scanned = {f.path for f in found.files}
+        report.skipped = [(p, e) for p, e in store.catalog.errors() if p in scanned] + list(found.errors)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def index_info(index_dir: str | Path, db_url: str | None = None) -> dict[str, Any]:
+    """What `retr index info` reports."""
+    from index.clusters import latest_run
+    with IndexStore.open(index_dir, db_url) as store:
+        store.reconcile()
+        counts = store.catalog.counts()
+        m = store.manifest
+        if m is None:
+            raise RetrError(f"{index_dir} has no manifest: build it with `retr index build`")
+        return {"images": counts["images"], "vectors": m.vectors, "errors": counts["errors"],
+                "model": m.model.get("spec"), "dim": m.dim, "index_type": m.index_type, "factory": m.factory,
+                "search": m.search, "bytes": store.bytes_on_disk(), "weights": m.model.get("weights"),
+                "catalog": store.catalog.safe_url, "cluster_run": latest_run(store.catalog),
+                **({"regions": m.extra["regions"]} if "regions" in m.extra else {})}
