@@ -132,7 +132,7 @@ class Catalog:
         out: dict[int, str] = {}
         with self.session() as s:
             for chunk in _chunks(ids):
-                out.update(s.execute(select(Image.id, Image.path).where(Image.id.in_(chunk))).tuples().all())
+                out.update(s.execute(select(Image.id, Image.path).where(Image.id.in_(chunk))).all())
         return out
 
     def write_images(self, records: Sequence[dict]) -> list[int]:
@@ -144,7 +144,7 @@ class Catalog:
         with self.session() as s:
             existing: dict[str, int] = {}
             for chunk in _chunks([r["path"] for r in records]):
-                existing.update(s.execute(select(Image.path, Image.id).where(Image.path.in_(chunk))).tuples().all())
+                existing.update(s.execute(select(Image.path, Image.id).where(Image.path.in_(chunk))).all())
             for rec in records:
                 values = dict(rec)
                 if isinstance(values.get("vector"), np.ndarray):
@@ -207,7 +207,7 @@ class Catalog:
         with self.session() as s:
             for chunk in _chunks(sorted({int(i) for i in ids})):
                 found.update(s.execute(select(Image.id, Image.vector)
-                                       .where(Image.id.in_(chunk), Image.vector.is_not(None))).tuples().all())
+                                       .where(Image.id.in_(chunk), Image.vector.is_not(None))).all())
         missing = [int(i) for i in ids if int(i) not in found]
         if missing:
             raise RetrError(f"{len(missing)} image(s) have no stored vector (e.g. id {missing[0]})")
@@ -217,7 +217,7 @@ class Catalog:
 
     def counts(self) -> dict[str, int]:
         with self.session() as s:
-            by_status = dict(s.execute(select(Image.status, func.count()).group_by(Image.status)).tuples().all())
+            by_status = dict(s.execute(select(Image.status, func.count()).group_by(Image.status)).all())
             with_vector = s.scalar(select(func.count()).where(Image.vector.is_not(None)))
         return {"images": int(with_vector or 0), "errors": int(by_status.get(STATUS_ERROR, 0)),
                 "rows": int(sum(by_status.values()))}
@@ -225,4 +225,4 @@ class Catalog:
     def errors(self) -> list[tuple[str, str]]:
         with self.session() as s:
             return list(s.execute(select(Image.path, Image.error).where(Image.status == STATUS_ERROR)
-                                  .order_by(Image.path)).tuples().all())
+                                  .order_by(Image.path)).all())

@@ -96,13 +96,13 @@ def load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> Non
     names, same tensors in the same order). A trailing classifier missing from the file is allowed.
     """
     target = model.state_dict()
-    if set(sd) == set(target):
-        model.load_state_dict(sd)
+    classifier = getattr(model, "pretrained_cfg", {}).get("classifier", "classifier")
+    if set(sd) <= set(target) and all(k.startswith(classifier) for k in set(target) - set(sd)):
+        model.load_state_dict(sd, strict=set(sd) == set(target))  # by name (a file without classifier is fine)
         return
     t_items, s_items = list(target.items()), list(sd.items())
     n = len(s_items)
     extra = {k for k, _ in t_items[n:]}
-    classifier = getattr(model, "pretrained_cfg", {}).get("classifier", "classifier")
     if n <= len(t_items) and all(k.startswith(classifier) for k in extra) and all(
             tv.shape == sv.shape for (_, tv), (_, sv) in zip(t_items, s_items)):
         mapped = {tk: sv for (tk, _), (_, sv) in zip(t_items, s_items)}

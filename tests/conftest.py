@@ -1,0 +1,52 @@
+"""Shared fixtures: real sample photos, odd files, a tiny random-weight model, a PostgreSQL URL in CI."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub: fail fast if something tries
+
+DATA = Path(__file__).parent / "data"
+PHOTOS = DATA / "photos"
+ODD = DATA / "odd"
+TINY_MODEL = "test_efficientnet"  # timm's tiny test network (random weights, seeded): fast on CPU
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A private copy of the sample photos (tests may change it)."""
+    out = tmp_path / "photos"
+    shutil.copytree(PHOTOS, out, ignore=shutil.ignore_patterns("*.md"))
+    return out
+
+
+@pytest.fixture
+def tiny_opts():
+    from retrieval.indexing import BuildOptions
+    return BuildOptions(model=TINY_MODEL, random_weights=True, workers=0, batch_size=4)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A PostgreSQL URL (.ci/run starts a server); without one, skipped locally and failed in CI."""
+    url = os.environ.get("RETR_TEST_PG_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide RETR_TEST_PG_URL (see .ci/run)")
+        pytest.skip("no PostgreSQL server (set RETR_TEST_PG_URL)")
+    return url
+
+
+@pytest.fixture
+def pg_catalog_url(pg_url: str) -> str:
+    """A PostgreSQL catalog emptied for this test."""
+    from sqlalchemy import create_engine
+
+    from index.schema import Base
+    engine = create_engine(pg_url)
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return pg_url

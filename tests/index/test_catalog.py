@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from index.catalog import Catalog
+from index.schema import STATUS_ERROR, STATUS_OK
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request, tmp_path):
+    if request.param == "sqlite":
+        cat = Catalog.for_index(tmp_path / "ix")
+    else:
+        cat = Catalog(request.getfixturevalue("pg_catalog_url"))
+    yield cat
+    cat.close()
+
+
+def test_write_update_and_read_back_rows_and_vectors(catalog):
+    v = np.arange(8, dtype=np.float32).reshape(2, 4)
+    ids = catalog.write_images([
+        {"path": "/a.jpg", "status": STATUS_OK, "sha256": "aa", "bytes": 10, "width": 3, "height": 2,
+         "mtime": 1.5, "vector": v[0]},
+        {"path": "/b.jpg", "status": STATUS_OK, "vector": v[1]},
+        {"path": "/c.jpg", "status": STATUS_ERROR, "error": "truncated"},
+    ])
+    assert len(set(ids)) == 3
+    rows = catalog.image_rows()
+    assert rows["/a.jpg"].width == 3 and rows["/a.jpg"].has_vector
+    assert not rows["/c.jpg"].has_vector and rows["/c.jpg"].error == "truncated"
+    # an update keeps the id
+    again = catalog.write_images([{"path": "/a.jpg", "status": STATUS_OK, "vector": v[1] * 2}])
+    assert again[0] == ids[0]
+    got_ids, got = zip(*catalog.iter_vectors(4, batch=1))
+    assert [int(i[0]) for i in got_ids] == sorted(ids[:2])
+    np.testing.assert_array_equal(catalog.vectors_for([ids[0]], 4)[0], v[1] * 2)
+    assert catalog.counts() == {"images": 2, "errors": 1, "rows": 3}
+    assert catalog.errors() == [("/c.jpg", "truncated")]
+    assert catalog.paths_by_id(ids) == {ids[0]: "/a.jpg", ids[1]: "/b.jpg", ids[2]: "/c.jpg"}
+
+
+def test_delete_removes_rows_and_vectors(catalog):
+    ids = catalog.write_images([{"path": f"/{i}.jpg", "status": STATUS_OK,
+                                 "vector": np.full(2, i, np.float32)} for i in range(5)])
+    catalog.delete_images(ids[:2])
+    assert list(catalog.vector_ids()) == ids[2:]
+    assert set(catalog.image_rows()) == {"/2.jpg", "/3.jpg", "/4.jpg"}
+
+
+def test_a_failed_transaction_writes_nothing(catalog):
+    catalog.write_images([{"path": "/keep.jpg", "status": STATUS_OK}])
+    with pytest.raises(Exception):
+        catalog.write_images([{"path": "/new.jpg", "status": STATUS_OK}, {"path": "/bad.jpg", "status": None}])
+    assert set(catalog.image_rows()) == {"/keep.jpg"}
