@@ -76,8 +76,9 @@ class IndexStore:
                 or identity.get("weights") != have.get("weights"):
             raise RetrError(
                 f"model mismatch: the index at {self.dir} was built with {have.get('spec')} "
-                f"(dim {have.get('dim')}, weights {str(have.get('weights'))[:19]}), not {identity.get('spec')} "
-                f"(dim {identity.get('dim')}, weights {str(identity.get('weights'))[:19]})")
+                f"(dim {have.get('dim')}, weights {str(have.get('weights'))[:19]}), not {identity.get('spec')}"
+                + (f" (dim {identity.get('dim')}, weights {str(identity.get('weights'))[:19]})"
+                   if identity.get("dim") else "") + "; use another --index for another model")
 
     # -- the faiss file ----------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from index.schema import STATUS_ERROR, STATUS_OK
 from index.store import IndexStore
 from retrieval.extract import Embedder, embed_files
 from retrieval.images import FileInfo, scan
-from retrieval.models import DEFAULT_MODEL, LoadedModel, load_model
+from retrieval.models import DEFAULT_MODEL, LoadedModel, is_checkpoint, load_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +53,10 @@ class BuildReport:
 def model_for_index(store: IndexStore, opts: BuildOptions) -> LoadedModel:
     """The model to embed with: the one the index was built with unless another is named (then checked)."""
     recorded = store.manifest.model if store.manifest else None
+    if opts.model and recorded:  # refuse another model before loading it
+        asked = str(Path(opts.model).resolve()) if is_checkpoint(opts.model) else opts.model
+        if asked != recorded["spec"]:
+            store.check_model({"spec": asked, "dim": None, "weights": None})
     spec = opts.model or (recorded["spec"] if recorded else DEFAULT_MODEL)
     weights = opts.weights
     if weights is None and opts.model is None and recorded:
