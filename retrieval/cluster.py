@@ -1,0 +1,220 @@
+"""k-medoids clustering of embedding vectors with cosine distance.
+
+The default engine is FasterPAM from the ``kmedoids`` package; scikit-learn-extra's PAM and alternate
+are optional engines (the ``sklearn-extra`` extra). Each engine is a small function in a registry.
+A dense n x n distance matrix is checked against the memory available before it is allocated; beyond
+it, ``sample`` clusters a random sample and assigns every vector to its nearest medoid with faiss.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from index.errors import RetrError
+from index.vectors import available_memory, exact_search
+
+# engine(distances [n, n] float32, k, seed) -> (medoid positions [k], label of each point [n] in 0..k-1)
+Engine = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
+
+DEFAULT_METHOD = "fasterpam"
+DENSE_SHARE = 0.5  # a dense distance matrix may take at most this share of the available memory
+SKLEARN_EXTRA_HINT = ("pip install cython setuptools && pip install --no-build-isolation "
+                      "--no-binary scikit-learn-extra scikit-learn-extra")
+
+_ENGINES: dict[str, Engine] = {}
+_BYTES_PER_CELL: dict[str, int] = {}  # peak bytes per distance-matrix cell each engine needs
+
+
+def register_engine(name: str, bytes_per_cell: int = 4) -> Callable[[Engine], Engine]:
+    def add(fn: Engine) -> Engine:
+        if name in _ENGINES:
+            raise ValueError(f"k-medoids engine {name!r} is already registered")
+        _ENGINES[name] = fn
+        _BYTES_PER_CELL[name] = bytes_per_cell
+        return fn
+    return add
+
+
+def get_engine(name: str) -> Engine:
+    try:
+        return _ENGINES[name]
+    except KeyError:
+        raise RetrError(f"unknown clustering method {name!r}; known: {', '.join(sorted(_ENGINES))}") from None
+
+
+def engine_names() -> list[str]:
+    return sorted(_ENGINES)
+
+
+@register_engine("fasterpam")
+def fasterpam(distances: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """FasterPAM (Schubert & Rousseeuw 2021) with random initial medoids, from the kmedoids package."""
+    import kmedoids
+    result = kmedoids.fasterpam(distances, k, init="random", random_state=seed)
+    return np.asarray(result.medoids, np.int64), np.asarray(result.labels, np.int64)
+
+
+def sklearn_extra_kmedoids():
+    """scikit-learn-extra's KMedoids class, or a one-line error saying how to install it."""
+    try:
+        from sklearn_extra.cluster import KMedoids
+    except Exception as exc:  # noqa: BLE001 - missing, or a wheel built against another NumPy (ValueError)
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}" if str(exc) else type(exc).__name__
+        raise RetrError(f"methods pam and alternate need scikit-learn-extra, which cannot be imported "
+                        f"({reason}); install it with: {SKLEARN_EXTRA_HINT}") from None
+    return KMedoids
+
+
+def _sklearn_extra(method: str, init: str) -> Engine:
+    def run(distances: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        model = sklearn_extra_kmedoids()(n_clusters=k, metric="precomputed", method=method, init=init,
+                                         max_iter=300, random_state=seed).fit(distances)
+        return np.asarray(model.medoid_indices_, np.int64), np.asarray(model.labels_, np.int64)
+    run.__doc__ = f"scikit-learn-extra KMedoids(method={method!r}, init={init!r})."
+    return run
+
+
+# scikit-learn-extra works in float64: a copy of the matrix at twice the bytes, on top of ours
+register_engine("pam", bytes_per_cell=12)(_sklearn_extra("pam", "build"))
+register_engine("alternate", bytes_per_cell=12)(_sklearn_extra("alternate", "k-medoids++"))
+
+
+# -- distances, memory --------------------------------------------------------------------------------------
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1)
+
+
+def cosine_distances(vectors: np.ndarray) -> np.ndarray:
+    """The dense n x n cosine distance matrix (float32, zero diagonal) of L2-normalised vectors."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    out = vectors @ vectors.T
+    np.subtract(1.0, out, out=out)
+    np.clip(out, 0.0, 2.0, out=out)
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def dense_bytes(n: int, method: str = DEFAULT_METHOD) -> int:
+    return n * n * _BYTES_PER_CELL.get(method, 4)
+
+
+def check_dense(n: int, method: str, memory: int | None = None) -> None:
+    """Refuse, before allocating, a distance matrix beyond what memory allows; suggest ``--sample``."""
+    memory = available_memory() if memory is None else memory
+    need = dense_bytes(n, method)
+    if need > memory * DENSE_SHARE:
+        fits = int((memory * DENSE_SHARE / _BYTES_PER_CELL.get(method, 4)) ** 0.5)
+        raise RetrError(f"clustering {n} vectors with {method} needs a dense {n}x{n} distance matrix of "
+                        f"{need / 2**30:.1f} GiB, more than half the {memory / 2**30:.1f} GiB available; "
+                        f"use --sample N (N <= {fits}) to cluster a sample and assign the rest to the "
+                        f"nearest medoid")
+
+
+# -- clustering ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Clustering:
+    k: int
+    method: str
+    medoids: np.ndarray  # positions into the clustered vectors, one per cluster
+    labels: np.ndarray  # cluster of each vector, 0..k-1 (index into ``medoids``)
+    loss: float  # sum of cosine distances to the assigned medoid
+    silhouette: float | None  # medoid silhouette (None for k = 1)
+    seconds: float
+    sampled: bool = False
+
+
+def loss_of(distances_to_medoid: np.ndarray) -> float:
+    return float(np.sum(distances_to_medoid, dtype=np.float64))
+
+
+def medoid_silhouette(first: np.ndarray, second: np.ndarray) -> float:
+    """Mean of 1 - a/b over points (a, b: distances to the nearest and second-nearest medoid; 1 when b = 0)."""
+    a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    scores = np.where(b > 0, 1.0 - a / np.where(b > 0, b, 1.0), 1.0)
+    return float(scores.mean())
+
+
+def _validate_k(k: int, n: int) -> None:
+    if k < 1 or k > n:
+        raise RetrError(f"k={k} clusters is not possible for {n} vectors (need 1 <= k <= {n})")
+
+
+def _cluster_dense(distances: np.ndarray, k: int, method: str, seed: int) -> Clustering:
+    import kmedoids
+    _validate_k(k, len(distances))
+    start = time.perf_counter()
+    medoids, labels = get_engine(method)(distances, k, seed)
+    labels = labels.copy()
+    labels[medoids] = np.arange(k)  # a medoid belongs to its own cluster even when a duplicate ties
+    seconds = time.perf_counter() - start
+    loss = loss_of(distances[np.arange(len(labels)), medoids[labels]])
+    silhouette = float(kmedoids.medoid_silhouette(distances, medoids)[0]) if k > 1 else None
+    return Clustering(k, method, medoids, labels, loss, silhouette, seconds)
+
+
+def assign_to_medoids(vectors: np.ndarray, medoids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(label, distance to nearest, distance to second nearest medoid) of each vector, with faiss."""
+    k = len(medoids)
+    scores, pos = exact_search(vectors[medoids], vectors, min(2, k))
+    first = np.clip(1.0 - scores[:, 0], 0.0, 2.0)
+    second = np.clip(1.0 - scores[:, 1], 0.0, 2.0) if k > 1 else np.full_like(first, np.inf)
+    labels = pos[:, 0].astype(np.int64)
+    labels[medoids] = np.arange(k)
+    first[medoids] = 0.0
+    return labels, first, second
+
+
+def _cluster_sampled(vectors: np.ndarray, distances: np.ndarray, sample: np.ndarray, k: int, method: str,
+                     seed: int) -> Clustering:
+    start = time.perf_counter()
+    inner = _cluster_dense(distances, k, method, seed)
+    medoids = sample[inner.medoids]
+    labels, first, second = assign_to_medoids(vectors, medoids)
+    seconds = inner.seconds + time.perf_counter() - start
+    silhouette = medoid_silhouette(first, second) if k > 1 else None
+    return Clustering(k, method, medoids, labels, loss_of(first), silhouette, seconds, sampled=True)
+
+
+def cluster_vectors(vectors: np.ndarray, ks: Iterable[int], *, method: str = DEFAULT_METHOD, seed: int = 0,
+                    sample: int | None = None, memory: int | None = None,
+                    progress: Callable[[Iterable[int]], Iterable[int]] | None = None) -> list[Clustering]:
+    """One clustering per k in ``ks`` (sharing one distance matrix), in the order of ``ks``.
+
+    With ``sample`` (fewer than the vectors), a random sample of that size is clustered and every vector
+    is assigned to its nearest medoid; loss and silhouette are then over all vectors.
+    """
+    get_engine(method)
+    ks = list(ks)
+    vectors = normalise(vectors)
+    n = len(vectors)
+    if n == 0:
+        raise RetrError("there are no vectors to cluster")
+    sampled = sample is not None and sample < n
+    if sample is not None and sample < 2:
+        raise RetrError(f"--sample must be at least 2, got {sample}")
+    chosen = np.sort(np.random.default_rng(seed).choice(n, sample, replace=False)) if sampled else None
+    m = len(chosen) if sampled else n
+    for k in ks:
+        _validate_k(k, m)
+    check_dense(m, method, memory)
+    distances = cosine_distances(vectors[chosen] if sampled else vectors)
+    results = []
+    for k in (progress(ks) if progress else ks):
+        results.append(_cluster_sampled(vectors, distances, chosen, k, method, seed) if sampled
+                       else _cluster_dense(distances, k, method, seed))
+    return results
+
+
+def best_by_silhouette(results: Sequence[Clustering]) -> Clustering:
+    """The clustering with the highest silhouette (the smallest k on ties; k = 1 only when alone)."""
+    scored = [r for r in results if r.silhouette is not None]
+    if not scored:
+        return results[0]
+    return max(scored, key=lambda r: (r.silhouette, -r.k))

@@ -1,0 +1,205 @@
+"""`retr cluster`: an index's vectors -> k-medoids -> catalog run + members -> HTML report, elbow PNG."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from index.clusters import store_run
+from index.errors import RetrError
+from index.store import IndexStore
+from retrieval.cluster import DEFAULT_METHOD, Clustering, best_by_silhouette, cluster_vectors
+
+HTML_MEMBERS = 48  # tiles shown per cluster in the HTML report (the medoid first)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterOptions:
+    k: int | None = None  # one k ...
+    k_min: int | None = None  # ... or a range, choosing the best medoid silhouette
+    k_max: int | None = None
+    method: str = DEFAULT_METHOD
+    sample: int | None = None
+    seed: int = 0
+    html: Path | None = None
+    db_url: str | None = None
+    memory: int | None = None  # bytes a distance matrix may use (default: what the machine has free)
+
+    def ks(self) -> list[int]:
+        if self.k is not None:
+            if self.k_min is not None or self.k_max is not None:
+                raise RetrError("give either -k or --k-min/--k-max, not both")
+            return [self.k]
+        if self.k_min is None or self.k_max is None:
+            raise RetrError("give -k K, or a range with --k-min A --k-max B")
+        if self.k_min > self.k_max:
+            raise RetrError(f"--k-min {self.k_min} is larger than --k-max {self.k_max}")
+        return list(range(self.k_min, self.k_max + 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterInfo:
+    id: int
+    medoid: str  # path of the medoid image
+    members: list[str]  # paths, the medoid first, then by distance to it
+    similarities: list[float]  # cosine similarity of each member to the medoid
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterReport:
+    run_id: int
+    best: Clustering
+    per_k: list[Clustering]
+    clusters: list[ClusterInfo]
+    seconds: float
+    html: Path | None = None
+    elbow: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "k": self.best.k, "method": self.best.method, "loss": self.best.loss,
+            "silhouette": self.best.silhouette,
+            "clusters": [{"id": c.id, "medoid": c.medoid, "size": len(c.members), "members": c.members}
+                         for c in self.clusters]}
+        if len(self.per_k) > 1:
+            out["per_k"] = [{"k": r.k, "loss": r.loss, "silhouette": r.silhouette} for r in self.per_k]
+        if self.html is not None:
+            out["html"] = str(self.html)
+        if self.elbow is not None:
+            out["elbow"] = str(self.elbow)
+        return out
+
+
+def describe(best: Clustering, vectors: np.ndarray, paths: Sequence[str]) -> tuple[list[ClusterInfo], np.ndarray]:
+    """Clusters numbered by size (largest first), members ordered by similarity to their medoid;
+    and the new number of each vector."""
+    sizes = np.bincount(best.labels, minlength=best.k)
+    order = np.argsort(-sizes, kind="stable")
+    renumber = np.empty(best.k, np.int64)
+    renumber[order] = np.arange(best.k)
+    infos = []
+    for new, old in enumerate(order):
+        medoid = int(best.medoids[old])
+        members = np.flatnonzero(best.labels == old)
+        sims = vectors[members] @ vectors[medoid]
+        sims[members == medoid] = np.inf  # the medoid first
+        members, sims = members[np.argsort(-sims, kind="stable")], np.sort(sims)[::-1]
+        sims[0] = 1.0
+        infos.append(ClusterInfo(new, paths[medoid], [paths[i] for i in members], [float(s) for s in sims]))
+    return infos, renumber[best.labels]
+
+
+def cluster_index(index_dir: str | Path, opts: ClusterOptions = ClusterOptions(),
+                  progress: Callable[[Iterable[int]], Iterable[int]] | None = None) -> ClusterReport:
+    """Cluster every vector of the index, record the run in its catalog, and write the reports asked for."""
+    ks = opts.ks()
+    start = time.perf_counter()
+    with IndexStore.open(index_dir, opts.db_url) as store:
+        parts = list(store.catalog.iter_vectors(store.dim))
+        if not parts:
+            raise RetrError(f"the index at {index_dir} holds no vectors to cluster")
+        ids = np.concatenate([p[0] for p in parts])
+        vectors = np.concatenate([p[1] for p in parts])
+        del parts
+        results = cluster_vectors(vectors, ks, method=opts.method, seed=opts.seed, sample=opts.sample,
+                                  memory=opts.memory, progress=progress)
+        best = best_by_silhouette(results)
+        paths_by_id = store.catalog.paths_by_id(ids)
+        paths = [paths_by_id[int(i)] for i in ids]
+        clusters, numbers = describe(best, vectors, paths)
+        seconds = time.perf_counter() - start
+        run_id = store_run(store.catalog, k=best.k, method=best.method, loss=best.loss,
+                           silhouette=best.silhouette, seconds=seconds, image_ids=ids, clusters=numbers,
+                           medoid_ids=ids[best.medoids], sampled=best.sampled)
+    html = elbow = None
+    if opts.html is not None:
+        html = write_html(opts.html, clusters, best)
+    if len(results) > 1:
+        elbow = write_elbow(_elbow_path(opts.html, Path(index_dir)), results, best.k)
+    return ClusterReport(run_id, best, results, clusters, seconds, html, elbow)
+
+
+def _elbow_path(html: Path | None, index_dir: Path) -> Path:
+    return html.with_name(html.stem + "-elbow.png") if html is not None else index_dir / "cluster-elbow.png"
+
+
+def write_html(out: Path, clusters: Sequence[ClusterInfo], best: Clustering) -> Path:
+    """A self-contained gallery: one section per cluster, its medoid first, then its nearest members."""
+    from retrieval.gallery import Tile, write_gallery
+    rows = []
+    for c in clusters:
+        shown = min(len(c.members), HTML_MEMBERS)
+        heading = f"cluster {c.id}: {len(c.members)} images" + (f" (the {shown} nearest the medoid shown)"
+                                                                  if shown < len(c.members) else "")
+        tiles = [Tile(p, "medoid" if i == 0 else f"similarity {s:.3f}")
+                 for i, (p, s) in enumerate(zip(c.members[:shown], c.similarities[:shown]))]
+        rows.append((heading, tiles))
+    silhouette = "n/a" if best.silhouette is None else f"{best.silhouette:.3f}"
+    title = f"retr cluster: k={best.k}, {best.method}, loss {best.loss:.2f}, medoid silhouette {silhouette}"
+    return write_gallery(out, title, rows)
+
+
+def write_elbow(out: Path, results: Sequence[Clustering], best_k: int) -> Path:
+    """Loss and medoid silhouette against k as a PNG (matplotlib when installed, else drawn with Pillow)."""
+    from index.atomic import atomic_path
+    ks = [r.k for r in results]
+    losses = [r.loss for r in results]
+    sils = [r.silhouette if r.silhouette is not None else float("nan") for r in results]
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        try:
+            _elbow_matplotlib(tmp, ks, losses, sils, best_k)
+        except ImportError:
+            _elbow_pillow(tmp, ks, losses, sils, best_k)
+    return out
+
+
+def _elbow_matplotlib(path: Path, ks, losses, sils, best_k: int) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(ks, losses, "o-")
+    left.set(xlabel="k", ylabel="loss (sum of cosine distances)", title="elbow")
+    right.plot(ks, sils, "o-")
+    right.axvline(best_k, color="red", linestyle="--")
+    right.set(xlabel="k", ylabel="medoid silhouette", title=f"best k = {best_k}")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def _elbow_pillow(path: Path, ks, losses, sils, best_k: int) -> None:
+    from PIL import Image, ImageDraw
+    width, height, pad = 900, 380, 60
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    panels = [("loss (sum of cosine distances)", losses), (f"medoid silhouette (best k = {best_k})", sils)]
+    for p, (title, values) in enumerate(panels):
+        x0, x1 = p * width // 2 + pad, (p + 1) * width // 2 - 20
+        y0, y1 = 40, height - 50
+        draw.rectangle([x0, y0, x1, y1], outline="black")
+        draw.text((x0, 12), title, fill="black")
+        finite = [v for v in values if np.isfinite(v)]
+        lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+        hi = hi if hi > lo else lo + 1.0
+        kspan = max(ks[-1] - ks[0], 1)
+
+        def xy(k: int, v: float) -> tuple[float, float]:
+            return (x0 + 10 + (x1 - x0 - 20) * (k - ks[0]) / kspan, y1 - 10 - (y1 - y0 - 20) * (v - lo) / (hi - lo))
+
+        points = [xy(k, v) for k, v in zip(ks, values) if np.isfinite(v)]
+        if len(points) > 1:
+            draw.line(points, fill=(31, 119, 180), width=2)
+        for (x, y), k in zip(points, [k for k, v in zip(ks, values) if np.isfinite(v)]):
+            color = (214, 39, 40) if k == best_k else (31, 119, 180)
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+        for k in ks[::max(1, len(ks) // 15)]:
+            draw.text((xy(k, lo)[0] - 4, y1 + 6), str(k), fill="black")
+        draw.text(((x0 + x1) // 2, y1 + 24), "k", fill="black")
+        draw.text((x0 - pad + 4, y0), f"{hi:.3g}", fill="black")
+        draw.text((x0 - pad + 4, y1 - 12), f"{lo:.3g}", fill="black")
+    img.save(path, format="PNG")

@@ -1,0 +1,219 @@
+"""Retrieval metrics as the metric-learning literature defines them, and their evaluation over embeddings.
+
+The metric functions are pure: they take the labels of each query's ranked neighbours (nearest first)
+and the query labels. ``evaluate_embeddings`` finds the neighbours with the k-NN function it is given
+(faiss exact search by default), never counting a query as its own neighbour.
+
+- recall@k: a query scores 1 if any of its k nearest neighbours shares its label (Sohn 2016, Song 2016).
+- precision@1: the share of queries whose nearest neighbour shares their label.
+- R-precision: with R the number of gallery images sharing the query's label, the share of the R nearest
+  that do (Musgrave et al., "A Metric Learning Reality Check", 2020).
+- MAP@R: mean average precision over the R nearest, (1/R) sum_i P(i) rel(i) (same paper).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from index.errors import RetrError
+
+# knn(database, queries, k) -> (scores [n, k], positions into database [n, k], -1 = none), best first
+Knn = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+DEFAULT_KS = (1, 2, 4, 8)
+_NEIGHBOUR_BYTES = 256 << 20  # neighbour positions held at once while searching in query chunks
+
+
+# -- pure metrics ---------------------------------------------------------------------------------------
+
+def _check(neighbour_labels: np.ndarray, query_labels: np.ndarray, need: int) -> tuple[np.ndarray, np.ndarray]:
+    nl, ql = np.asarray(neighbour_labels), np.asarray(query_labels)
+    if nl.ndim != 2 or ql.ndim != 1 or len(nl) != len(ql):
+        raise ValueError(f"neighbour_labels {nl.shape} must be [n, K] for query_labels {ql.shape}")
+    if need > nl.shape[1]:
+        raise ValueError(f"{need} neighbours needed but only {nl.shape[1]} given per query")
+    return nl, ql
+
+
+def _check_relevant(relevant: np.ndarray | Sequence[int], n: int) -> np.ndarray:
+    rel = np.asarray(relevant, dtype=np.int64)
+    if rel.shape != (n,):
+        raise ValueError(f"relevant counts {rel.shape} must be one per query ({n})")
+    if n and rel.min() < 1:
+        raise ValueError(f"every query needs at least one relevant gallery item; got R={int(rel.min())} "
+                         f"(leave such queries out)")
+    return rel
+
+
+def recall_hits(neighbour_labels: np.ndarray, query_labels: np.ndarray, k: int) -> np.ndarray:
+    """Per query: True if any of its ``k`` nearest neighbours shares its label."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    nl, ql = _check(neighbour_labels, query_labels, k)
+    return (nl[:, :k] == ql[:, None]).any(axis=1)
+
+
+def recall_at_k(neighbour_labels: np.ndarray, query_labels: np.ndarray, k: int) -> float:
+    """Share of queries with a same-label image among their ``k`` nearest neighbours."""
+    return float(recall_hits(neighbour_labels, query_labels, k).mean()) if len(query_labels) else 0.0
+
+
+def precision_at_1(neighbour_labels: np.ndarray, query_labels: np.ndarray) -> float:
+    """Share of queries whose nearest neighbour shares their label (equals recall@1)."""
+    return recall_at_k(neighbour_labels, query_labels, 1)
+
+
+def r_precision_scores(neighbour_labels: np.ndarray, query_labels: np.ndarray,
+                       relevant: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Per query: the share of its R nearest neighbours that share its label (R = ``relevant``)."""
+    rel = _check_relevant(relevant, len(query_labels))
+    nl, ql = _check(neighbour_labels, query_labels, int(rel.max()) if len(rel) else 0)
+    width = int(rel.max()) if len(rel) else 0
+    match = (nl[:, :width] == ql[:, None]) & (np.arange(width)[None, :] < rel[:, None])
+    return match.sum(axis=1) / rel
+
+
+def r_precision(neighbour_labels: np.ndarray, query_labels: np.ndarray,
+                relevant: np.ndarray | Sequence[int]) -> float:
+    scores = r_precision_scores(neighbour_labels, query_labels, relevant)
+    return float(scores.mean()) if len(scores) else 0.0
+
+
+def map_at_r_scores(neighbour_labels: np.ndarray, query_labels: np.ndarray,
+                    relevant: np.ndarray | Sequence[int]) -> np.ndarray:
+    """Per query: (1/R) sum over the R nearest of precision@i at each same-label neighbour i."""
+    rel = _check_relevant(relevant, len(query_labels))
+    nl, ql = _check(neighbour_labels, query_labels, int(rel.max()) if len(rel) else 0)
+    width = int(rel.max()) if len(rel) else 0
+    inside = np.arange(width)[None, :] < rel[:, None]
+    match = (nl[:, :width] == ql[:, None]) & inside
+    precision_at_i = np.cumsum(match, axis=1) / np.arange(1, width + 1)[None, :]
+    return (precision_at_i * match).sum(axis=1) / rel
+
+
+def map_at_r(neighbour_labels: np.ndarray, query_labels: np.ndarray,
+             relevant: np.ndarray | Sequence[int]) -> float:
+    scores = map_at_r_scores(neighbour_labels, query_labels, relevant)
+    return float(scores.mean()) if len(scores) else 0.0
+
+
+def clustering_agreement(labels: Sequence[Any], clusters: Sequence[int]) -> tuple[float, float]:
+    """(NMI, AMI) of a clustering against the true labels (scikit-learn's definitions)."""
+    from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+    if len(labels) != len(clusters) or not len(labels):
+        raise ValueError(f"need as many cluster ids ({len(clusters)}) as labels ({len(labels)}), at least one")
+    return (float(normalized_mutual_info_score(labels, clusters)),
+            float(adjusted_mutual_info_score(labels, clusters)))
+
+
+def drop_self(positions: np.ndarray, self_positions: np.ndarray) -> np.ndarray:
+    """Remove each query's own gallery position from its neighbour row (one column fewer per row).
+
+    A row where the query itself was not returned (ties, or the query is not in the gallery: -1) loses
+    its last column instead, so every row keeps the same nearest neighbours minus the query.
+    """
+    positions = np.asarray(positions)
+    self_positions = np.asarray(self_positions)
+    mask = (positions == self_positions[:, None]) & (self_positions >= 0)[:, None]
+    mask[~mask.any(axis=1), -1] = True
+    return positions[~mask].reshape(len(positions), positions.shape[1] - 1)
+
+
+# -- evaluation over embeddings --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class RecallReport:
+    n: int  # queries evaluated
+    recall: dict[int, float]
+    precision_at_1: float
+    r_precision: float
+    map_at_r: float
+    per_class: dict[str, dict[str, float]]
+    excluded: int = 0  # queries left out: no other gallery image shares their label
+    nmi: float | None = None
+    ami: float | None = None
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # embed, search, total
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n": self.n}
+        out.update({f"recall@{k}": v for k, v in self.recall.items()})
+        out.update({"precision@1": self.precision_at_1, "r_precision": self.r_precision, "map@r": self.map_at_r,
+                    "per_class": self.per_class})
+        if self.nmi is not None:
+            out.update({"nmi": self.nmi, "ami": self.ami})
+        return out
+
+
+def _exact_knn(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from index.vectors import exact_search
+    return exact_search(database, queries, k)
+
+
+def evaluate_embeddings(queries: np.ndarray, query_labels: Sequence[Any], gallery: np.ndarray | None = None,
+                        gallery_labels: Sequence[Any] | None = None, *, ks: Sequence[int] = DEFAULT_KS,
+                        knn: Knn = _exact_knn, query_in_gallery: np.ndarray | None = None) -> RecallReport:
+    """recall@k, precision@1, R-precision, MAP@R (overall and per class) of ``queries`` against ``gallery``.
+
+    Without a gallery every query searches all the others. ``query_in_gallery`` gives each query's own
+    position in the gallery (-1 when absent); that position is never counted as a neighbour.
+    """
+    start = time.perf_counter()
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"k values must be at least 1, got {ks}")
+    if gallery is None:
+        gallery, gallery_labels = queries, query_labels
+        query_in_gallery = np.arange(len(queries))
+    if gallery_labels is None or len(gallery_labels) != len(gallery) or len(query_labels) != len(queries):
+        raise ValueError("need one label per query and per gallery vector")
+    self_pos = np.full(len(queries), -1, np.int64) if query_in_gallery is None \
+        else np.asarray(query_in_gallery, dtype=np.int64)
+
+    classes, codes = np.unique(np.asarray(list(query_labels) + list(gallery_labels), dtype=str),
+                               return_inverse=True)
+    ql, gl = codes[:len(queries)], codes[len(queries):]
+    own = (self_pos >= 0) & (gl[np.maximum(self_pos, 0)] == ql)
+    relevant = np.bincount(gl, minlength=len(classes))[ql] - own
+    keep = relevant >= 1
+    if not keep.any():
+        raise RetrError("no query has another image of its class in the gallery; nothing to evaluate")
+    available = len(gallery) - int((self_pos >= 0).any())
+    if ks[-1] > available:
+        raise RetrError(f"k={ks[-1]} is more than the {available} gallery images a query can retrieve")
+
+    q_vecs, ql, self_pos, relevant = queries[keep], ql[keep], self_pos[keep], relevant[keep]
+    width = max(ks[-1], int(relevant.max()))
+    extra = int((self_pos >= 0).any())
+    chunk = max(1, _NEIGHBOUR_BYTES // (8 * (width + extra)))
+    labels = np.empty((len(q_vecs), width), np.int64)
+    search_seconds = 0.0
+    for lo in range(0, len(q_vecs), chunk):
+        t = time.perf_counter()
+        _, pos = knn(gallery, q_vecs[lo:lo + chunk], width + extra)
+        search_seconds += time.perf_counter() - t
+        pos = np.asarray(pos, dtype=np.int64)
+        if extra:
+            pos = drop_self(pos, self_pos[lo:lo + chunk])
+        pos = pos[:, :width]
+        labels[lo:lo + chunk] = np.where(pos >= 0, gl[np.maximum(pos, 0)], -1)
+
+    hits = {k: recall_hits(labels, ql, k) for k in ks}
+    rp = r_precision_scores(labels, ql, relevant)
+    mp = map_at_r_scores(labels, ql, relevant)
+    per_class = {}
+    for code in np.unique(ql):
+        sel = ql == code
+        row: dict[str, float] = {"n": int(sel.sum())}
+        row.update({f"recall@{k}": float(h[sel].mean()) for k, h in hits.items()})
+        row.update({"precision@1": float(hits[1][sel].mean()) if 1 in hits else
+                    float((labels[sel, 0] == code).mean()),
+                    "r_precision": float(rp[sel].mean()), "map@r": float(mp[sel].mean())})
+        per_class[str(classes[code])] = row
+    return RecallReport(
+        n=int(len(ql)), recall={k: float(h.mean()) for k, h in hits.items()},
+        precision_at_1=precision_at_1(labels, ql), r_precision=float(rp.mean()), map_at_r=float(mp.mean()),
+        per_class=per_class, excluded=int((~keep).sum()),
+        seconds={"search": search_seconds, "metrics": time.perf_counter() - start - search_seconds})
