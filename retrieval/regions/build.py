@@ -1,0 +1,98 @@
+"""Build (or update) the region index of an index directory: incremental by image."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from index.errors import RetrError
+from index.regions import RegionIndex, clear_regions, pending_images, region_counts, replace_regions
+from index.store import IndexStore
+from retrieval.extract import Embedder
+from retrieval.models import LoadedModel
+from retrieval.regions.extract import embed_regions
+from retrieval.regions.settings import RegionSettings
+from retrieval.regions.source import RegionSource, SourceOptions, make_source
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionOptions:
+    """``--regions NAME`` and its settings, as the build path receives them."""
+
+    spec: str
+    settings: RegionSettings = RegionSettings()
+    detector_weights: str | None = None
+    index_type: str | None = None  # None: the region index's current type, else the image index's
+
+    def source(self, device: str = "auto") -> RegionSource:
+        return make_source(self.spec, SourceOptions(detector_weights=self.detector_weights, device=device))
+
+
+@dataclasses.dataclass
+class RegionReport:
+    source: str
+    images: int = 0  # images whose regions were (re)computed now
+    regions: int = 0  # regions stored for them
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    total: int = 0  # regions in regions.faiss
+    rebuilt: bool = False  # the source, settings or model changed: every image's regions were redone
+    factory: str = ""
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "images": self.images, "regions": self.regions, "total": self.total,
+                "rebuilt": self.rebuilt, "failed": [{"path": p, "error": e} for p, e in self.failed]}
+
+
+def _wanted_state(source: RegionSource, options: RegionOptions, model: LoadedModel) -> dict[str, Any]:
+    return {"spec": options.spec, "source": source.key(), "settings": options.settings.to_json(),
+            "model": model.info.identity(),
+            "detector_weights": str(Path(options.detector_weights).resolve()) if options.detector_weights else None}
+
+
+def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions, *, batch_size: int = 32,
+                  workers: int | None = None, device: str = "auto", progress: bool = False,
+                  embedder: Embedder | None = None, source: RegionSource | None = None) -> RegionReport:
+    """Compute regions for every embedded image that lacks them (all of them when the source changed)."""
+    start = time.perf_counter()
+    if store.manifest is None:
+        raise RetrError(f"the index at {store.dir} has no images yet: build it before its regions")
+    store.check_model(model.info.identity())
+    source = source or options.source(device)
+    regions = RegionIndex(store)
+    state, wanted = regions.state, _wanted_state(source, options, model)
+    report = RegionReport(source=source.key())
+    same = state is not None and all(state.get(k) == wanted[k] for k in ("source", "settings", "model"))
+    if not same:
+        report.rebuilt = state is not None
+        clear_regions(store.catalog)
+        keep = {k: state[k] for k in ("index_type",) if state and k in state}
+        # the new state is recorded first, so an interrupted build resumes with the new source
+        regions.write_state({**keep, **wanted, "ids_digest": None})
+    todo = pending_images(store.catalog, source.key())
+    if todo:
+        embedder = embedder or Embedder(model, device)
+        for done, failed in embed_regions(model, source, options.settings, todo, batch_size=batch_size,
+                                          workers=workers, device=device, progress=progress, embedder=embedder):
+            replace_regions(store.catalog, source.key(), done)
+            report.images += len(done)
+            report.regions += sum(len(d.regions) for d in done)
+            report.failed += [(f.path, f.error) for f in failed]
+    index_type = options.index_type or (regions.state or {}).get("index_type") or store.manifest.index_type
+    if todo or not regions.consistent() or index_type != regions.state.get("index_type"):
+        regions.rebuild(index_type)
+    report.total = int(regions.state.get("vectors", 0))
+    report.factory = str(regions.state.get("factory", ""))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def region_info(store: IndexStore) -> dict[str, Any] | None:
+    """What `retr index info` shows of the regions (None when none were built)."""
+    state = RegionIndex(store).state
+    if state is None:
+        return None
+    counts = region_counts(store.catalog)
+    return {"source": state.get("source"), "regions": counts["regions"], "images": counts["images"],
+            "factory": state.get("factory"), "settings": state.get("settings")}
