@@ -1,0 +1,125 @@
+import builtins
+import importlib.util
+
+import kmedoids
+import numpy as np
+import pytest
+from PIL import Image
+
+from index.errors import RetrError
+from retrieval import cluster as C
+from retrieval.clustering import write_elbow
+
+HAS_SKLEARN_EXTRA = importlib.util.find_spec("sklearn_extra") is not None
+
+
+def blobs(n_per=20, centres=4, dim=8, spread=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dim))
+    x = np.concatenate([m + spread * rng.normal(size=(n_per, dim)) for m in means]).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def check_invariants(vectors, result):
+    dist = 1.0 - vectors.astype(np.float64) @ vectors.T.astype(np.float64)
+    k = len(result.medoids)
+    assert k == result.k == len(set(result.medoids.tolist()))
+    # each medoid belongs to its own cluster
+    np.testing.assert_array_equal(result.labels[result.medoids], np.arange(k))
+    # every point is assigned to its nearest medoid
+    to_medoids = dist[:, result.medoids]
+    assigned = to_medoids[np.arange(len(vectors)), result.labels]
+    np.testing.assert_allclose(assigned, to_medoids.min(axis=1), atol=1e-5)
+    # the loss is the sum of distances to the assigned medoids, recomputed independently
+    assert result.loss == pytest.approx(assigned.sum(), rel=1e-4, abs=1e-4)
+
+
+def test_fasterpam_invariants_and_same_result_as_the_engine_called_directly():
+    x = blobs()
+    (result,) = C.cluster_vectors(x, [4], seed=3)
+    check_invariants(x, result)
+    direct = kmedoids.fasterpam(C.cosine_distances(x), 4, init="random", random_state=3)
+    np.testing.assert_array_equal(result.medoids, direct.medoids)
+    np.testing.assert_array_equal(result.labels, direct.labels)
+    assert result.loss == pytest.approx(direct.loss, rel=1e-5)
+    assert result.silhouette == pytest.approx(kmedoids.medoid_silhouette(C.cosine_distances(x), direct.medoids)[0])
+
+
+def test_a_range_picks_the_true_number_of_blobs_by_silhouette():
+    x = blobs(centres=4)
+    results = C.cluster_vectors(x, range(2, 8))
+    assert [r.k for r in results] == list(range(2, 8))
+    assert C.best_by_silhouette(results).k == 4
+    losses = [r.loss for r in results]
+    assert losses[2] < losses[0]  # k=4 explains the data far better than k=2
+
+
+def test_sampled_clustering_assigns_everything_to_the_nearest_medoid():
+    x = blobs(n_per=30)
+    (result,) = C.cluster_vectors(x, [4], sample=40, seed=1)
+    assert result.sampled and len(result.labels) == len(x)
+    check_invariants(x, result)
+    # silhouette over all points equals kmedoids' medoid silhouette on the full matrix
+    full = C.cosine_distances(x)
+    assert result.silhouette == pytest.approx(kmedoids.medoid_silhouette(full, result.medoids)[0], abs=1e-4)
+
+
+def test_the_distance_matrix_is_refused_before_allocation_beyond_memory():
+    x = blobs(n_per=50)  # 200 points: 160 kB of float32 distances
+    with pytest.raises(RetrError, match=r"--sample N \(N <= 100\)"):
+        C.cluster_vectors(x, [3], memory=2 * 100 * 100 * 4)
+    (result,) = C.cluster_vectors(x, [3], memory=2 * 100 * 100 * 4, sample=100)
+    assert result.sampled
+
+
+def test_bad_k_and_unknown_method_are_clear_errors():
+    x = blobs(n_per=3, centres=2)
+    with pytest.raises(RetrError, match="k=7"):
+        C.cluster_vectors(x, [7])
+    with pytest.raises(RetrError, match="known: alternate, fasterpam, pam"):
+        C.cluster_vectors(x, [2], method="kmeans")
+    with pytest.raises(ValueError, match="already registered"):
+        C.register_engine("fasterpam")(C.fasterpam)
+
+
+def test_missing_sklearn_extra_says_how_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("sklearn_extra"):
+            raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(RetrError) as err:
+        C.cluster_vectors(blobs(n_per=3, centres=2), [2], method="pam")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "binary incompatibility" in message and C.SKLEARN_EXTRA_HINT in message
+
+
+@pytest.mark.skipif(not HAS_SKLEARN_EXTRA, reason="scikit-learn-extra (optional extra) not installed")
+@pytest.mark.parametrize("method", ["pam", "alternate"])
+def test_sklearn_extra_engines_keep_the_invariants(method):
+    x = blobs(n_per=10)
+    (result,) = C.cluster_vectors(x, [4], method=method)
+    check_invariants(x, result)
+    assert result.method == method
+
+
+def test_elbow_png_is_written_without_matplotlib(tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError("no matplotlib")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    results = C.cluster_vectors(blobs(), range(2, 6))
+    out = write_elbow(tmp_path / "elbow.png", results, best_k=4)
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.width > 400
+        # the chosen k is drawn in red
+        rgb = np.asarray(img.convert("RGB")).reshape(-1, 3).astype(int)
+        assert ((rgb[:, 0] > 200) & (rgb[:, 1] < 80) & (rgb[:, 2] < 80)).any()
