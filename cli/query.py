@@ -10,6 +10,13 @@ from cli.common import DEFAULT_INDEX, DbUrl, Device, IndexDir, JsonOut, ModelSpe
 from retrieval.gallery import Tile, write_gallery
 from retrieval.search import query_index
 
+# region search (issue 6)
+RegionsFlag = Annotated[bool, typer.Option("--regions", help="Search the region index: images ranked by their "
+                                           "best region, each with the matching box.")]
+QueryBox = Annotated[str | None, typer.Option("--box", help="Query with this crop of the query image: x0,y0,x1,y1.")]
+Detect = Annotated[bool, typer.Option("--detect", help="Find regions in the query image (the index's region "
+                                      "source) and search with each.")]
+
 
 def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s).")],
           index: IndexDir = DEFAULT_INDEX,
@@ -19,8 +26,12 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
           nprobe: Annotated[int | None, typer.Option("--nprobe", min=1, help="IVF lists to visit "
                                                      "(default: tuned at build for recall@10 >= 0.95).")] = None,
           ef: Annotated[int | None, typer.Option("--ef", min=1, help="HNSW efSearch (default: tuned at build).")] = None,
-          model: ModelSpec = None, weights: WeightsFile = None, device: Device = "auto", db: DbUrl = None) -> None:
+          model: ModelSpec = None, weights: WeightsFile = None, device: Device = "auto", db: DbUrl = None,
+          regions: RegionsFlag = False, box: QueryBox = None, detect: Detect = False) -> None:
     """Find the K most similar catalog images to each query image (cosine similarity)."""
+    if regions or box is not None or detect:
+        return _region_query(images, index, k, json_out, html, nprobe, ef, model, weights, device, db, regions, box,
+                             detect)
     with user_errors():
         results = query_index(index, [str(p) for p in images], k=k, nprobe=nprobe, ef=ef, model=model,
                               weights=str(weights) if weights else None, device=device, db_url=db)
@@ -36,6 +47,31 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
         typer.echo(f"  {'rank':>4}  {'score':>6}  path")
         for h in r.results:
             typer.echo(f"  {h.rank:>4}  {h.score:6.3f}  {h.path}")
+
+
+def _region_query(images, index, k, json_out, html, nprobe, ef, model, weights, device, db, regions, box,
+                  detect) -> None:
+    """--regions / --box / --detect: search with crops of the query; region hits carry their box."""
+    from retrieval.regions.search import query_regions
+    with user_errors():
+        results = query_regions(index, [str(p) for p in images], k=k, regions=regions, box=box, detect=detect,
+                                model=model, weights=str(weights) if weights else None, device=device, db_url=db,
+                                nprobe=nprobe, ef=ef)
+        if html is not None:
+            write_gallery(html, "retr query", [
+                (f"query: {r.query}" + (f" {r.label or 'box'} {[round(v) for v in r.box]}" if r.box else ""),
+                 [Tile(r.query, "query", r.box)] +
+                 [Tile(h.path, f"#{h.rank}  {h.score:.3f}", getattr(h, "region", None) and h.region.box)
+                  for h in r.results]) for r in results])
+    if json_out:
+        print_json([r.to_json() for r in results])
+        return
+    for r in results:
+        typer.echo(f"query: {r.query}" + (f"  box {[round(v) for v in r.box]} {r.label or ''}" if r.box else ""))
+        typer.echo(f"  {'rank':>4}  {'score':>6}  path")
+        for h in r.results:
+            where = f"  box {[round(v) for v in h.region.box]} {h.region.label or ''}" if hasattr(h, "region") else ""
+            typer.echo(f"  {h.rank:>4}  {h.score:6.3f}  {h.path}{where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -32,6 +32,7 @@ class BuildOptions:
     workers: int | None = None
     device: str = "auto"
     progress: bool = False
+    regions: Any = None  # retrieval.regions.RegionOptions: also build the region index (issue 6)
 
 
 @dataclasses.dataclass
@@ -44,10 +45,12 @@ class BuildReport:
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     factory: str = ""
+    regions: Any = None  # retrieval.regions.RegionReport when the index has regions
 
     def to_json(self) -> dict[str, Any]:
         return {"added": self.added, "updated": self.updated, "removed": self.removed, "total": self.total,
-                "skipped": [{"path": p, "error": e} for p, e in self.skipped]}
+                "skipped": [{"path": p, "error": e} for p, e in self.skipped],
+                **({"regions": self.regions.to_json()} if self.regions is not None else {})}
 
 
 def model_for_index(store: IndexStore, opts: BuildOptions) -> LoadedModel:
@@ -151,6 +154,10 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         report.factory = manifest.factory
         scanned = {f.path for f in found.files}
         report.skipped = [(p, e) for p, e in store.catalog.errors() if p in scanned] + list(found.errors)
+        from retrieval.regions.build import build_regions, region_options_for  # regions: issue 6
+        if (regions := region_options_for(store, opts.regions)) is not None:
+            report.regions = build_regions(store, model, regions, batch_size=opts.batch_size, workers=opts.workers,
+                                           device=opts.device, progress=opts.progress, embedder=embedder)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -96,3 +96,35 @@ def region_info(store: IndexStore) -> dict[str, Any] | None:
     counts = region_counts(store.catalog)
     return {"source": state.get("source"), "regions": counts["regions"], "images": counts["images"],
             "factory": state.get("factory"), "settings": state.get("settings")}
+
+
+def make_region_options(spec: str | None, *, score: float | None = None, nms: float | None = None,
+                        max_regions: int | None = None, min_size: float | None = None,
+                        padding: float | None = None, blank_background: bool | None = None,
+                        detector_weights: str | None = None) -> RegionOptions | None:
+    """RegionOptions from command-line values (None: the default); None when no source is named."""
+    given = {"score_threshold": score, "nms_iou": nms, "max_regions": max_regions, "min_size": min_size,
+             "padding": padding, "blank_background": blank_background}
+    given = {k: v for k, v in given.items() if v is not None}
+    if spec is None:
+        if given or detector_weights:
+            raise RetrError("region settings need a region source: add --regions NAME")
+        return None
+    if given.get("nms_iou") == 0:
+        given["nms_iou"] = None  # 0 turns suppression off
+    try:
+        settings = RegionSettings(**given)
+    except ValueError as exc:
+        raise RetrError(str(exc)) from None
+    return RegionOptions(spec=spec, settings=settings, detector_weights=detector_weights)
+
+
+def region_options_for(store: IndexStore, options: RegionOptions | None) -> RegionOptions | None:
+    """The regions a build keeps up to date: those named, else the ones the index already has."""
+    if options is not None:
+        return options
+    state = RegionIndex(store).state
+    if state is None:
+        return None
+    return RegionOptions(spec=state["spec"], settings=RegionSettings(**state["settings"]),
+                         detector_weights=state.get("detector_weights"), index_type=state.get("index_type"))
