@@ -101,7 +101,7 @@ def pending_images(catalog: Catalog, source_key: str) -> list[PendingImage]:
                            .where(Image.status == STATUS_OK, Image.vector.is_not(None))
                            .order_by(Image.id)).all()
         done = dict(s.execute(select(Region.image_id, Region.label)
-                              .where(Region.source == source_key, Region.vector.is_(None))).tuples().all())
+                              .where(Region.source == source_key, Region.vector.is_(None))).all())
     return [PendingImage(int(i), p, sha) for i, p, sha in images if done.get(int(i)) != MARKER + str(sha)]
 
 
@@ -269,7 +269,7 @@ class RegionIndex:
         out: dict[int, int] = {}
         with self.store.catalog.session() as s:
             for chunk in _chunks(wanted):
-                out.update(s.execute(select(Region.id, Region.image_id).where(Region.id.in_(chunk))).tuples().all())
+                out.update(s.execute(select(Region.id, Region.image_id).where(Region.id.in_(chunk))).all())
         return out
 
 
