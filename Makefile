@@ -19,8 +19,18 @@ $(STAMP): pyproject.toml | $(PY)
 
 install dev: $(STAMP)
 
+# The demo: index the bundled sample photos with the offline default model, then query with one photo
+# and with an edited copy (cropped, resized, brightened, recompressed) of another.
+DEMO := demo-out
 demo: $(STAMP)
-	$(PY) benchmarks/demo.py
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(VENV)/bin/retr index build tests/data/photos --index $(DEMO)/index
+	$(PY) -c "from PIL import Image, ImageEnhance; im = Image.open('tests/data/photos/chelsea.jpg'); \
+	  w, h = im.size; im = im.crop((w // 10, h // 10, w, h)).resize((240, 180)); \
+	  ImageEnhance.Brightness(im).enhance(1.3).save('$(DEMO)/chelsea-edited.jpg', quality=50)"
+	$(VENV)/bin/retr query tests/data/photos/coffee.jpg $(DEMO)/chelsea-edited.jpg --index $(DEMO)/index -k 5 \
+	  --html $(DEMO)/results.html
+	@echo "contact sheet: $(DEMO)/results.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -28,13 +28,36 @@ class Hit:
     score: float
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchResults:
+    """k-NN results for a batch of queries as arrays; ``results[i]`` gives query i's hits, best first.
+
+    Hits are made only when read, so a large batch costs little more than faiss itself.
+    """
+
+    scores: np.ndarray  # float32 [n, k]
+    ids: np.ndarray  # int64 [n, k], -1 where fewer than k exist
+    paths: np.ndarray  # object [n, k]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> list[Hit]:
+        ids, scores, paths = self.ids[i].tolist(), self.scores[i].tolist(), self.paths[i].tolist()
+        return [Hit(rank=r + 1, id=j, path=p, score=s)
+                for r, (j, s, p) in enumerate(zip(ids, scores, paths)) if j >= 0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 class IndexStore:
     def __init__(self, index_dir: Path, catalog: Catalog, manifest: Manifest | None):
         self.dir = index_dir
         self.catalog = catalog
         self.manifest = manifest
         self._searcher: V.Searcher | None = None
-        self._paths: dict[int, str] | None = None
+        self._paths: np.ndarray | None = None
 
     @classmethod
     def open(cls, index_dir: str | Path, db_url: str | None = None, *, create: bool = False) -> "IndexStore":
@@ -130,7 +153,7 @@ class IndexStore:
         return self._searcher
 
     def search(self, queries: np.ndarray, k: int = 10, *, nprobe: int | None = None,
-               ef: int | None = None) -> list[list[Hit]]:
+               ef: int | None = None) -> SearchResults:
         """The k nearest catalog images of each query vector, best first."""
         if self.manifest is None:
             raise RetrError(f"the index at {self.dir} is empty: build it first")
@@ -140,16 +163,26 @@ class IndexStore:
         if ef is not None:
             params["ef"] = ef
         scores, ids = self.searcher().search(queries, k, **params)
-        paths = self.paths()
-        return [[Hit(rank=r + 1, id=int(i), path=paths.get(int(i), "?"), score=float(s))
-                 for r, (s, i) in enumerate(zip(srow, irow)) if i >= 0]
-                for srow, irow in zip(scores, ids)]
+        return SearchResults(scores, ids, self._path_table()[ids])
+
+    def _path_table(self) -> np.ndarray:
+        """Paths indexed by catalog id, loaded once per store: the query path's id -> path lookup.
+
+        Catalog ids are dense (autoincrement), so a direct table is small; its last slot stays None,
+        which is where faiss's -1 ("no neighbour") lands.
+        """
+        if self._paths is None:
+            mapping = self.catalog.paths_by_id(self.catalog.vector_ids())
+            table = np.full(max(mapping, default=-1) + 2, None, dtype=object)
+            for image_id, path in mapping.items():
+                table[image_id] = path
+            self._paths = table
+        return self._paths
 
     def paths(self) -> dict[int, str]:
-        """id -> path of every image with a vector, loaded once per store (the query path's lookup)."""
-        if self._paths is None:
-            self._paths = self.catalog.paths_by_id(self.catalog.vector_ids())
-        return self._paths
+        """id -> path of every image with a vector."""
+        table = self._path_table()
+        return {i: p for i, p in enumerate(table.tolist()) if p is not None}
 
     def bytes_on_disk(self) -> int:
         return sum(p.stat().st_size for p in self.dir.iterdir() if p.is_file())

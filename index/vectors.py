@@ -92,8 +92,8 @@ def build(vectors: np.ndarray, ids: np.ndarray, factory: str) -> faiss.Index:
             raise RetrError(f"index type {factory!r} needs at least {min_train} vectors to train, "
                             f"the collection has {len(vectors)}; use --index-type auto or flat")
         rng = np.random.default_rng(0)
-        sample = vectors if len(vectors) <= 256 * max(min_train, 1) else \
-            vectors[rng.choice(len(vectors), 256 * min_train, replace=False)]
+        size = max(64 * min_train, 10_000)  # faiss wants >= 39 points per centroid; more buys little
+        sample = vectors if len(vectors) <= size else vectors[np.sort(rng.choice(len(vectors), size, replace=False))]
         try:
             index.train(sample)
         except RuntimeError as exc:

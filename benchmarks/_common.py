@@ -1,0 +1,43 @@
+"""Helpers shared by the benchmark scripts (not part of the package)."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def timer(out: dict, key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    out[key] = time.perf_counter() - start
+
+
+def real_photos() -> dict[str, np.ndarray]:
+    """Full-size freely licensed photos available offline (scikit-image, scikit-learn)."""
+    import skimage.data as d
+    from sklearn.datasets import load_sample_images
+    out = {n: getattr(d, n)() for n in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+                                         "retina", "brick", "gravel", "camera", "coins")}
+    for name, img in zip(("china", "flower"), load_sample_images().images):
+        out[name] = img
+    return out
+
+
+def clustered_unit_vectors(n: int, dim: int, *, centres: int = 1000, noise: float = 0.35,
+                           seed: int = 0) -> np.ndarray:
+    """Vectors shaped like real embeddings: a mixture of many clusters on the unit sphere."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, dim)).astype(np.float32)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        x = c[rng.integers(0, centres, m)] + noise / np.sqrt(dim) * rng.standard_normal((m, dim)).astype(np.float32)
+        out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
