@@ -1,0 +1,105 @@
+"""Calibrating Hamming thresholds on labelled pairs (CSV ``path_a,path_b,is_duplicate``)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from index.binary import hamming
+from index.errors import RetrError
+from retrieval.dedupe.hashers import HASHERS, get_hasher
+from retrieval.dedupe.hashing import HashJob, hash_files
+
+TRUE = {"1", "true", "yes", "y", "t", "dup", "duplicate"}
+FALSE = {"0", "false", "no", "n", "f", "", "distinct"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Pairs:
+    a: list[str]
+    b: list[str]
+    labels: np.ndarray  # bool
+
+
+def read_pairs(path: str | Path) -> Pairs:
+    """Read labelled pairs; relative paths are taken relative to the CSV's folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RetrError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    reader = csv.DictReader(text.splitlines())
+    need = {"path_a", "path_b", "is_duplicate"}
+    if not reader.fieldnames or not need <= {f.strip() for f in reader.fieldnames}:
+        raise RetrError(f"{path} needs the columns path_a,path_b,is_duplicate (has {reader.fieldnames})")
+    a, b, labels = [], [], []
+    for n, row in enumerate(reader, 2):
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        flag = row["is_duplicate"].lower()
+        if flag not in TRUE | FALSE:
+            raise RetrError(f"{path} line {n}: is_duplicate must be 1/0 or true/false, got {row['is_duplicate']!r}")
+        a.append(str((path.parent / row["path_a"]).resolve()))
+        b.append(str((path.parent / row["path_b"]).resolve()))
+        labels.append(flag in TRUE)
+    if not labels:
+        raise RetrError(f"{path} holds no pairs")
+    return Pairs(a, b, np.asarray(labels, dtype=bool))
+
+
+def pr_curve(distances: np.ndarray, labels: np.ndarray, max_threshold: int) -> list[dict[str, Any]]:
+    """Precision and recall of "duplicate when distance <= t" for t = 0..max_threshold (precision None
+    when nothing is predicted)."""
+    distances, labels = np.asarray(distances), np.asarray(labels, dtype=bool)
+    positives = int(labels.sum())
+    out = []
+    for t in range(max_threshold + 1):
+        predicted = distances <= t
+        tp = int((predicted & labels).sum())
+        npred = int(predicted.sum())
+        out.append({"threshold": t, "precision": tp / npred if npred else None,
+                    "recall": tp / positives if positives else None, "tp": tp, "fp": npred - tp,
+                    "fn": positives - tp})
+    return out
+
+
+def best_threshold(curve: Sequence[dict[str, Any]], target_precision: float) -> dict[str, Any] | None:
+    """The largest threshold (most recall) whose precision reaches the target, or None."""
+    ok = [p for p in curve if p["precision"] is not None and p["precision"] >= target_precision]
+    return max(ok, key=lambda p: (p["recall"] or 0, p["threshold"])) if ok else None
+
+
+def calibrate(pairs_csv: str | Path, *, hashes: Sequence[str] | None = None, hash_size: int | None = None,
+              target_precision: float = 0.99, workers: int | None = None, progress: bool = False) -> dict[str, Any]:
+    if not 0.0 < target_precision <= 1.0:
+        raise RetrError(f"target precision must be in (0, 1], got {target_precision}")
+    pairs = read_pairs(pairs_csv)
+    names = list(hashes) if hashes else HASHERS.names()
+    files = sorted(set(pairs.a) | set(pairs.b))
+    out: dict[str, Any] = {"pairs": len(pairs.labels), "duplicates": int(pairs.labels.sum()),
+                           "target_precision": target_precision, "hashes": {}, "errors": []}
+    for name in names:
+        hasher = get_hasher(name)
+        size = hasher.size(hash_size)
+        codes, errors = {}, []
+        for res in hash_files(files, HashJob(name, size), workers=workers, progress=progress):
+            if res.bits is None:
+                errors.append((res.path, res.error or "cannot hash"))
+            else:
+                codes[res.path] = np.frombuffer(res.bits, dtype=np.uint8)
+        usable = np.array([x in codes and y in codes for x, y in zip(pairs.a, pairs.b)], dtype=bool)
+        if not usable.any():
+            raise RetrError(f"none of the pairs in {pairs_csv} could be hashed (e.g. {errors[:1]})")
+        a = np.stack([codes[x] for x, ok in zip(pairs.a, usable) if ok])
+        b = np.stack([codes[y] for y, ok in zip(pairs.b, usable) if ok])
+        curve = pr_curve(hamming(a, b), pairs.labels[usable], hasher.bits(size))
+        best = best_threshold(curve, target_precision)
+        out["hashes"][name] = {"hash_size": size, "bits": hasher.bits(size), "default_threshold": hasher.threshold(size),
+                               "threshold": best["threshold"] if best else None,
+                               "precision": best["precision"] if best else None,
+                               "recall": best["recall"] if best else None, "curve": curve}
+        if not out["errors"]:
+            out["errors"] = [{"path": p, "error": e} for p, e in errors]
+    return out

@@ -1,0 +1,161 @@
+"""Finding duplicate groups: exact (sha256) -> perceptual hash -> optional embedding similarity.
+
+Each layer yields pairs of positions (no O(n^2) loop: sorting for sha256, faiss/multi-index range search
+for hashes, faiss inner-product range search for embeddings); union-find joins them into groups; a keep
+policy picks the image to keep, and every other member carries its reason and distance to the kept one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from index.binary import hamming, pairs_within, similar_pairs
+from retrieval.dedupe.groups import group_pairs
+from retrieval.dedupe.hashers import DEFAULT_HASH, get_hasher
+from retrieval.dedupe.keep import DEFAULT_KEEP, Candidate, choose_keep, policy
+
+EXACT = "exact"
+EMBEDDING = "embedding"
+CHAIN = "-chain"  # suffix: joined to the kept image only through other duplicates
+DEFAULT_SIMILARITY = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class DedupeOptions:
+    hash: str = DEFAULT_HASH
+    hash_size: int | None = None  # None: the hasher's default
+    threshold: int | None = None  # Hamming radius; None: the hasher's documented default
+    embeddings: bool = False
+    similarity: float = DEFAULT_SIMILARITY
+    keep: str = DEFAULT_KEEP
+    method: str = "auto"  # binary range search method (index.binary.METHODS)
+
+    def validated(self) -> "DedupeOptions":
+        hasher = get_hasher(self.hash)
+        size = hasher.size(self.hash_size)
+        threshold = hasher.threshold(size) if self.threshold is None else int(self.threshold)
+        if not 0 <= threshold <= hasher.bits(size):
+            raise ValueError(f"threshold {threshold} is outside 0..{hasher.bits(size)} for a "
+                             f"{hasher.bits(size)}-bit {self.hash}")
+        if not 0.0 < self.similarity <= 1.0:
+            raise ValueError(f"similarity must be in (0, 1], got {self.similarity}")
+        policy(self.keep)
+        return dataclasses.replace(self, hash_size=size, threshold=threshold)
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """An image of the collection (``id``: catalog id, or position when there is no catalog)."""
+
+    id: int
+    path: str
+    sha256: str | None
+    bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    mtime: float | None = None
+
+    def candidate(self) -> Candidate:
+        return Candidate(self.path, self.bytes, self.width, self.height, self.mtime)
+
+
+@dataclasses.dataclass(frozen=True)
+class Duplicate:
+    item: Item
+    distance: float  # Hamming distance to the kept image, 0 for exact, 1 - cosine for embedding
+    reason: str  # exact | <hash name> | embedding, with "-chain" when only linked through other duplicates
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.item.path, "distance": self.distance, "reason": self.reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    keep: Item
+    duplicates: tuple[Duplicate, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"keep": self.keep.path, "duplicates": [d.to_json() for d in self.duplicates]}
+
+
+@dataclasses.dataclass
+class DedupeResult:
+    n_images: int
+    groups: list[Group]
+    options: DedupeOptions
+    errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # files that could not be hashed
+
+    @property
+    def n_duplicates(self) -> int:
+        return sum(len(g.duplicates) for g in self.groups)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_images": self.n_images, "n_duplicates": self.n_duplicates,
+                "groups": [g.to_json() for g in self.groups]}
+
+
+def exact_pairs(sha256: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (first, other) of positions with the same sha256 (None never matches)."""
+    known = np.array([i for i, s in enumerate(sha256) if s], dtype=np.int64)
+    if len(known) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keys = np.array([sha256[i] for i in known])
+    order = np.argsort(keys, kind="stable")
+    keys, pos = keys[order], known[order]
+    same = keys[1:] == keys[:-1]
+    return pos[:-1][same], pos[1:][same]  # consecutive equal keys chain the whole group together
+
+
+def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,
+                    vectors: np.ndarray | None = None, vector_rows: np.ndarray | None = None,
+                    errors: Sequence[tuple[str, str]] = ()) -> DedupeResult:
+    """Duplicate groups among ``items`` (``codes[k]`` is the packed hash of ``items[k]``).
+
+    ``vectors`` (L2-normalised) belong to the positions ``vector_rows`` (all positions when None).
+    """
+    opts = opts.validated()
+    if len(codes) != len(items):
+        raise ValueError(f"{len(items)} items but {len(codes)} hash codes")
+    sha = [it.sha256 for it in items]
+    layers: list[tuple[str, tuple[np.ndarray, np.ndarray]]] = [(EXACT, exact_pairs(sha))]
+    if len(items) > 1:
+        i, j, _ = pairs_within(codes, opts.threshold, method=opts.method)
+        layers.append((opts.hash, (i, j)))
+    vec_at: dict[int, int] = {}
+    if opts.embeddings and vectors is not None and len(vectors):
+        rows = np.arange(len(vectors)) if vector_rows is None else np.asarray(vector_rows, dtype=np.int64)
+        vi, vj, _ = similar_pairs(vectors, opts.similarity)
+        layers.append((EMBEDDING, (rows[vi], rows[vj])))
+        vec_at = {int(r): k for k, r in enumerate(rows)}
+    linked = {name: set(np.concatenate(pair).tolist()) for name, pair in layers}
+
+    groups = []
+    for members in group_pairs(*(pair for _, pair in layers)):
+        k = choose_keep([items[m].candidate() for m in members], opts.keep)
+        keep = members[k]
+        dups = [_explain(m, keep, items, codes, opts, vectors, vec_at, linked) for m in members if m != keep]
+        dups.sort(key=lambda d: (d.distance, d.item.path))
+        groups.append(Group(items[keep], tuple(dups)))
+    groups.sort(key=lambda g: g.keep.path)
+    return DedupeResult(len(items), groups, opts, list(errors))
+
+
+def _explain(m: int, keep: int, items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,
+             vectors: np.ndarray | None, vec_at: dict[int, int], linked: dict[str, set[int]]) -> Duplicate:
+    """Why ``m`` duplicates ``keep``: the strongest layer in which they are directly within reach."""
+    if items[m].sha256 and items[m].sha256 == items[keep].sha256:
+        return Duplicate(items[m], 0, EXACT)
+    dist = int(hamming(codes[m:m + 1], codes[keep:keep + 1])[0])
+    if dist <= opts.threshold:
+        return Duplicate(items[m], dist, opts.hash)
+    cos_dist = None
+    if vectors is not None and m in vec_at and keep in vec_at:
+        sim = float(vectors[vec_at[m]] @ vectors[vec_at[keep]])
+        cos_dist = round(max(0.0, 1.0 - sim), 4)
+        if sim >= opts.similarity:
+            return Duplicate(items[m], cos_dist, EMBEDDING)
+    if m in linked.get(opts.hash, ()) or cos_dist is None:
+        return Duplicate(items[m], dist, opts.hash + CHAIN)
+    return Duplicate(items[m], cos_dist, EMBEDDING + CHAIN)

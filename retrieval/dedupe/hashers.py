@@ -1,0 +1,124 @@
+"""Perceptual hashers: a small registry wrapping imagehash (never reimplementing a hash).
+
+Each hasher knows its width in bits for a ``hash_size`` and the smallest image it needs, so JPEGs can be
+decoded at reduced size (PIL draft) when the hash resizes the image down anyway.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+HashFn = Callable[[Image.Image, int], imagehash.ImageHash]
+
+
+@dataclasses.dataclass(frozen=True)
+class Hasher:
+    """One imagehash function under a registry name.
+
+    ``default_size``: the hash_size (for colorhash: binbits) used when none is given.
+    ``default_threshold``: Hamming radius for near-duplicates at the default size (benchmarks/dedupe_quality.py).
+    ``draft_factor``: the hash resizes the image to about ``draft_factor * hash_size`` pixels first, so a JPEG
+    may be decoded at any scale whose shorter side keeps a margin over that; None when the hash depends on the
+    full-resolution pixels (whash's scale follows the image size, colorhash counts every pixel).
+    """
+
+    name: str
+    fn: HashFn
+    default_size: int
+    default_threshold: int
+    draft_factor: int | None
+    description: str
+
+    def bits(self, hash_size: int | None = None) -> int:
+        """Width of the hash in bits."""
+        size = self.size(hash_size)
+        if self.name == "colorhash":
+            return 14 * size
+        return size * size
+
+    def nbytes(self, hash_size: int | None = None) -> int:
+        """Bytes of the packed hash (bits rounded up to whole bytes; padding bits are zero)."""
+        return (self.bits(hash_size) + 7) // 8
+
+    def size(self, hash_size: int | None) -> int:
+        size = self.default_size if hash_size is None else int(hash_size)
+        if size < 2:
+            raise ValueError(f"hash size must be at least 2 for {self.name}, got {size}")
+        if self.name == "whash" and size & (size - 1):
+            raise ValueError(f"whash needs a power-of-two hash size, got {size}")
+        return size
+
+    def threshold(self, hash_size: int | None = None) -> int:
+        """The default Hamming radius, scaled with the hash width when the size is not the default."""
+        bits = self.bits(hash_size)
+        base_bits = self.bits(self.default_size)
+        return int(round(self.default_threshold * bits / base_bits))
+
+    def draft_size(self, hash_size: int | None = None) -> int | None:
+        """Shorter side a JPEG may be decoded down to (4x margin over what the hash keeps), or None."""
+        if self.draft_factor is None:
+            return None
+        return max(64, 4 * self.draft_factor * self.size(hash_size))
+
+    def hash_image(self, image: Image.Image, hash_size: int | None = None) -> imagehash.ImageHash:
+        return self.fn(image, self.size(hash_size))
+
+    def packed(self, image: Image.Image, hash_size: int | None = None) -> bytes:
+        """The hash as packed bits (numpy.packbits, row-major), the form stored and searched."""
+        return pack(self.hash_image(image, hash_size))
+
+
+def pack(h: imagehash.ImageHash) -> bytes:
+    return np.packbits(np.asarray(h.hash, dtype=bool).ravel()).tobytes()
+
+
+def unpack(bits: bytes, nbits: int) -> np.ndarray:
+    """Packed bytes -> bool array of ``nbits`` (inverse of ``pack`` up to the hash's shape)."""
+    return np.unpackbits(np.frombuffer(bits, dtype=np.uint8))[:nbits].astype(bool)
+
+
+class HasherRegistry:
+    def __init__(self) -> None:
+        self._hashers: dict[str, Hasher] = {}
+
+    def register(self, hasher: Hasher) -> Hasher:
+        if hasher.name in self._hashers:
+            raise ValueError(f"hasher {hasher.name!r} is already registered")
+        self._hashers[hasher.name] = hasher
+        return hasher
+
+    def get(self, name: str) -> Hasher:
+        try:
+            return self._hashers[name]
+        except KeyError:
+            raise ValueError(f"unknown hash {name!r}; known: {', '.join(self.names())}") from None
+
+    def names(self) -> list[str]:
+        return list(self._hashers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._hashers
+
+
+HASHERS = HasherRegistry()
+# Default radii come from benchmarks/dedupe_quality.py (see the README's dedupe section for their P/R).
+HASHERS.register(Hasher("phash", lambda im, s: imagehash.phash(im, hash_size=s), 8, 10, 4,
+                        "DCT of a 32x32 greyscale image (robust to resizing, compression, small edits)"))
+HASHERS.register(Hasher("dhash", lambda im, s: imagehash.dhash(im, hash_size=s), 8, 10, 1,
+                        "horizontal gradient signs of a 9x8 greyscale image (fast)"))
+HASHERS.register(Hasher("ahash", lambda im, s: imagehash.average_hash(im, hash_size=s), 8, 6, 1,
+                        "pixels above the mean of an 8x8 greyscale image (fastest, least robust)"))
+HASHERS.register(Hasher("whash", lambda im, s: imagehash.whash(im, hash_size=s), 8, 8, None,
+                        "Haar wavelet low band (scale follows the image size: decoded at full size)"))
+HASHERS.register(Hasher("colorhash", lambda im, s: imagehash.colorhash(im, binbits=s), 3, 4, None,
+                        "hue/saturation histogram (size = bits per bin; finds recoloured copies poorly)"))
+
+DEFAULT_HASH = "phash"
+
+
+def get_hasher(name: str) -> Hasher:
+    return HASHERS.get(name)
