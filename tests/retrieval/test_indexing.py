@@ -172,3 +172,17 @@ def test_missing_paths_and_query_images_are_clear_errors(tmp_path, photos, tiny_
         query_index(tmp_path / "ix", [ODD / "truncated.jpg"])
     with pytest.raises(RetrError, match="no index at"):
         query_index(tmp_path / "elsewhere", [photos / "coffee.jpg"])
+
+
+def test_unreadable_file_is_recorded_and_kept_out(tmp_path, photos, tiny_opts, monkeypatch):
+    import builtins
+    real_open = builtins.open
+    locked = str(photos / "coins.jpg")
+
+    def guarded(file, *args, **kwargs):
+        if str(file) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", guarded)
+    report = build_index([photos], tmp_path / "ix", tiny_opts)
+    assert report.total == 11 and report.skipped == [(locked, "unreadable: Permission denied")]
