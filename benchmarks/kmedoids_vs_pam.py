@@ -1,0 +1,96 @@
+"""FasterPAM (kmedoids package, retr's default) against scikit-learn-extra's PAM and alternate.
+
+Same cosine distance matrix for every method: n points in d=128 (40 overlapping Gaussian blobs,
+L2-normalised), k=20. Prints time ratio and loss ratio against PAM. Each method runs in a child process
+with a time limit, so a PAM run too slow for this machine is bounded and reported as such.
+
+    .venv/bin/python benchmarks/kmedoids_vs_pam.py [--sizes 3000 10000] [--limit 600]
+
+Needs the optional scikit-learn-extra (see pyproject's sklearn-extra extra for the build command).
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+
+import numpy as np
+
+from retrieval import cluster as C
+
+
+def data(n: int, dim: int = 128, centres: int = 40, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dim))
+    x = means[rng.integers(0, centres, n)] + 0.9 * rng.normal(size=(n, dim))
+    return C.normalise(x.astype(np.float32))
+
+
+_D: np.ndarray | None = None  # the distance matrix, inherited by forked children
+
+
+def _child(method: str, k: int, seed: int, n_cpu: int | None, queue, init: str = "random") -> None:
+    start = time.perf_counter()
+    if n_cpu is not None:  # FasterPAM pinned to one thread: the same cores as PAM's single thread
+        import kmedoids
+        r = kmedoids.fasterpam(_D, k, init=init, random_state=seed, n_cpu=n_cpu)
+        medoids = np.asarray(r.medoids, np.int64)
+    else:
+        medoids, _ = C.get_engine(method)(_D, k, seed)
+    seconds = time.perf_counter() - start
+    loss = float(_D[:, medoids].min(axis=1).sum(dtype=np.float64))
+    queue.put((seconds, loss))
+
+
+def timed(method: str, k: int, seed: int, limit: float, n_cpu: int | None = None,
+          init: str = "random") -> tuple[float, float | None]:
+    """(seconds, loss); loss None when the run was stopped at ``limit`` seconds."""
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(method, k, seed, n_cpu, queue, init))
+    start = time.perf_counter()
+    proc.start()
+    proc.join(limit)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join()
+        return time.perf_counter() - start, None
+    return queue.get()
+
+
+def main() -> None:
+    global _D
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3000, 10000])
+    parser.add_argument("-k", type=int, default=20)
+    parser.add_argument("--limit", type=float, default=600.0, help="seconds allowed per method run")
+    parser.add_argument("--seeds", type=int, default=3, help="FasterPAM random initialisations")
+    args = parser.parse_args()
+    C.sklearn_extra_kmedoids()  # fail early with the install hint
+    print(f"cores: {os.cpu_count()}, k={args.k}, d=128, time limit per run {args.limit:.0f}s")
+    for n in args.sizes:
+        _D = C.cosine_distances(data(n))
+        print(f"\nn={n}")
+        pam_s, pam_loss = timed("pam", args.k, 0, args.limit)
+        rows = [("sklearn-extra pam (build+swap)", pam_s, pam_loss)]
+        rows.append(("sklearn-extra alternate", *timed("alternate", args.k, 0, args.limit)))
+        for seed in range(args.seeds):
+            rows.append((f"fasterpam seed {seed} (default threads)", *timed("fasterpam", args.k, seed, args.limit)))
+        for seed in range(args.seeds):
+            rows.append((f"fasterpam seed {seed} (1 thread)", *timed("fasterpam", args.k, seed, args.limit, n_cpu=1)))
+        rows.append(("fasterpam, BUILD init (1 thread)", *timed("fasterpam", args.k, 0, args.limit, n_cpu=1,
+                                                                init="build")))
+        print(f"{'method':40} {'seconds':>9} {'loss':>12} {'PAM time / time':>16} {'loss / PAM loss':>16}")
+        for name, seconds, loss in rows:
+            bound = ">" if pam_loss is None else ""
+            speed = f"{bound}{pam_s / seconds:.1f}x"
+            loss_txt = f"{loss:.3f}" if loss is not None else f"stopped at {args.limit:.0f}s"
+            ratio = f"{loss / pam_loss:.5f}" if loss is not None and pam_loss is not None else "n/a"
+            print(f"{name:40} {seconds:>9.2f} {loss_txt:>12} {speed:>16} {ratio:>16}")
+        if pam_loss is None:
+            print(f"PAM did not finish within {args.limit:.0f}s: its time, and so every speed-up, is a lower bound")
+
+
+if __name__ == "__main__":
+    main()
