@@ -106,9 +106,9 @@ class HasherRegistry:
 
 HASHERS = HasherRegistry()
 # Default radii come from benchmarks/dedupe_quality.py (see the README's dedupe section for their P/R).
-HASHERS.register(Hasher("phash", lambda im, s: imagehash.phash(im, hash_size=s), 8, 10, 4,
+HASHERS.register(Hasher("phash", lambda im, s: imagehash.phash(im, hash_size=s), 8, 12, 4,
                         "DCT of a 32x32 greyscale image (robust to resizing, compression, small edits)"))
-HASHERS.register(Hasher("dhash", lambda im, s: imagehash.dhash(im, hash_size=s), 8, 10, 1,
+HASHERS.register(Hasher("dhash", lambda im, s: imagehash.dhash(im, hash_size=s), 8, 5, 1,
                         "horizontal gradient signs of a 9x8 greyscale image (fast)"))
 HASHERS.register(Hasher("ahash", lambda im, s: imagehash.average_hash(im, hash_size=s), 8, 6, 1,
                         "pixels above the mean of an 8x8 greyscale image (fastest, least robust)"))

@@ -71,6 +71,13 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """fork where available: workers only run PIL, numpy and imagehash, and fork needs no ``__main__``
+    guard in the caller's script (spawn and forkserver re-import it)."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
 def hash_files(paths: Sequence[str], job: HashJob = HashJob(), *, workers: int | None = None,
                chunk: int = 64, progress: bool = False) -> Iterator[HashResult]:
     """Hash ``paths`` over ``workers`` processes (1: in this process), yielding results in input order."""
@@ -89,8 +96,7 @@ def hash_files(paths: Sequence[str], job: HashJob = HashJob(), *, workers: int |
                     bar.update(len(results))
                 yield from results
             return
-        # spawn: safe whatever the parent holds (torch threads, open databases)
-        ctx = multiprocessing.get_context("spawn")
+        ctx = _context()
         with cf.ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
             for results in pool.map(_hash_chunk, chunks, [job] * len(chunks)):
                 if bar is not None:

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from retrieval.dedupe.finder import DedupeOptions, Item, exact_pairs, find_duplicates
+from retrieval.dedupe.groups import UnionFind, group_pairs
+from retrieval.dedupe.keep import Candidate, choose_keep
+
+
+def test_union_find_joins_transitively():
+    uf = UnionFind(6)
+    uf.union_pairs(np.array([0, 1, 4]), np.array([1, 2, 5]))
+    assert uf.groups() == [[0, 1, 2], [4, 5]]
+    assert uf.find(2) == uf.find(0) != uf.find(3)
+
+
+def test_group_pairs_merges_layers():
+    groups = group_pairs((np.array([10]), np.array([3])), (np.array([3, 7]), np.array([4, 8])))
+    assert groups == [[3, 4, 10], [7, 8]]
+    assert group_pairs() == []
+
+
+def test_exact_pairs_ignore_missing_digests():
+    i, j = exact_pairs(["a", None, "b", "a", None, "a"])
+    assert sorted(zip(i.tolist(), j.tolist())) == [(0, 3), (3, 5)]
+
+
+@pytest.mark.parametrize("policy,expected", [("largest", "b"), ("highest-resolution", "c"), ("oldest", "d"),
+                                             ("first", "a")])
+def test_keep_policies(policy, expected):
+    cands = [Candidate("a", 10, 100, 100, 5.0), Candidate("b", 99, 100, 100, 4.0),
+             Candidate("c", 50, 400, 300, 3.0), Candidate("d", 20, 10, 10, 1.0)]
+    assert cands[choose_keep(cands, policy)].path == expected
+
+
+def test_unknown_policy_lists_known():
+    with pytest.raises(ValueError, match="highest-resolution"):
+        choose_keep([Candidate("a")], "newest")
+
+
+def test_reason_and_distance_are_relative_to_the_kept_image():
+    items = [Item(k, p, s, b) for k, (p, s, b) in enumerate(
+        [("keep.png", "x", 100), ("near.png", "y", 50), ("far.png", "z", 40), ("copy.png", "x", 100)])]
+    codes = np.zeros((4, 8), np.uint8)
+    codes[1, 0] = 0b111  # 3 bits from keep
+    codes[2, 0] = 0b111
+    codes[2, 1] = 0xFF  # 11 bits from keep, 8 from near: only a chain through near
+    result = find_duplicates(items, codes, DedupeOptions(threshold=8, keep="first"))
+    (group,) = result.groups
+    assert group.keep.path == "copy.png"  # "first" in path order
+    got = {d.item.path: (d.reason, d.distance) for d in group.duplicates}
+    assert got == {"keep.png": ("exact", 0), "near.png": ("phash", 3), "far.png": ("phash-chain", 11)}
+
+
+def test_threshold_outside_hash_width_is_refused():
+    with pytest.raises(ValueError, match="outside"):
+        DedupeOptions(threshold=65).validated()
