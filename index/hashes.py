@@ -91,4 +91,4 @@ def hash_counts(catalog: Catalog) -> dict[tuple[str, int], int]:
 def ids_with_sha256(catalog: Catalog, sha256: str) -> dict[int, str]:
     """Catalog images (id -> path) whose content has this sha256 (an indexed lookup)."""
     with catalog.session() as s:
-        return dict(s.execute(select(Image.id, Image.path).where(Image.sha256 == sha256)).tuples().all())
+        return {int(r[0]): r[1] for r in s.execute(select(Image.id, Image.path).where(Image.sha256 == sha256))}
