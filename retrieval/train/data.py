@@ -118,8 +118,8 @@ def split(images: ImageSet, how: str = "images", fraction: float = 0.2, seed: in
         is_val = np.zeros(len(labels), bool)
         for c in classes:
             members = np.flatnonzero(labels == c)
-            n_val = int(round(fraction * len(members)))
-            if len(members) - n_val >= 2 and n_val >= 2:  # both sides keep a positive pair
+            n_val = max(2, int(round(fraction * len(members))))  # a validation query needs a positive
+            if len(members) - n_val >= 2:  # and training keeps a positive pair
                 is_val[rng.choice(members, n_val, replace=False)] = True
         if is_val.sum() < 2:
             raise RetrError(f"too few images per class to hold out a validation split "
