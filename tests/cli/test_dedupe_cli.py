@@ -1,0 +1,104 @@
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from index.catalog import Catalog
+from index.hashes import hash_counts
+from tests.retrieval.dedupe.photos import digest, make_library
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def lib(tmp_path):
+    return tmp_path, make_library(tmp_path / "lib")
+
+
+def _catalog_index(tmp_path, files):
+    """An index directory holding only catalog rows (what `retr index build` records, minus vectors)."""
+    cat = Catalog.for_index(tmp_path / "idx")
+    cat.write_images([{"path": str(p), "sha256": digest(p), "bytes": p.stat().st_size, "width": 1, "height": 1,
+                       "mtime": p.stat().st_mtime, "status": "ok"} for k, p in files.items() if k != "astro_q40"])
+    cat.close()
+    return tmp_path / "idx"
+
+
+def test_paths_json_has_the_issue_keys(lib):
+    tmp, files = lib
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--json", "--workers", "1", "--csv", str(tmp / "d.csv"),
+                              "--html", str(tmp / "d.html")])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert set(data) == {"n_images", "n_duplicates", "groups"}
+    assert data["n_images"] == 8 and data["n_duplicates"] == 4
+    dup = data["groups"][0]["duplicates"][0]
+    assert set(dup) == {"path", "distance", "reason"}
+    assert (tmp / "d.csv").read_text().startswith("group,role,path,reason,distance")
+    html = (tmp / "d.html").read_text()
+    assert html.count("data:image/jpeg;base64") == 6 and html.count("KEEP") == 2  # 2 groups: 4 + 2 images
+
+
+def test_table_move_and_undo(lib):
+    tmp, files = lib
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--workers", "1", "--move-to", str(tmp / "q"),
+                              "--manifest", str(tmp / "m.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert "moved 4 file(s)" in res.output and "retr dedupe --undo" in res.output
+    assert sum(p.exists() for p in files.values()) == 4
+    res = runner.invoke(app, ["dedupe", "--undo", str(tmp / "m.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert all(p.exists() for p in files.values())
+
+
+def test_delete_without_yes_is_refused(lib):
+    tmp, files = lib
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--workers", "1", "--delete"])
+    assert res.exit_code == 1
+    assert "--yes" in res.output and all(p.exists() for p in files.values())
+
+
+def test_index_dedupe_updates_the_catalog_and_check_exit_codes(lib):
+    tmp, files = lib
+    idx = _catalog_index(tmp, files)
+    res = runner.invoke(app, ["dedupe", "--index", str(idx), "--json", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["n_duplicates"] == 3
+    assert hash_counts(Catalog.for_index(idx)) == {("phash", 8): 7}  # computed once, stored
+
+    res = runner.invoke(app, ["dedupe", "--check", str(files["astro_q40"]), "--index", str(idx), "--json"])
+    assert res.exit_code == 3, res.output
+    found = json.loads(res.output)
+    assert found["duplicate"] and {m["path"] for m in found["matches"]} >= {str(files["astro"])}
+    other = tmp / "other.jpg"
+    from tests.retrieval.dedupe.photos import photo
+    photo("camera").save(other)
+    res = runner.invoke(app, ["dedupe", "--check", str(other), "--index", str(idx)])
+    assert res.exit_code == 0, res.output and "no duplicate" in res.output
+
+    res = runner.invoke(app, ["dedupe", "--index", str(idx), "--delete", "--yes", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    rows = Catalog.for_index(idx).image_rows()
+    assert len(rows) == 4 and all(os.path.exists(p) for p in rows)
+
+
+def test_calibrate_subcommand(lib):
+    tmp, files = lib
+    csv = tmp / "pairs.csv"
+    csv.write_text(f"path_a,path_b,is_duplicate\n{files['astro']},{files['astro_small']},1\n"
+                   f"{files['astro']},{files['rocket']},0\n")
+    res = runner.invoke(app, ["dedupe", "calibrate", str(csv), "--hash", "phash", "--json", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["hashes"]["phash"]["precision"] == 1.0 and data["pairs"] == 2
+    res = runner.invoke(app, ["dedupe", "calibrate", str(csv), "--hash", "phash", "--workers", "1"])
+    assert res.exit_code == 0 and "phash" in res.output
+
+
+def test_usage_errors(lib):
+    tmp, files = lib
+    assert runner.invoke(app, ["dedupe", str(tmp / "lib"), "--keep", "newest"]).exit_code == 1
+    assert runner.invoke(app, ["dedupe", str(tmp / "lib"), "--index", str(tmp)]).exit_code == 2
+    assert runner.invoke(app, ["dedupe", str(tmp / "nope")]).exit_code == 1
