@@ -110,12 +110,12 @@ HASHERS.register(Hasher("phash", lambda im, s: imagehash.phash(im, hash_size=s),
                         "DCT of a 32x32 greyscale image (robust to resizing, compression, small edits)"))
 HASHERS.register(Hasher("dhash", lambda im, s: imagehash.dhash(im, hash_size=s), 8, 5, 1,
                         "horizontal gradient signs of a 9x8 greyscale image (fast)"))
-HASHERS.register(Hasher("ahash", lambda im, s: imagehash.average_hash(im, hash_size=s), 8, 6, 1,
+HASHERS.register(Hasher("ahash", lambda im, s: imagehash.average_hash(im, hash_size=s), 8, 2, 1,
                         "pixels above the mean of an 8x8 greyscale image (fastest, least robust)"))
-HASHERS.register(Hasher("whash", lambda im, s: imagehash.whash(im, hash_size=s), 8, 8, None,
+HASHERS.register(Hasher("whash", lambda im, s: imagehash.whash(im, hash_size=s), 8, 2, None,
                         "Haar wavelet low band (scale follows the image size: decoded at full size)"))
-HASHERS.register(Hasher("colorhash", lambda im, s: imagehash.colorhash(im, binbits=s), 3, 4, None,
-                        "hue/saturation histogram (size = bits per bin; finds recoloured copies poorly)"))
+HASHERS.register(Hasher("colorhash", lambda im, s: imagehash.colorhash(im, binbits=s), 3, 0, None,
+                        "hue/saturation histogram (size = bits per bin): colour similarity, not a duplicate detector alone"))
 
 DEFAULT_HASH = "phash"
 
