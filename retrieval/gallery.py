@@ -11,7 +11,7 @@ from typing import Sequence
 from PIL import ImageDraw
 
 from index.atomic import atomic_write_text
-from retrieval.images import ImageLoadError, load_image
+from retrieval.images import ImageLoadError, decode_sized, read_bytes
 
 THUMB = 192
 
@@ -26,13 +26,13 @@ class Tile:
 def thumbnail_uri(path: str | Path, size: int = THUMB, box: Sequence[float] | None = None) -> str | None:
     """A JPEG thumbnail of ``path`` as a data URI (``box`` drawn in red), or None if unreadable."""
     try:
-        img = load_image(path, draft_size=size)
+        img, full_width, _ = decode_sized(read_bytes(path), draft_size=size)
     except ImageLoadError:
         return None
     scale = size / max(img.size)
     img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
     if box is not None:
-        x0, y0, x1, y1 = (v * scale for v in box)
+        x0, y0, x1, y1 = (v * img.width / full_width for v in box)  # box in full-size pixels; JPEG draft decodes smaller
         ImageDraw.Draw(img).rectangle([x0, y0, x1, y1], outline=(255, 0, 0), width=3)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=85)

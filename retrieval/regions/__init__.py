@@ -1,5 +1,5 @@
 """Region-level embeddings: region sources (detectors, faces, annotations, windows), crops, region index."""
-from retrieval.regions.build import RegionOptions, RegionReport, build_regions, region_info
+from retrieval.regions.build import RegionOptions, RegionReport, build_regions, make_region_options
 from retrieval.regions.extract import embed_regions, region_crops
 from retrieval.regions.postprocess import crop, select
 from retrieval.regions.proposal import Proposal
@@ -10,4 +10,4 @@ from retrieval.regions.source import (SOURCES, RegionSource, SourceOptions, know
 
 __all__ = ["Proposal", "RegionOptions", "RegionQueryResult", "RegionReport", "RegionSettings", "RegionSource",
            "SOURCES", "SourceOptions", "build_regions", "crop", "embed_regions", "known_sources", "make_source",
-           "parse_box", "query_regions", "region_crops", "region_info", "register_source", "select"]
+           "make_region_options", "parse_box", "query_regions", "region_crops", "register_source", "select"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from index.errors import RetrError
-from index.regions import RegionIndex, clear_regions, pending_images, region_counts, replace_regions
+from index.regions import RegionIndex, clear_regions, pending_images, replace_regions
 from index.store import IndexStore
 from retrieval.extract import Embedder
 from retrieval.models import LoadedModel
@@ -86,16 +86,6 @@ def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions,
     report.factory = str(regions.state.get("factory", ""))
     report.seconds = time.perf_counter() - start
     return report
-
-
-def region_info(store: IndexStore) -> dict[str, Any] | None:
-    """What `retr index info` shows of the regions (None when none were built)."""
-    state = RegionIndex(store).state
-    if state is None:
-        return None
-    counts = region_counts(store.catalog)
-    return {"source": state.get("source"), "regions": counts["regions"], "images": counts["images"],
-            "factory": state.get("factory"), "settings": state.get("settings")}
 
 
 def make_region_options(spec: str | None, *, score: float | None = None, nms: float | None = None,

@@ -80,3 +80,19 @@ def test_incremental_by_image_and_a_source_change_rebuilds_regions_only(tmp_path
     assert (ix / "vectors.faiss").stat().st_mtime_ns == vectors_before  # image vectors untouched
     with IndexStore.open(ix) as store:
         assert RegionIndex(store).consistent() and RegionIndex(store).state["source"] == "grid:1,2,3"
+
+
+def test_region_boxes_are_drawn_where_they_are_on_html_thumbnails(tmp_path):
+    import base64
+    import io
+
+    import numpy as np
+
+    from retrieval.gallery import thumbnail_uri
+    Image.new("RGB", (1000, 800), (0, 0, 255)).save(tmp_path / "big.jpg")  # JPEG draft decodes it smaller
+    uri = thumbnail_uri(tmp_path / "big.jpg", 200, box=(500, 400, 1000, 800))
+    thumb = np.array(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")).astype(int)
+    assert thumb.shape[:2] == (160, 200)
+    red = (thumb[..., 0] > 150) & (thumb[..., 2] < 100)
+    ys, xs = np.nonzero(red)
+    assert abs(xs.min() - 100) <= 3 and abs(ys.min() - 80) <= 3  # the box's corner at (500, 400) / 5
