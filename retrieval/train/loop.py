@@ -27,7 +27,7 @@ from retrieval.train import distributed
 from retrieval.train.augment import AugmentConfig, TwoViews, metric_transform, simclr_transform
 from retrieval.train.data import ImageSet, TrainDataset, collate, drop_small_classes, read_images, split
 from retrieval.train.losses import create_loss
-from retrieval.train.miners import create_miner
+from retrieval.train.miners import MINERS, create_miner
 from retrieval.train.offline_mining import confusion_rate, hard_negatives
 from retrieval.train.samplers import PKSampler, RandomBatchSampler, check_pk
 from retrieval.train.validation import knn_recall
@@ -103,6 +103,12 @@ class TrainConfig:
             raise RetrError(f"--mine-every must be >= 0, got {self.mine_every}")
         if self.mine_every and not METHODS[self.method].labelled:
             raise RetrError("--mine-every (offline hard negatives) needs labels; SimCLR has none")
+        if self.resolved_miner is not None and self.resolved_miner not in MINERS:
+            raise RetrError(f"unknown --miner {self.resolved_miner!r}; known: {', '.join(sorted(MINERS))}, none")
+        if self.resolved_margin is not None and self.resolved_margin <= 0:
+            raise RetrError(f"--margin must be > 0, got {self.resolved_margin}")
+        if self.temperature <= 0:
+            raise RetrError(f"--temperature must be > 0, got {self.temperature}")
         if not self.recall_ks or min(self.recall_ks) < 1:
             raise RetrError(f"recall K values must be >= 1, got {self.recall_ks}")
 

@@ -45,7 +45,9 @@ def _worker(rank: int, world: int, port: int, data: str, out: str, report: str) 
 def test_two_cpu_processes_train_in_step(tmp_path):
     write_folder(tmp_path / "data", per_class=4, classes=3)
     out, report = tmp_path / "out", str(tmp_path / "report")
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "data"), str(out), report), nprocs=2, join=True)
+    # fork: the children inherit the imported modules (spawn would re-import torch and timm in each)
+    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path / "data"), str(out), report), nprocs=2,
+                       join=True, start_method="fork")
     r0, r1 = (json.loads(open(f"{report}.{r}").read()) for r in (0, 1))
     assert r0["world"] == r1["world"] == 2 and r0["step"] == r1["step"] == 2
     assert r0["digest"] == r1["digest"]  # gradients were all-reduced: both ranks hold the same weights

@@ -125,3 +125,7 @@ def test_bad_batch_settings_fail_before_training(colour_set, tmp_path):
         train(TrainConfig(method="triplet", batch_size=8, **TINY), colour_set, tmp_path / "x")
     with pytest.raises(RetrError, match="unknown training method"):
         TrainConfig(method="arcface")
+    with pytest.raises(RetrError, match="unknown --miner 'hardest'; known: all, batch-hard"):
+        TrainConfig(method="triplet", miner="hardest")
+    with pytest.raises(RetrError, match="--margin must be > 0"):
+        TrainConfig(method="contrastive", margin=0.0)
