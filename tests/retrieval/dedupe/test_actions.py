@@ -95,3 +95,35 @@ def test_delete_needs_yes_then_deletes_only_duplicates(found):
     assert len(report.done) == 4
     assert sum(f.exists() for f in files.values()) == 4
     _untouched(keeps)
+
+
+def test_catalog_rows_leave_with_the_move_and_come_back_with_undo(found):
+    import numpy as np
+
+    from index.catalog import Catalog
+    from retrieval.dedupe.actions import CatalogLink
+    from retrieval.dedupe.run import _find
+    from retrieval.dedupe.collection import from_index
+    from index.store import IndexStore
+
+    tmp, files, _, keeps = found
+    cat = Catalog.for_index(tmp / "idx")
+    rng = np.random.default_rng(0)
+    vectors = {str(p): rng.standard_normal(4).astype(np.float32) for p in files.values()}
+    cat.write_images([{"path": p, "sha256": digest(p), "bytes": os.path.getsize(p), "status": "ok", "vector": v}
+                      for p, v in vectors.items()])
+    with IndexStore.open(tmp / "idx") as store:
+        result = _find(from_index(store, DedupeOptions(keep="first"), workers=1), DedupeOptions(keep="first"))
+        assert result.n_duplicates == 4
+        link = CatalogLink(store.catalog, 4, str(tmp / "idx"))
+        report = move_duplicates(result.groups, tmp / "q", catalog=link)
+        assert report.catalog_rows == 4
+        rows = store.catalog.image_rows()
+        moved = {src for src, _ in report.done}
+        assert set(rows) == set(vectors) - moved and set(keeps) <= set(rows)
+        back = undo(report.manifest, catalog=link)
+        assert back.catalog_rows == 4
+        rows = store.catalog.image_rows()
+        assert set(rows) == set(vectors)
+        ids = [rows[p].id for p in vectors]
+        np.testing.assert_array_equal(store.catalog.vectors_for(ids, 4), np.stack(list(vectors.values())))
