@@ -54,3 +54,17 @@ def test_reason_and_distance_are_relative_to_the_kept_image():
 def test_threshold_outside_hash_width_is_refused():
     with pytest.raises(ValueError, match="outside"):
         DedupeOptions(threshold=65).validated()
+
+
+def test_embedding_layer_joins_what_hashes_miss():
+    items = [Item(k, f"{k}.png", f"s{k}", 100 - k) for k in range(4)]
+    codes = np.array([[0] * 8, [255] * 8, [0, 255] * 4, [15] * 8], np.uint8)  # far apart in Hamming space
+    vecs = np.array([[1, 0, 0], [0.99, 0.141, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    off = find_duplicates(items, codes, DedupeOptions(threshold=4), vecs)
+    assert off.groups == []  # embeddings are only used when asked for
+    on = find_duplicates(items, codes, DedupeOptions(threshold=4, embeddings=True, similarity=0.95), vecs)
+    (group,) = on.groups
+    (dup,) = group.duplicates
+    assert (group.keep.path, dup.item.path, dup.reason) == ("0.png", "1.png", "embedding")
+    assert dup.distance == pytest.approx(1 - float(vecs[0] @ vecs[1]), abs=1e-4)
