@@ -45,3 +45,16 @@ def test_mask_crop_blanks_the_background():
 def test_settings_validate(bad):
     with pytest.raises(ValueError, match=str(list(bad.values())[0])):
         RegionSettings(**bad)
+
+
+def test_command_line_settings_become_region_options():
+    from index.errors import RetrError
+    from retrieval.regions import make_region_options
+    opts = make_region_options("mtcnn", score=0.9, nms=0, max_regions=3, blank_background=False)
+    assert opts.spec == "mtcnn" and opts.settings == RegionSettings(score_threshold=0.9, nms_iou=None, max_regions=3,
+                                                                    blank_background=False)
+    assert make_region_options(None) is None
+    with pytest.raises(RetrError, match="--regions NAME"):
+        make_region_options(None, padding=0.1)
+    with pytest.raises(RetrError, match="2.5"):
+        make_region_options("grid", padding=2.5)
