@@ -18,9 +18,11 @@ distance <= radius, exactly, without a Python O(n^2) loop. ``plan`` picks the ch
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import itertools
 import math
+import os
 from typing import Iterator
 
 import faiss
@@ -172,38 +174,57 @@ def _flip_masks(b: int, nflip: int) -> Iterator[int]:
             yield sum(1 << c for c in combo)
 
 
-def _mih(codes: np.ndarray, queries: np.ndarray | None, radius: int, p: Plan
+def _mih_probe(keys_sorted: tuple[np.ndarray, np.ndarray, np.ndarray], qkeys: np.ndarray, masks: list[int],
+               qw: np.ndarray, cw: np.ndarray, radius: int, self_join: bool
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Join the queries' slice keys, each flipped by every mask, against one slice's bucket table."""
+    order, counts, starts = keys_sorted
+    out_r, out_c, out_d = [], [], []
+    for mask in masks:
+        probe = qkeys ^ mask
+        found = counts[probe]
+        rows = np.flatnonzero(found)
+        if not len(rows):
+            continue
+        per_row = found[rows]
+        r = np.repeat(rows, per_row)
+        offsets = np.arange(len(r), dtype=np.int64) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+        c = order[np.repeat(starts[probe[rows]], per_row) + offsets]
+        if self_join:
+            keep = r < c
+            r, c = r[keep], c[keep]
+        d = np.bitwise_count(qw[r] ^ cw[c]).sum(axis=1, dtype=np.int32)
+        keep = d <= radius
+        out_r.append(r[keep]), out_c.append(c[keep]), out_d.append(d[keep])
+    return _cat(out_r, np.int64), _cat(out_c, np.int64), _cat(out_d, np.int32)
+
+
+def _mih(codes: np.ndarray, queries: np.ndarray | None, radius: int, p: Plan, threads: int | None = None
          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All (query row, code position, distance) within ``radius``; ``queries=None`` joins codes with
-    themselves and keeps each pair once (row < position)."""
+    themselves and keeps each pair once (row < position). Probes run on ``threads`` threads (numpy
+    releases the GIL in the array work)."""
     self_join = queries is None
     queries = codes if self_join else queries
-    cw, qw = _words(codes), (None if self_join else _words(queries))
-    qw = cw if qw is None else qw
-    out_r, out_c, out_d = [], [], []
+    cw = _words(codes)
+    qw = cw if self_join else _words(queries)
     code_keys = _slice_keys(codes, p.nhash, p.b)
     query_keys = code_keys if self_join else _slice_keys(queries, p.nhash, p.b)
-    for keys, qkeys in zip(code_keys, query_keys):
-        order = np.argsort(keys, kind="stable").astype(np.int64)
-        counts = np.bincount(keys, minlength=1 << p.b).astype(np.int64)
-        starts = np.cumsum(counts) - counts
-        for mask in _flip_masks(p.b, p.nflip):
-            probe = qkeys ^ mask
-            found = counts[probe]
-            rows = np.flatnonzero(found)
-            if not len(rows):
-                continue
-            per_row = found[rows]
-            r = np.repeat(rows, per_row)
-            offsets = np.arange(len(r), dtype=np.int64) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-            c = order[np.repeat(starts[probe[rows]], per_row) + offsets]
-            if self_join:
-                keep = r < c
-                r, c = r[keep], c[keep]
-            d = np.bitwise_count(qw[r] ^ cw[c]).sum(axis=1, dtype=np.int32)
-            keep = d <= radius
-            out_r.append(r[keep]), out_c.append(c[keep]), out_d.append(d[keep])
-    r, c, d = _cat(out_r, np.int64), _cat(out_c, np.int64), _cat(out_d, np.int32)
+    masks = list(_flip_masks(p.b, p.nflip))
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, min(int(threads), len(masks)))
+    parts = [masks[k::threads] for k in range(threads)]
+    results = []
+    with cf.ThreadPoolExecutor(max_workers=threads) as pool:
+        for keys, qkeys in zip(code_keys, query_keys):
+            counts = np.bincount(keys, minlength=1 << p.b).astype(np.int64)
+            table = (np.argsort(keys, kind="stable").astype(np.int64), counts, np.cumsum(counts) - counts)
+            futures = [pool.submit(_mih_probe, table, qkeys, ms, qw, cw, radius, self_join) for ms in parts]
+            results += [f.result() for f in futures]
+    r = _cat([x[0] for x in results], np.int64)
+    c = _cat([x[1] for x in results], np.int64)
+    d = _cat([x[2] for x in results], np.int32)
     _, first = np.unique(r * len(codes) + c, return_index=True)  # a pair may match in several slices
     return r[first], c[first], d[first]
 
