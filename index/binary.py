@@ -174,28 +174,44 @@ def _flip_masks(b: int, nflip: int) -> Iterator[int]:
             yield sum(1 << c for c in combo)
 
 
-def _mih_probe(keys_sorted: tuple[np.ndarray, np.ndarray, np.ndarray], qkeys: np.ndarray, masks: list[int],
-               qw: np.ndarray, cw: np.ndarray, radius: int, self_join: bool
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Join the queries' slice keys, each flipped by every mask, against one slice's bucket table."""
-    order, counts, starts = keys_sorted
+@dataclasses.dataclass(frozen=True)
+class _SliceTable:
+    """One slice's bucket table over codes sorted by slice key (sorted so probes read memory in order)."""
+
+    order: np.ndarray  # code position of each sorted entry
+    counts: np.ndarray  # codes per key (dense, 2**b)
+    starts: np.ndarray  # first sorted entry of each key
+    words: np.ndarray  # the codes' uint64 words in sorted order
+
+    @classmethod
+    def build(cls, keys: np.ndarray, words: np.ndarray, b: int) -> "_SliceTable":
+        order = np.argsort(keys, kind="stable").astype(np.int64)
+        counts = np.bincount(keys, minlength=1 << b).astype(np.int64)
+        return cls(order, counts, np.cumsum(counts) - counts, words[order])
+
+
+def _mih_probe(table: _SliceTable, queries: _SliceTable, qkeys: np.ndarray, masks: list[int], radius: int,
+               self_join: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Join the (sorted) query keys, each flipped by every mask, against one slice's bucket table."""
     out_r, out_c, out_d = [], [], []
     for mask in masks:
         probe = qkeys ^ mask
-        found = counts[probe]
+        found = table.counts[probe]
         rows = np.flatnonzero(found)
         if not len(rows):
             continue
         per_row = found[rows]
         r = np.repeat(rows, per_row)
         offsets = np.arange(len(r), dtype=np.int64) - np.repeat(np.cumsum(per_row) - per_row, per_row)
-        c = order[np.repeat(starts[probe[rows]], per_row) + offsets]
-        if self_join:
-            keep = r < c
-            r, c = r[keep], c[keep]
-        d = np.bitwise_count(qw[r] ^ cw[c]).sum(axis=1, dtype=np.int32)
+        c = np.repeat(table.starts[probe[rows]], per_row) + offsets
+        d = np.bitwise_count(queries.words[r] ^ table.words[c]).sum(axis=1, dtype=np.int32)
         keep = d <= radius
-        out_r.append(r[keep]), out_c.append(c[keep]), out_d.append(d[keep])
+        r, c, d = queries.order[r[keep]], table.order[c[keep]], d[keep]
+        if self_join:  # each pair is met from both sides, and every code meets itself
+            r, c = np.minimum(r, c), np.maximum(r, c)
+            keep = r < c
+            r, c, d = r[keep], c[keep], d[keep]
+        out_r.append(r), out_c.append(c), out_d.append(d)
     return _cat(out_r, np.int64), _cat(out_c, np.int64), _cat(out_d, np.int32)
 
 
@@ -205,7 +221,6 @@ def _mih(codes: np.ndarray, queries: np.ndarray | None, radius: int, p: Plan, th
     themselves and keeps each pair once (row < position). Probes run on ``threads`` threads (numpy
     releases the GIL in the array work)."""
     self_join = queries is None
-    queries = codes if self_join else queries
     cw = _words(codes)
     qw = cw if self_join else _words(queries)
     code_keys = _slice_keys(codes, p.nhash, p.b)
@@ -218,9 +233,10 @@ def _mih(codes: np.ndarray, queries: np.ndarray | None, radius: int, p: Plan, th
     results = []
     with cf.ThreadPoolExecutor(max_workers=threads) as pool:
         for keys, qkeys in zip(code_keys, query_keys):
-            counts = np.bincount(keys, minlength=1 << p.b).astype(np.int64)
-            table = (np.argsort(keys, kind="stable").astype(np.int64), counts, np.cumsum(counts) - counts)
-            futures = [pool.submit(_mih_probe, table, qkeys, ms, qw, cw, radius, self_join) for ms in parts]
+            table = _SliceTable.build(keys, cw, p.b)
+            qtable = table if self_join else _SliceTable.build(qkeys, qw, p.b)
+            sorted_q = qkeys[qtable.order]
+            futures = [pool.submit(_mih_probe, table, qtable, sorted_q, ms, radius, self_join) for ms in parts]
             results += [f.result() for f in futures]
     r = _cat([x[0] for x in results], np.int64)
     c = _cat([x[1] for x in results], np.int64)
