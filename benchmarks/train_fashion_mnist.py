@@ -97,9 +97,9 @@ def main() -> None:
     if "untrained" in only:
         base = untrained(args.size, test)
         print(f"{'test 10k, untrained backbone':44} {base:9.4f}", flush=True)
-    runs = [("triplet", {"miner": "batch-hard", "margin": 0.2, **pk}), ("contrastive", {"margin": 0.8, **pk}),
+    runs = [("triplet", {"miner": "semi-hard", "margin": 0.2, **pk}), ("contrastive", {"margin": 0.8, **pk}),
             ("simclr", {"batch_size": 32, "lr": 3e-4}),
-            ("mining", {"miner": "batch-hard", "margin": 0.2, "mine_every": 1, **pk})]
+            ("mining", {"miner": "semi-hard", "margin": 0.2, "mine_every": 1, **pk})]
     for name, kw in runs:
         if name not in only:
             continue
@@ -117,7 +117,7 @@ def main() -> None:
               f"({len(test_b)} images, each querying the others)")
         b = untrained(args.size, test_b)
         print(f"{'disjoint, untrained backbone':44} {b:9.4f}", flush=True)
-        for method, kw in (("triplet", {"miner": "batch-hard", "margin": 0.2, **pk, "classes_per_batch": 5,
+        for method, kw in (("triplet", {"miner": "semi-hard", "margin": 0.2, **pk, "classes_per_batch": 5,
                                         "images_per_class": 12}),
                            ("contrastive", {"margin": 0.8, **pk, "classes_per_batch": 5, "images_per_class": 12})):
             r1, info = trained(method, train_a, test_b, args, **kw)

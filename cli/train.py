@@ -36,6 +36,8 @@ Split = Annotated[str, typer.Option("--split", help="Validation split: images, c
 ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share held out for validation.")]
 Seed = Annotated[int, typer.Option("--seed")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")]
+TrainBn = Annotated[bool, typer.Option("--train-bn", help="Update BatchNorm statistics (default: keep the "
+                                                         "pretrained ones).")]
 
 
 def _run(config, data: Path, out: Path, resume: bool, quiet: bool, json_out: bool) -> None:
@@ -68,8 +70,8 @@ def _labelled(method: str):
                 optimizer: Optim = "adamw", lr: Lr = 1e-3, grad_clip: Clip = 1.0, margin: Margin = None,
                 miner: MinerOpt = None, mine_every: MineEvery = 0, split: Split = "images",
                 val_fraction: ValFraction = 0.2, seed: Seed = 0, device: Device = "auto",
-                workers: Workers = None, resume: Resume = False, json_out: JsonOut = False,
-                quiet: Quiet = False) -> None:
+                workers: Workers = None, train_bn: TrainBn = False, resume: Resume = False,
+                json_out: JsonOut = False, quiet: Quiet = False) -> None:
         from retrieval.models import DEFAULT_MODEL
         from retrieval.train import TrainConfig
         with user_errors():
@@ -79,7 +81,7 @@ def _labelled(method: str):
                 steps_per_epoch=steps_per_epoch, classes_per_batch=classes_per_batch,
                 images_per_class=images_per_class, batch_size=batch_size, optimizer=optimizer, lr=lr,
                 grad_clip=grad_clip, margin=margin, miner=miner, mine_every=mine_every, split=split,
-                val_fraction=val_fraction, seed=seed, device=device, workers=workers)
+                val_fraction=val_fraction, seed=seed, device=device, workers=workers, freeze_bn=not train_bn)
         _run(config, data, out, resume, quiet, json_out)
     return command
 
@@ -105,7 +107,8 @@ def simclr(data: Annotated[Path, typer.Argument(help="Any folder of images (labe
            grayscale_p: Annotated[float, typer.Option("--grayscale-p")] = 0.2,
            blur_p: Annotated[float, typer.Option("--blur-p")] = 0.5,
            split: Split = "images", val_fraction: ValFraction = 0.2, seed: Seed = 0, device: Device = "auto",
-           workers: Workers = None, resume: Resume = False, json_out: JsonOut = False, quiet: Quiet = False) -> None:
+           workers: Workers = None, train_bn: TrainBn = False, resume: Resume = False, json_out: JsonOut = False,
+           quiet: Quiet = False) -> None:
     """SimCLR: NT-Xent over two augmented views; the projection MLP is used by the loss only."""
     from retrieval.models import DEFAULT_MODEL
     from retrieval.train import AugmentConfig, TrainConfig
@@ -121,7 +124,8 @@ def simclr(data: Annotated[Path, typer.Argument(help="Any folder of images (labe
             pretrained=not random_weights, embedding_dim=embedding_dim, projection_dim=projection_dim,
             image_size=image_size, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
             optimizer=optimizer, lr=lr, grad_clip=grad_clip, temperature=temperature, augment=augment,
-            split=split, val_fraction=val_fraction, seed=seed, device=device, workers=workers)
+            split=split, val_fraction=val_fraction, seed=seed, device=device, workers=workers,
+            freeze_bn=not train_bn)
     _run(config, data, out, resume, quiet, json_out)
 
 

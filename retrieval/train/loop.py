@@ -55,7 +55,9 @@ def register_method(name: str, method: Method) -> None:
 
 
 register_method("contrastive", Method(loss="contrastive", labelled=True, margin=0.8))
-register_method("triplet", Method(loss="triplet", labelled=True, margin=0.2, miner="batch-hard"))
+# semi-hard by default: batch-hard from a fresh head collapsed every embedding to one point (loss = margin)
+# on Fashion-MNIST; semi-hard and distance-weighted did not
+register_method("triplet", Method(loss="triplet", labelled=True, margin=0.2, miner="semi-hard"))
 register_method("simclr", Method(loss="ntxent", labelled=False))
 
 
@@ -90,6 +92,7 @@ class TrainConfig:
     workers: int | None = None
     amp: bool = True  # on CUDA only
     min_crop: float = 0.6  # labelled training's random resized crop
+    freeze_bn: bool = True  # BatchNorm keeps its pretrained statistics (standard in metric-learning fine-tuning)
     augment: AugmentConfig = AugmentConfig()
 
     def __post_init__(self) -> None:
@@ -393,6 +396,12 @@ class Trainer:
     def _train_epoch(self) -> dict[str, float]:
         from tqdm import tqdm
         self.module.train()
+        if self.config.freeze_bn:
+            # small P x K batches of a new domain would overwrite the pretrained running statistics (and,
+            # measured on Fashion-MNIST, cost a third of the recall before any weight moved)
+            for m in self.module.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         self.sampler.set_epoch(self.epoch)
         bar = tqdm(total=self.steps, desc=f"epoch {self.epoch + 1}/{self.config.epochs}", unit="step",
                    disable=not (self.progress and self.ctx.is_main), dynamic_ncols=True)

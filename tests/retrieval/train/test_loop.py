@@ -129,3 +129,15 @@ def test_bad_batch_settings_fail_before_training(colour_set, tmp_path):
         TrainConfig(method="triplet", miner="hardest")
     with pytest.raises(RetrError, match="--margin must be > 0"):
         TrainConfig(method="contrastive", margin=0.0)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_batchnorm_statistics_are_kept_unless_asked(colour_set, tmp_path, freeze):
+    cfg = TrainConfig(method="contrastive", epochs=1, steps_per_epoch=1, split="none", freeze_bn=freeze,
+                      **{**TINY, "model": "test_efficientnet"})
+    trainer = Trainer(cfg, colour_set, tmp_path / "bn")
+    before = {k: v.clone() for k, v in trainer.module.state_dict().items() if "running_mean" in k}
+    trainer.run()
+    after = trainer.module.state_dict()
+    unchanged = all(torch.equal(before[k], after[k]) for k in before)
+    assert before and unchanged == freeze
