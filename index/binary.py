@@ -13,7 +13,7 @@ distance <= radius, exactly, without a Python O(n^2) loop. ``plan`` picks the ch
   probes x n array operations, not n^2 Python steps;
 - ``multihash``: faiss IndexBinaryMultiHash, the same idea probed one query at a time through hash maps.
   benchmarks/dedupe_search_scaling.py measures it against ``mih``: on 100,000 random 64-bit codes at
-  radius 8 it took as long as the flat scan (6.6 s vs 6.8 s CPU) while the vectorised join took 1.8 s, so
+  radius 8 it took as long as the flat scan (6.7 s vs 6.4 s CPU) while the vectorised join took 1.7 s, so
   ``auto`` never picks it; it stays selectable and benchmarked.
 """
 from __future__ import annotations
