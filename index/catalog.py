@@ -187,14 +187,16 @@ class Catalog:
             ids = s.scalars(select(Image.id).where(Image.vector.is_not(None)).order_by(Image.id)).all()
         return np.asarray(ids, dtype=np.int64)
 
-    def iter_vectors(self, dim: int, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, float32 vectors) of every row that holds a vector, in id order, ``batch`` at a time."""
+    def iter_vectors(self, dim: int, batch: int = 20000, *, table: type = Image
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, float32 vectors) of every row of ``table`` (images, or regions) that holds a vector,
+        in id order, ``batch`` at a time."""
         last = -1
         while True:
             with self.session() as s:
-                rows = s.execute(select(Image.id, Image.vector)
-                                 .where(Image.vector.is_not(None), Image.id > last)
-                                 .order_by(Image.id).limit(batch)).all()
+                rows = s.execute(select(table.id, table.vector)
+                                 .where(table.vector.is_not(None), table.id > last)
+                                 .order_by(table.id).limit(batch)).all()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

@@ -141,16 +141,7 @@ def region_ids(catalog: Catalog) -> np.ndarray:
 
 
 def iter_region_vectors(catalog: Catalog, dim: int, batch: int = 20000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    last = -1
-    while True:
-        with catalog.session() as s:
-            rows = s.execute(select(Region.id, Region.vector).where(Region.vector.is_not(None), Region.id > last)
-                             .order_by(Region.id).limit(batch)).all()
-        if not rows:
-            return
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        yield ids, decode_vectors([r[1] for r in rows], dim)
-        last = int(ids[-1])
+    return catalog.iter_vectors(dim, batch, table=Region)
 
 
 def region_rows(catalog: Catalog, ids: Sequence[int] | None = None, *, image_id: int | None = None) -> dict[int, RegionRow]:
@@ -212,13 +203,9 @@ class RegionIndex:
         if state is None:
             raise RetrError(f"the index at {self.store.dir} has no regions: build with --regions NAME")
         dim = self.store.dim
-        parts = list(iter_region_vectors(self.store.catalog, dim))
-        ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        vecs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
+        ids, vecs = V.stack_parts(list(iter_region_vectors(self.store.catalog, dim)), dim)
         index_type = index_type or state.get("index_type") or "auto"
-        factory = V.choose_factory(len(ids), dim, index_type) if len(ids) else "Flat"
-        index = V.build(vecs, ids, factory)
-        search = V.tune(index, vecs, ids) if len(ids) else {}
+        index, factory, search = V.build_tuned(vecs, ids, index_type)
         V.save(index, self.path)
         state.update(index_type=index_type, factory=factory, vectors=int(index.ntotal), ids_digest=ids_digest(ids),
                      search=search, images=region_counts(self.store.catalog)["images"])

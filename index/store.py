@@ -120,13 +120,9 @@ class IndexStore:
         if model is None:
             raise RetrError("cannot rebuild an index that has no model recorded")
         dim = int(model["dim"])
-        parts = list(self.catalog.iter_vectors(dim))
-        ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        vecs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, dim), np.float32)
+        ids, vecs = V.stack_parts(list(self.catalog.iter_vectors(dim)), dim)
         index_type = index_type or (self.manifest.index_type if self.manifest else "auto")
-        factory = V.choose_factory(len(ids), dim, index_type) if len(ids) else "Flat"
-        index = V.build(vecs, ids, factory)
-        search = V.tune(index, vecs, ids) if len(ids) else {}
+        index, factory, search = V.build_tuned(vecs, ids, index_type)
         V.save(index, self.dir / VECTORS_FILE)
         keep_extra = dict(self.manifest.extra) if self.manifest else {}
         keep_extra.update(extra or {})

@@ -106,6 +106,21 @@ def build(vectors: np.ndarray, ids: np.ndarray, factory: str) -> faiss.Index:
     return index
 
 
+def build_tuned(vectors: np.ndarray, ids: np.ndarray, index_type: str = "auto"
+                ) -> tuple[faiss.Index, str, dict[str, int]]:
+    """``build`` with the factory chosen for ``index_type`` and search parameters tuned: (index, factory, params)."""
+    factory = choose_factory(len(ids), vectors.shape[1], index_type) if len(ids) else "Flat"
+    index = build(vectors, ids, factory)
+    return index, factory, tune(index, vectors, ids) if len(ids) else {}
+
+
+def stack_parts(parts: list[tuple[np.ndarray, np.ndarray]], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate (ids, vectors) batches as a catalog streams them."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
 def save(index: faiss.Index, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         faiss.write_index(faiss.index_gpu_to_cpu(index) if _on_gpu(index) else index, str(tmp))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from index.atomic import atomic_path, atomic_write_text
 from index.errors import RetrError
@@ -27,7 +28,7 @@ def save_checkpoint(net: EmbeddingNet, out_dir: str | Path, *, backbone: str, da
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     with atomic_path(out / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp))
-    head = None if isinstance(net.head, __import__("torch").nn.Identity) else "linear"
+    head = None if isinstance(net.head, nn.Identity) else "linear"
     config = {"format": FORMAT, "version": VERSION, "backbone": backbone, "head": head,
               "embedding_dim": net.dim if head else None, "dim": net.dim,
               "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},

@@ -65,7 +65,7 @@ def is_checkpoint(spec: str | Path) -> bool:
 
 
 def _check_timm_name(name: str) -> None:
-    if name not in timm.list_models():
+    if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise RetrError(f"unknown model {name!r}: not a timm model name nor a retr checkpoint directory{hint}")
