@@ -96,3 +96,55 @@ def test_gpu_serving_rules():
     assert not V.gpu_can_serve(flat, V.GPU_MAX_K + 1)  # GPU faiss caps k: CPU serves
     assert not V.gpu_can_serve(hnsw, 10)  # no GPU HNSW: CPU serves
     assert V.Searcher(flat, use_gpu=False).gpu is None
+
+
+@pytest.mark.parametrize("met, seconds, expect", [(True, 0.05, "HNSW32"), (False, 0.05, "Flat"), (True, 0.15, "Flat")])
+def test_auto_falls_back_to_flat_when_no_approximate_setting_pays(monkeypatch, met, seconds, expect):
+    rng = np.random.default_rng(5)
+    db = clustered(rng, 60_000, 16)
+    ids = np.arange(len(db), dtype=np.int64) + 1
+    assert V.choose_factory(len(db), 16) == "HNSW32"
+    report = V.TuneReport({"ef": 64}, 0.97 if met else 0.8, met, seconds, 0.2)
+    monkeypatch.setattr(V, "tune_report", lambda *a, **kw: report)
+    index, factory, params = V.build_tuned(db, ids, "auto")
+    assert factory == expect
+    assert params == ({"ef": 64} if expect == "HNSW32" else {})
+    q = db[:50]
+    _, truth = V.exact_search(db, q, 10)
+    if expect == "Flat":
+        assert V.recall_against(V.search(index, q, 10)[1], truth, ids) == 1.0
+    # An explicit type is served as asked, whatever the tuning found.
+    _, factory, params = V.build_tuned(db, ids, "hnsw")
+    assert factory == "HNSW32" and params == {"ef": 64}
+
+
+def test_tune_report_on_unstructured_vectors():
+    # Uniform on the sphere: the hard case. The report's recall is what the chosen setting gives.
+    rng = np.random.default_rng(5)
+    db = rng.standard_normal((20_000, 64)).astype(np.float32)
+    db /= np.linalg.norm(db, axis=1, keepdims=True)
+    ids = np.arange(len(db), dtype=np.int64) + 1
+    index = V.build(db, ids, "IVF64,Flat")
+    report = V.tune_report(index, db, ids, sample=200)
+    assert report.met == (report.recall >= V.TARGET_RECALL)
+    assert report.params["nprobe"] > 1 and report.seconds > 0 and report.exact_seconds > 0
+    q = db[rng.choice(len(db), 200, replace=False)]
+    _, truth = V.exact_search(db, q, 11)
+    _, got = V.search(index, q, 11, **report.params)
+    assert abs(V.recall_against(got[:, 1:], truth[:, 1:], ids) - report.recall) < 0.05
+
+
+def test_small_batches_on_flat_use_blas_and_leave_faiss_settings_as_found():
+    import faiss
+    rng = np.random.default_rng(8)
+    db = clustered(rng, 3000, 32)
+    ids = np.arange(len(db), dtype=np.int64) + 7
+    index = V.build(db, ids, "Flat")
+    before = faiss.cvar.distance_compute_blas_threshold
+    for nq in (1, 5, 16, 64):
+        q = db[rng.choice(len(db), nq, replace=False)]
+        scores, got = V.search(index, q, 5)
+        want = np.argsort(-(q @ db.T), axis=1, kind="stable")[:, :5]
+        np.testing.assert_allclose(scores, np.take_along_axis(q @ db.T, want, 1), rtol=1e-5, atol=1e-5)
+        assert (got[:, 0] == ids[want[:, 0]]).all()
+    assert faiss.cvar.distance_compute_blas_threshold == before
