@@ -60,7 +60,8 @@ def untrained(size: int, test: ImageSet) -> float:
 def trained(method: str, train_set: ImageSet, test: ImageSet, args, **overrides) -> tuple[float, dict]:
     cfg = TrainConfig(method=method, image_size=args.size, epochs=args.epochs,
                       steps_per_epoch=max(1, args.steps // args.epochs), workers=0, seed=0,
-                      split="images", val_fraction=0.05, recall_ks=(1,), **overrides)
+                      split="images", val_fraction=args.val_fraction, recall_ks=(1,), min_crop=args.min_crop,
+                      **overrides)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = train(cfg, train_set, Path(tmp) / "ckpt")
@@ -78,6 +79,9 @@ def main() -> None:
     ap.add_argument("--train-images", type=int, default=12000, help="training subset (stratified)")
     ap.add_argument("--steps", type=int, default=150, help="optimiser steps per trainer")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--images-per-class", type=int, default=6, help="K of the P=10 x K batches")
+    ap.add_argument("--min-crop", type=float, default=0.6, help="random resized crop scale for labelled training")
+    ap.add_argument("--val-fraction", type=float, default=0.05, help="held-out share for per-epoch validation")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     ap.add_argument("--only", default="untrained,triplet,contrastive,simclr,disjoint,mining")
     args = ap.parse_args()
@@ -88,10 +92,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     sub = rng.permutation(len(xtr))[:args.train_images]
     train_set, test = image_set(xtr[sub], ytr[sub]), image_set(xte, yte)
-    pk = dict(classes_per_batch=10, images_per_class=6, lr=1e-3)
+    pk = dict(classes_per_batch=10, images_per_class=args.images_per_class, lr=1e-3)
     print(f"Fashion-MNIST, backbone {DEFAULT_MODEL} (offline ImageNet weights), {args.size}px, "
-          f"train subset {len(train_set)} images, {args.steps} steps x batch 60 (P=10 x K=6; SimCLR 32 "
-          f"images = 64 views), torch threads {args.threads}")
+          f"train subset {len(train_set)} images, {args.steps} steps x batch {10 * args.images_per_class} "
+          f"(P=10 x K={args.images_per_class}; SimCLR 32 images = 64 views), min crop {args.min_crop}, "
+          f"{args.epochs} epochs, torch threads {args.threads}")
     print(f"{'setting':44} {'recall@1':>9} {'val r@1':>8} {'train s':>8} {'img/s':>6}")
     base = None
     if "untrained" in only:
@@ -117,9 +122,9 @@ def main() -> None:
               f"({len(test_b)} images, each querying the others)")
         b = untrained(args.size, test_b)
         print(f"{'disjoint, untrained backbone':44} {b:9.4f}", flush=True)
-        for method, kw in (("triplet", {"miner": "semi-hard", "margin": 0.2, **pk, "classes_per_batch": 5,
-                                        "images_per_class": 12}),
-                           ("contrastive", {"margin": 0.8, **pk, "classes_per_batch": 5, "images_per_class": 12})):
+        five = {**pk, "classes_per_batch": 5, "images_per_class": 2 * args.images_per_class}  # same batch size
+        for method, kw in (("triplet", {"miner": "semi-hard", "margin": 0.2, **five}),
+                           ("contrastive", {"margin": 0.8, **five})):
             r1, info = trained(method, train_a, test_b, args, **kw)
             print(f"{'disjoint, ' + method:44} {r1:9.4f} {info['val'] or float('nan'):8.4f} "
                   f"{info['seconds']:8.0f} {info['img_s']:6.0f}", flush=True)

@@ -74,6 +74,23 @@ def choose_factory(n: int, dim: int, index_type: str = "auto", *, memory: int | 
     return f"IVF{_nlist(n)},Flat"
 
 
+def _faiss_message(exc: RuntimeError) -> str:
+    """The readable end of a faiss C++ error ("Error in <signature> at <file>:<line>: <message>")."""
+    text = str(exc).splitlines()[0]
+    return text.split(": ", 1)[1][:200] if text.startswith("Error in ") and ": " in text else text[:200]
+
+
+def check_index_type(index_type: str, dim: int) -> None:
+    """Refuse an ``--index-type`` faiss cannot build for ``dim``, before any work is done."""
+    if index_type.lower() in INDEX_TYPES:
+        return
+    try:
+        faiss.index_factory(dim, index_type, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise RetrError(f"invalid --index-type {index_type!r} for {dim}-d vectors: {_faiss_message(exc)}; "
+                        f"use {', '.join(INDEX_TYPES)} or a faiss factory string such as IVF1024,SQ8") from None
+
+
 def _needs_id_map(index: faiss.Index) -> bool:
     return faiss.try_extract_index_ivf(index) is None
 
@@ -88,7 +105,7 @@ def build(vectors: np.ndarray, ids: np.ndarray, factory: str) -> faiss.Index:
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
-        raise RetrError(f"invalid faiss index type {factory!r}: {str(exc).splitlines()[0][:160]}") from exc
+        raise RetrError(f"invalid faiss index type {factory!r}: {_faiss_message(exc)}") from exc
     if not index.is_trained:
         if len(vectors) == 0:
             raise RetrError(f"index type {factory!r} needs training vectors; the collection is empty")

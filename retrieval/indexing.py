@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from index import vectors as V
 from index.errors import RetrError
 from index.manifest import Manifest, ids_digest, write_manifest
 from index.schema import STATUS_ERROR, STATUS_OK
@@ -109,6 +110,7 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         model = model_for_index(store, opts)
         identity = _identity(model, opts.weights)
         index_type = opts.index_type or (store.manifest.index_type if store.manifest else "auto")
+        V.check_index_type(index_type, model.info.dim)  # before anything is embedded or recorded
         if store.manifest is None:  # record the model before the first vector is stored
             store.manifest = Manifest(model=identity, dim=model.info.dim, factory="Flat", index_type=index_type,
                                       vectors=0, ids_digest=ids_digest([]))

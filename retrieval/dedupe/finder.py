@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from index.binary import hamming, pairs_within, similar_pairs
+from index.errors import RetrError
 from retrieval.dedupe.groups import group_pairs
 from retrieval.dedupe.hashers import DEFAULT_HASH, get_hasher
 from retrieval.dedupe.keep import DEFAULT_KEEP, Candidate, choose_keep, policy
@@ -37,10 +38,10 @@ class DedupeOptions:
         size = hasher.size(self.hash_size)
         threshold = hasher.threshold(size) if self.threshold is None else int(self.threshold)
         if not 0 <= threshold <= hasher.bits(size):
-            raise ValueError(f"threshold {threshold} is outside 0..{hasher.bits(size)} for a "
+            raise RetrError(f"--threshold {threshold} is outside 0..{hasher.bits(size)} for a "
                              f"{hasher.bits(size)}-bit {self.hash}")
         if not 0.0 < self.similarity <= 1.0:
-            raise ValueError(f"similarity must be in (0, 1], got {self.similarity}")
+            raise RetrError(f"--similarity must be in (0, 1], got {self.similarity}")
         policy(self.keep)
         return dataclasses.replace(self, hash_size=size, threshold=threshold)
 

@@ -12,6 +12,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from index.errors import RetrError
+
 HashFn = Callable[[Image.Image, int], imagehash.ImageHash]
 
 
@@ -47,9 +49,9 @@ class Hasher:
     def size(self, hash_size: int | None) -> int:
         size = self.default_size if hash_size is None else int(hash_size)
         if size < 2:
-            raise ValueError(f"hash size must be at least 2 for {self.name}, got {size}")
+            raise RetrError(f"--hash-size must be at least 2 for {self.name}, got {size}")
         if self.name == "whash" and size & (size - 1):
-            raise ValueError(f"whash needs a power-of-two hash size, got {size}")
+            raise RetrError(f"whash needs a power-of-two --hash-size, got {size}")
         return size
 
     def threshold(self, hash_size: int | None = None) -> int:
@@ -95,7 +97,7 @@ class HasherRegistry:
         try:
             return self._hashers[name]
         except KeyError:
-            raise ValueError(f"unknown hash {name!r}; known: {', '.join(self.names())}") from None
+            raise RetrError(f"unknown --hash {name!r}; known: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         return list(self._hashers)

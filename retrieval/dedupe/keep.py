@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Sequence
 
+from index.errors import RetrError
+
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
@@ -62,7 +64,7 @@ def policy(name: str) -> KeyFn:
     try:
         return KEEP_POLICIES[name]
     except KeyError:
-        raise ValueError(f"unknown keep policy {name!r}; known: {', '.join(KEEP_POLICIES)}") from None
+        raise RetrError(f"unknown --keep policy {name!r}; known: {', '.join(KEEP_POLICIES)}") from None
 
 
 def choose_keep(candidates: Sequence[Candidate], name: str = DEFAULT_KEEP) -> int:

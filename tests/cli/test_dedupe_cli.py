@@ -99,6 +99,43 @@ def test_calibrate_subcommand(lib):
 
 def test_usage_errors(lib):
     tmp, files = lib
-    assert runner.invoke(app, ["dedupe", str(tmp / "lib"), "--keep", "newest"]).exit_code == 1
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--keep", "newest"])
+    assert res.exit_code == 1 and "unknown --keep policy 'newest'" in res.output
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--hash", "bogus"])
+    assert res.exit_code == 1 and "unknown --hash 'bogus'" in res.output
     assert runner.invoke(app, ["dedupe", str(tmp / "lib"), "--index", str(tmp)]).exit_code == 2
     assert runner.invoke(app, ["dedupe", str(tmp / "nope")]).exit_code == 1
+
+
+def test_check_with_embeddings_finds_what_the_hash_misses(lib, tmp_path):
+    from PIL import ImageOps
+
+    from tests.conftest import TINY_MODEL
+    from tests.retrieval.dedupe.photos import photo
+    _, files = lib
+    idx = tmp_path / "emb-idx"
+    res = runner.invoke(app, ["index", "build", str(tmp_path / "lib"), "--index", str(idx), "--model", TINY_MODEL,
+                              "--random-weights", "--workers", "0", "--json"])
+    assert res.exit_code == 0, res.output
+    mirrored = tmp_path / "mirrored.jpg"  # a mirror image: its phash is far from the original's
+    ImageOps.mirror(photo("astronaut")).save(mirrored, quality=80)
+    args = ["dedupe", "--check", str(mirrored), "--index", str(idx), "--threshold", "4", "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0 and json.loads(res.output)["matches"] == [], res.output
+    res = runner.invoke(app, args + ["--embeddings", "--similarity", "0.5"])
+    assert res.exit_code == 3, res.output
+    matches = json.loads(res.output)["matches"]
+    assert {m["reason"] for m in matches} == {"embedding"}
+    astro = {str(files[k]) for k in ("astro", "astro_small", "astro_q40", "astro_crop")}
+    assert {m["path"] for m in matches[:4]} == astro  # the astronaut's copies are the nearest
+    assert [m["distance"] for m in matches] == sorted(m["distance"] for m in matches)
+    assert all(0 <= m["distance"] <= 0.5 for m in matches)
+
+
+def test_bad_threshold_or_similarity_is_a_one_line_error(lib):
+    tmp, files = lib
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--threshold", "99", "--workers", "1"])
+    assert res.exit_code == 1 and "--threshold 99 is outside 0..64" in res.output
+    res = runner.invoke(app, ["dedupe", "--check", str(files["astro"]), "--index", str(tmp / "idx"),
+                              "--embeddings", "--similarity", "0"])
+    assert res.exit_code == 1 and "--similarity must be in (0, 1]" in res.output

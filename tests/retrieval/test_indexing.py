@@ -156,6 +156,21 @@ def test_index_types_and_postgres_catalog(tmp_path, photos, tiny_opts, request):
         assert hit.path == str(photos / "brick.jpg")
 
 
+def test_an_impossible_index_type_is_refused_before_anything_is_embedded(tmp_path, photos, tiny_opts):
+    import dataclasses
+
+    from index.catalog import Catalog
+    build_index([photos], tmp_path / "ix", tiny_opts)
+    before = index_info(tmp_path / "ix")
+    for bad, why in (("bogus", "could not parse index string bogus"), ("IVF4,PQ7", "multiple of")):
+        with pytest.raises(RetrError, match=f"invalid --index-type '{bad}'.*{why}"):
+            build_index([photos], tmp_path / "ix", dataclasses.replace(tiny_opts, index_type=bad))
+    assert index_info(tmp_path / "ix") == before  # the stored index type, vectors and files are untouched
+    with pytest.raises(RetrError, match="invalid --index-type"):
+        build_index([photos], tmp_path / "new", dataclasses.replace(tiny_opts, index_type="bogus"))
+    assert Catalog.for_index(tmp_path / "new").image_rows() == {}  # nothing embedded
+
+
 def test_catalog_on_postgresql(tmp_path, photos, tiny_opts, pg_catalog_url):
     import dataclasses
     opts = dataclasses.replace(tiny_opts, db_url=pg_catalog_url)

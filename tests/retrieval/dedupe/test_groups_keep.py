@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from index.errors import RetrError
 from retrieval.dedupe.finder import DedupeOptions, Item, exact_pairs, find_duplicates
 from retrieval.dedupe.groups import UnionFind, group_pairs
 from retrieval.dedupe.keep import Candidate, choose_keep
@@ -33,7 +34,7 @@ def test_keep_policies(policy, expected):
 
 
 def test_unknown_policy_lists_known():
-    with pytest.raises(ValueError, match="highest-resolution"):
+    with pytest.raises(RetrError, match="highest-resolution"):
         choose_keep([Candidate("a")], "newest")
 
 
@@ -52,7 +53,7 @@ def test_reason_and_distance_are_relative_to_the_kept_image():
 
 
 def test_threshold_outside_hash_width_is_refused():
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(RetrError, match="outside"):
         DedupeOptions(threshold=65).validated()
 
 

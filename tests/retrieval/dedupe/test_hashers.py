@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from index.errors import RetrError
 from retrieval.dedupe.hashers import HASHERS, Hasher, HasherRegistry, get_hasher, pack, unpack
 from retrieval.dedupe.hashing import HashJob, hash_bytes, hash_file, hash_files
 from tests.retrieval.dedupe.photos import photo
@@ -31,12 +32,12 @@ def test_registry_rejects_duplicates_and_lists_known_names():
     reg.register(h)
     with pytest.raises(ValueError, match="already registered"):
         reg.register(h)
-    with pytest.raises(ValueError, match="phash"):
+    with pytest.raises(RetrError, match="phash"):
         get_hasher("nope")
 
 
 def test_whash_needs_power_of_two():
-    with pytest.raises(ValueError, match="power-of-two"):
+    with pytest.raises(RetrError, match="power-of-two"):
         get_hasher("whash").size(6)
 
 
