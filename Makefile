@@ -19,6 +19,15 @@ $(STAMP): pyproject.toml | $(PY)
 
 install dev: $(STAMP)
 
+# scikit-learn-extra (optional PAM / alternate k-medoids engines, tested by `make test`): its 0.3.0 wheel
+# does not import under NumPy 2, so it is built from source (needs a C compiler).
+SKX := $(VENV)/.sklearn-extra
+$(SKX): $(STAMP)
+	$(PIP) install cython setuptools
+	$(PIP) install --no-build-isolation --no-binary scikit-learn-extra 'scikit-learn-extra>=0.3' \
+	  || echo "warning: scikit-learn-extra did not build (a C compiler is needed); its tests will be skipped"
+	touch $(SKX)
+
 # The demo: index the bundled sample photos with the offline default model, then query with one photo
 # and with an edited copy (cropped, resized, brightened, recompressed) of another.
 DEMO := demo-out
@@ -32,7 +41,7 @@ demo: $(STAMP)
 	  --html $(DEMO)/results.html
 	@echo "contact sheet: $(DEMO)/results.html"
 
-test: $(STAMP)
+test: $(STAMP) $(SKX)
 	$(PY) -m pytest -q
 
 clean:
