@@ -1,8 +1,9 @@
 """`retr index build` and `retr index info`."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -79,7 +80,28 @@ def info(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None, json_out: JsonOut = 
         print_json(data)
         return
     for key, value in data.items():
-        typer.echo(f"{key:12} {value}")
+        typer.echo(f"{key:12} {_readable(key, value)}")
+
+
+def _readable(key: str, value: Any) -> str:
+    """One line for the table: nested records (search parameters, latest clustering, regions) summarised."""
+    if value is None:
+        return "none"
+    if key == "search":
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none (exact)"
+    if key == "cluster_run":
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(value["created"]))
+        sil = value.get("silhouette")
+        sampled = " (sampled)" if value.get("sampled") else ""
+        return (f"k={value['k']} {value['method']} over {value['n']} images{sampled}, loss {value['loss']:.4g}"
+                + (f", silhouette {sil:.3f}" if sil is not None else "") + f" ({when})")
+    if key == "regions":
+        search = ", ".join(f"{k}={v}" for k, v in (value.get("search") or {}).items())
+        return (f"{value.get('spec')}: {value.get('vectors')} region vectors from {value.get('images')} image(s), "
+                f"{value.get('factory')}" + (f" ({search})" if search else ""))
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def register(app: typer.Typer) -> None:

@@ -43,6 +43,10 @@ def test_cluster_json_and_catalog(synthetic):
 
     info = json.loads(invoke("index", "info", "--index", synthetic.index, "--json").stdout)
     assert info["cluster_run"]["k"] == 3 and info["cluster_run"]["clusters"] == 3
+    out = invoke("index", "info", "--index", synthetic.index).stdout
+    table = dict(line.split(None, 1) for line in out.splitlines())
+    assert table["cluster_run"].startswith(f"k=3 fasterpam over 18 images, loss {info['cluster_run']['loss']:.4g}, "
+                                           f"silhouette {info['cluster_run']['silhouette']:.3f} (")
 
 
 def test_k_range_html_and_elbow(synthetic, tmp_path):

@@ -25,6 +25,10 @@ def test_build_with_regions_then_query_regions_json_box_and_html(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["regions"]["images"] == 3 and report["regions"]["total"] == 15 and report["added"] == 3
+    out = runner.invoke(app, ["index", "info", "--index", ix]).stdout
+    table = dict(line.split(None, 1) for line in out.splitlines())
+    assert table["regions"] == "grid:1,2: 15 region vectors from 3 image(s), Flat"
+    assert table["search"] == "none (exact)" and table["cluster_run"] == "none"
 
     result = runner.invoke(app, ["query", str(photos / "rocket.jpg"), "--index", ix, "--regions", "-k", "2",
                                  "--json", "--html", str(tmp_path / "q.html")])
