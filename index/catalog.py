@@ -86,7 +86,10 @@ class Catalog:
         """The catalog of an index directory: ``url`` if given, else ``catalog.sqlite`` inside it."""
         if url is None:
             index_dir = Path(index_dir)
-            index_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                index_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RetrError(f"cannot create the index folder {index_dir}: {exc.strerror or exc}") from exc
             url = f"sqlite:///{(index_dir / CATALOG_FILE).resolve()}"
         return cls(url)
 

@@ -26,3 +26,15 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_an_impossible_target_is_a_clear_error(tmp_path):
+    from index.catalog import Catalog
+    from index.errors import RetrError
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RetrError, match="cannot write .*a-file/report.html"):
+        atomic_write_text(blocker / "report.html", "x")
+    with pytest.raises(RetrError, match="cannot create the index folder .*a-file/index"):
+        Catalog.for_index(blocker / "index")
+    assert blocker.read_text() == "not a folder"
