@@ -46,3 +46,33 @@ def test_detector_outputs_become_labelled_proposals_with_masks(monkeypatch):
     assert [(p.label, round(p.score, 2)) for p in props] == [("cat", 0.95), ("person", 0.4)]
     assert props[0].box == (1.0, 2.0, 12.0, 14.0)
     assert props[0].mask.dtype == np.bool_ and props[0].mask_area == 25 and props[1].mask_area == 0
+
+
+@pytest.mark.parametrize("name", ["fasterrcnn", "retinanet", "maskrcnn"])
+def test_a_real_detector_runs_from_a_weights_file(name, tmp_path, no_cached_weights):
+    """The real torchvision network, loaded from a --detector-weights file (random weights: none ship offline)."""
+    from safetensors.torch import save_file
+    detector = D.detectors()[name]
+    torch.manual_seed(0)
+    net = detector.builder(weights=None, weights_backbone=None, num_classes=len(detector.weights.meta["categories"]))
+    weights = tmp_path / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    source = make_source(name, SourceOptions(detector_weights=str(weights), download=False, device="cpu"))
+    loaded = source._model()
+    for key, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    if hasattr(loaded, "roi_heads"):  # random weights score low: keep every detection
+        loaded.roi_heads.score_thresh = 0.0
+    else:
+        loaded.score_thresh = 0.0
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    props = source.propose(image)
+    assert props
+    categories = set(detector.weights.meta["categories"])
+    for p in props:
+        x0, y0, x1, y1 = p.box
+        assert 0 <= x0 <= x1 <= 64 and 0 <= y0 <= y1 <= 48
+        assert p.label in categories and 0.0 <= p.score <= 1.0
+        assert (p.mask is not None) == (name == "maskrcnn")
+        if p.mask is not None:
+            assert p.mask.shape == (48, 64)
