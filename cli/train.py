@@ -40,6 +40,11 @@ TrainBn = Annotated[bool, typer.Option("--train-bn", help="Update BatchNorm stat
                                                          "pretrained ones).")]
 
 
+MinCrop = Annotated[float, typer.Option("--min-crop", min=0.01, max=1.0,
+                                        help="Smallest random-resized-crop scale of a training image "
+                                             "(small, centred objects such as product shots want ~0.85).")]
+
+
 def _run(config, data: Path, out: Path, resume: bool, quiet: bool, json_out: bool) -> None:
     from retrieval.train import train
     with user_errors():
@@ -70,8 +75,8 @@ def _labelled(method: str):
                 optimizer: Optim = "adamw", lr: Lr = 1e-3, grad_clip: Clip = 1.0, margin: Margin = None,
                 miner: MinerOpt = None, mine_every: MineEvery = 0, split: Split = "images",
                 val_fraction: ValFraction = 0.2, seed: Seed = 0, device: Device = "auto",
-                workers: Workers = None, train_bn: TrainBn = False, resume: Resume = False,
-                json_out: JsonOut = False, quiet: Quiet = False) -> None:
+                workers: Workers = None, train_bn: TrainBn = False, min_crop: MinCrop = 0.6,
+                resume: Resume = False, json_out: JsonOut = False, quiet: Quiet = False) -> None:
         from retrieval.models import DEFAULT_MODEL
         from retrieval.train import TrainConfig
         with user_errors():
@@ -81,7 +86,8 @@ def _labelled(method: str):
                 steps_per_epoch=steps_per_epoch, classes_per_batch=classes_per_batch,
                 images_per_class=images_per_class, batch_size=batch_size, optimizer=optimizer, lr=lr,
                 grad_clip=grad_clip, margin=margin, miner=miner, mine_every=mine_every, split=split,
-                val_fraction=val_fraction, seed=seed, device=device, workers=workers, freeze_bn=not train_bn)
+                val_fraction=val_fraction, seed=seed, device=device, workers=workers, freeze_bn=not train_bn,
+                min_crop=min_crop)
         _run(config, data, out, resume, quiet, json_out)
     return command
 

@@ -17,13 +17,15 @@ def test_triplet_json(tmp_path):
     (tmp_path / "data" / "lonely").mkdir()
     colour_images(per_class=1)[0][0].save(tmp_path / "data" / "lonely" / "x.png")
     result = CliRunner().invoke(app, ["train", "triplet", str(tmp_path / "data"), "--out", str(tmp_path / "m"),
-                                      "-P", "2", "-K", "2", "--miner", "semi-hard", "--json", *TINY])
+                                      "-P", "2", "-K", "2", "--miner", "semi-hard", "--min-crop", "0.9", "--json",
+                                      *TINY])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert {"out", "epochs", "step", "metrics", "initial", "history", "skipped"} <= set(data)
     assert data["step"] == 1 and "recall@1" in data["metrics"]
     assert data["skipped"] == [{"class": "lonely", "reason": "only 1 image(s); a class needs 2 for positive pairs"}]
-    assert (tmp_path / "m" / "config.json").is_file()
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["training"]["min_crop"] == 0.9 and config["training"]["miner"] == "semi-hard"
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
