@@ -100,8 +100,9 @@ def test_gpu_serving_rules():
 
 @pytest.mark.parametrize("met, seconds, expect", [(True, 0.05, "HNSW32"), (False, 0.05, "Flat"), (True, 0.15, "Flat")])
 def test_auto_falls_back_to_flat_when_no_approximate_setting_pays(monkeypatch, met, seconds, expect):
+    monkeypatch.setattr(V, "FLAT_MAX", 1000)  # HNSW from 1,000 vectors, to keep the test small
     rng = np.random.default_rng(5)
-    db = clustered(rng, 60_000, 16)
+    db = clustered(rng, 3000, 16)
     ids = np.arange(len(db), dtype=np.int64) + 1
     assert V.choose_factory(len(db), 16) == "HNSW32"
     report = V.TuneReport({"ef": 64}, 0.97 if met else 0.8, met, seconds, 0.2)
