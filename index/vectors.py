@@ -250,8 +250,8 @@ def _blas_from(threshold: int) -> Iterator[None]:
     """Let faiss's flat scans (flat indexes, IVF coarse quantizers) use BLAS from a few queries on.
 
     faiss 1.15 switches from its per-query SIMD kernel to BLAS only when queries x dim reaches 128,000
-    (1,000 queries of 128-d); below that, batches run up to 6x slower here (64 x 128-d queries over 1M
-    vectors: 1.33 s against 0.21 s). The setting is process-wide, so it is restored afterwards.
+    (1,000 queries of 128-d); below that, batches run up to 9x slower here (256 x 128-d queries over 1M
+    vectors, benchmarks/flat_batches.py). The setting is process-wide, so it is restored afterwards.
     """
     old = faiss.cvar.distance_compute_blas_threshold
     faiss.cvar.distance_compute_blas_threshold = min(old, threshold)
