@@ -15,6 +15,14 @@ ODD = DATA / "odd"
 TINY_MODEL = "test_efficientnet"  # timm's tiny test network (random weights, seeded): fast on CPU
 
 
+def copy_photos(folder: Path, names: tuple[str, ...]) -> Path:
+    """``folder`` holding copies of the named sample photos (``<name>.jpg``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(PHOTOS / f"{name}.jpg", folder / f"{name}.jpg")
+    return folder
+
+
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A private copy of the sample photos (tests may change it)."""

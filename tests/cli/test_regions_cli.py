@@ -4,18 +4,14 @@ import shutil
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import DATA, PHOTOS, TINY_MODEL
+from tests.conftest import DATA, TINY_MODEL, copy_photos
 
 runner = CliRunner()
 TINY = ["--model", TINY_MODEL, "--random-weights", "--workers", "0"]
 
 
 def photos_dir(tmp_path):
-    out = tmp_path / "photos"
-    out.mkdir()
-    for name in ("astronaut", "chelsea", "rocket"):
-        shutil.copy(PHOTOS / f"{name}.jpg", out / f"{name}.jpg")
-    return out
+    return copy_photos(tmp_path / "photos", ("astronaut", "chelsea", "rocket"))
 
 
 def test_build_with_regions_then_query_regions_json_box_and_html(tmp_path):

@@ -10,18 +10,14 @@ from index.store import IndexStore
 from retrieval.indexing import BuildOptions, build_index
 from retrieval.regions import RegionOptions, RegionSettings, query_regions
 from retrieval.regions.grid import grid_boxes
-from tests.conftest import PHOTOS, TINY_MODEL
+from tests.conftest import PHOTOS, TINY_MODEL, copy_photos
 
 PASTE = (236, 134, 346, 244)  # where the cat's head lands in the rocket photo: inside its lower-right quadrant
 
 
 @pytest.fixture
 def three(tmp_path):
-    out = tmp_path / "photos"
-    out.mkdir()
-    for name in ("astronaut", "coffee", "rocket"):
-        shutil.copy(PHOTOS / f"{name}.jpg", out / f"{name}.jpg")
-    return out
+    return copy_photos(tmp_path / "photos", ("astronaut", "coffee", "rocket"))
 
 
 def tiny(**changes):
@@ -30,10 +26,7 @@ def tiny(**changes):
 
 def test_a_pasted_crop_is_found_at_rank_1_through_the_region_index(tmp_path):
     """The offline ImageNet model (tf_efficientnet_lite0) on real photos; grid regions."""
-    gallery = tmp_path / "gallery"
-    gallery.mkdir()
-    for name in ("astronaut", "coffee", "china", "coins"):
-        shutil.copy(PHOTOS / f"{name}.jpg", gallery / f"{name}.jpg")
+    gallery = copy_photos(tmp_path / "gallery", ("astronaut", "coffee", "china", "coins"))
     head = Image.open(PHOTOS / "chelsea.jpg").crop((119, 17, 272, 170))  # the cat's head
     scene = Image.open(PHOTOS / "rocket.jpg").copy()
     scene.paste(head.resize((PASTE[2] - PASTE[0], PASTE[3] - PASTE[1])), PASTE[:2])
