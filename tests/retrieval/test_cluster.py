@@ -46,6 +46,19 @@ def test_fasterpam_invariants_and_same_result_as_the_engine_called_directly():
     assert result.silhouette == pytest.approx(kmedoids.medoid_silhouette(C.cosine_distances(x), direct.medoids)[0])
 
 
+def test_the_distance_matrix_is_exactly_symmetric_which_the_fasterpam_engine_relies_on():
+    # the engine hands kmedoids the transposed view (its fast reading order): the same matrix only if
+    # d(i, j) == d(j, i) to the bit
+    x = np.random.default_rng(5).normal(size=(700, 128)).astype(np.float32)
+    d = C.cosine_distances(C.normalise(x))
+    assert np.array_equal(d, d.T)
+    assert d.dtype == np.float32 and np.all(np.diag(d) == 0)
+    medoids, labels = C.get_engine("fasterpam")(d, 7, 2)
+    direct = kmedoids.fasterpam(np.ascontiguousarray(d), 7, init="random", random_state=2)
+    np.testing.assert_array_equal(medoids, direct.medoids)
+    np.testing.assert_array_equal(labels, direct.labels)
+
+
 def test_a_range_picks_the_true_number_of_blobs_by_silhouette():
     x = blobs(centres=4)
     results = C.cluster_vectors(x, range(2, 8))
