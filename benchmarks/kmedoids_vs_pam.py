@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=20)
     parser.add_argument("--limit", type=float, default=600.0, help="seconds allowed per method run")
     parser.add_argument("--seeds", type=int, default=3, help="FasterPAM random initialisations")
+    parser.add_argument("--loss-datasets", type=int, default=5,
+                        help="data sets (at the smallest size) over which to compare losses, 8 seeds each")
     args = parser.parse_args()
     C.sklearn_extra_kmedoids()  # fail early with the install hint
     print(f"cores: {os.cpu_count()}, k={args.k}, d=128, time limit per run {args.limit:.0f}s")
@@ -95,6 +97,32 @@ def main() -> None:
             print(f"{name:40} {seconds:>9.2f} {loss_txt:>12} {speed:>16} {ratio:>16}")
         if pam_loss is None:
             print(f"PAM did not finish within {args.limit:.0f}s: its time, and so every speed-up, is a lower bound")
+    if args.loss_datasets:
+        loss_across_datasets(min(args.sizes), args.k, args.loss_datasets, args.limit)
+
+
+def loss_across_datasets(n: int, k: int, datasets: int, limit: float, seeds: int = 8) -> None:
+    """Both reach local optima: how FasterPAM's loss compares with PAM's over data sets and seeds."""
+    global _D
+    print(f"\nloss of FasterPAM (retr's engine, {seeds} seeds) / loss of PAM, n={n}, over {datasets} data sets")
+    print(f"{'data set':>8} {'PAM loss':>10} {'min':>8} {'mean':>8} {'max':>8} {'runs <= PAM':>12}")
+    means = []
+    for ds in range(datasets):
+        _D = C.cosine_distances(data(n, seed=ds))
+        _, pam_loss = timed("pam", k, 0, limit)
+        if pam_loss is None:
+            print(f"{ds:>8} PAM did not finish within {limit:.0f}s")
+            continue
+        ratios = []
+        for seed in range(seeds):
+            medoids, _ = C.get_engine("fasterpam")(_D, k, seed)
+            ratios.append(float(_D[:, medoids].min(axis=1).sum(dtype=np.float64)) / pam_loss)
+        r = np.array(ratios)
+        means.append(r.mean())
+        print(f"{ds:>8} {pam_loss:>10.3f} {r.min():>8.5f} {r.mean():>8.5f} {r.max():>8.5f} "
+              f"{int((r <= 1).sum()):>6}/{seeds}")
+    if means:
+        print(f"mean loss ratio over {len(means)} data sets x {seeds} seeds: {np.mean(means):.5f}")
 
 
 if __name__ == "__main__":
