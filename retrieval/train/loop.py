@@ -211,7 +211,8 @@ def embed(net: nn.Module, images: ImageSet, transform: Callable, device: torch.d
         x = batch["x"].to(device)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            # float16 as at index time (retrieval/extract.py), and on GPUs without bfloat16
+            with torch.autocast("cuda", dtype=torch.float16):
                 out = net(x)
         else:
             out = net(x)
