@@ -87,8 +87,8 @@ def _readable(key: str, value: Any) -> str:
     """One line for the table: nested records (search parameters, latest clustering, regions) summarised."""
     if value is None:
         return "none"
-    if key == "search":
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "none (exact)"
+    if key == "search" and not value:
+        return "none (exact)"
     if key == "cluster_run":
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(value["created"]))
         sil = value.get("silhouette")

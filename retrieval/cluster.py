@@ -16,7 +16,7 @@ import numpy as np
 from index.errors import RetrError
 from index.vectors import available_memory, exact_search
 
-# engine(distances [n, n] float32, symmetric, k, seed) -> (medoid positions [k], label of each point [n] in 0..k-1)
+# engine(symmetric float32 distances [n, n], k, seed) -> (medoid positions [k], label of each point [n] in 0..k-1)
 Engine = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
 
 DEFAULT_METHOD = "fasterpam"
