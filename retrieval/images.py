@@ -1,7 +1,9 @@
 """Finding image files and decoding them safely into RGB.
 
-Decoding never trusts the file: zero bytes, truncation, a wrong format, a decompression bomb or an
-unreadable file each become an ``ImageLoadError`` with a short reason that the catalog records.
+Decoding never trusts the file: zero bytes, truncation, a wrong format, a decompression bomb, an extreme
+aspect ratio, a file that is not a regular file or an unreadable file each become an ``ImageLoadError``
+with a short reason that the catalog records. The work is bounded before it is done: the size is read
+from the header and checked before any pixel is decoded or resized.
 """
 from __future__ import annotations
 
@@ -21,8 +23,15 @@ from index.errors import RetrError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"})
 MAX_PIXELS = 100_000_000  # larger images are refused as possible decompression bombs
+MAX_ASPECT = 50  # longer side / shorter side; beyond it, resizing the shorter side to a model's makes a giant
+MAX_RESIZED_PIXELS = 64_000_000  # an image resized for a model (before its centre crop) stays below this
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check uses the same limit as ours
+
+NOT_REGULAR = "not a regular file (a FIFO, device, socket or folder); only regular files are read"
+NOT_UTF8 = "file name is not valid UTF-8; rename it to index it"
+NOT_UTF8_FOLDER = "folder name is not valid UTF-8; rename it to index what it holds"
 
 
 class ImageLoadError(RetrError):
@@ -52,6 +61,9 @@ def scan(roots: Iterable[str | Path], *, extensions: frozenset[str] = IMAGE_EXTE
     seen_dirs: set[tuple[int, int]] = set()
 
     def add(path: str) -> None:
+        if not is_utf8(path):
+            errors.append((printable_path(path), NOT_UTF8))
+            return
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -59,11 +71,13 @@ def scan(roots: Iterable[str | Path], *, extensions: frozenset[str] = IMAGE_EXTE
             return
         if stat.S_ISREG(st.st_mode):
             files[path] = FileInfo(path, st.st_size, st.st_mtime)
+        else:
+            errors.append((path, NOT_REGULAR))
 
     for root in roots:
         root = os.path.abspath(os.fspath(root))
         if not os.path.exists(root):
-            raise RetrError(f"no such file or folder: {root}")
+            raise RetrError(f"no such file or folder: {printable_path(root)}")
         if not os.path.isdir(root):
             add(root)
             continue
@@ -82,19 +96,70 @@ def scan(roots: Iterable[str | Path], *, extensions: frozenset[str] = IMAGE_EXTE
                 dirs[:] = []
                 continue
             seen_dirs.add(key)
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for d in dirs:
+                if not is_utf8(d):
+                    errors.append((printable_path(os.path.join(folder, d)), NOT_UTF8_FOLDER))
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and is_utf8(d))
             for name in sorted(names):
                 if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
                     add(os.path.join(folder, name))
     return ScanResult(sorted(files.values(), key=lambda f: f.path), errors)
 
 
-def read_bytes(path: str | Path) -> bytes:
+def is_utf8(path: str) -> bool:
+    """False for a name holding undecodable bytes (Python keeps them as lone surrogates)."""
     try:
-        with open(path, "rb") as fh:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_path(path: str) -> str:
+    r"""The path as text that can always be printed or stored: undecodable bytes shown as ``\xff`` escapes."""
+    if is_utf8(path):
+        return path
+    try:
+        raw = path.encode("utf-8", "surrogateescape")  # the bytes of the name on disk
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The content of a regular file; a FIFO, device, socket or folder is refused without blocking on it."""
+    try:
+        # O_NONBLOCK: opening a FIFO never waits for a writer; fstat on the open file leaves no race
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageLoadError(f"unreadable: {exc.strerror or exc}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageLoadError(NOT_REGULAR)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
             return fh.read()
     except OSError as exc:
         raise ImageLoadError(f"unreadable: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def check_size(width: int, height: int) -> None:
+    """Refuse, before decoding, an image too large or too elongated to decode and resize safely."""
+    if width * height > MAX_PIXELS:
+        raise ImageLoadError(f"image too large ({width}x{height} pixels; limit {MAX_PIXELS:,}): "
+                             "possible decompression bomb")
+    if min(width, height) < 1 or max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageLoadError(f"extreme aspect ratio ({width}x{height} pixels; limit {MAX_ASPECT}:1)")
+
+
+def check_resize(width: int, height: int, shorter_side: int) -> None:
+    """Refuse an image whose shorter side resized to ``shorter_side`` would exceed MAX_RESIZED_PIXELS."""
+    short, long = sorted((max(width, 1), max(height, 1)))
+    resized = shorter_side * shorter_side * long / short
+    if resized > MAX_RESIZED_PIXELS:
+        raise ImageLoadError(f"too elongated for the model's input ({width}x{height} pixels would resize to "
+                             f"{resized / 1e6:,.0f} Mpx; limit {MAX_RESIZED_PIXELS / 1e6:,.0f} Mpx)")
 
 
 def decode(data: bytes, *, draft_size: int | None = None) -> Image.Image:
@@ -116,9 +181,7 @@ def decode_sized(data: bytes, *, draft_size: int | None = None) -> tuple[Image.I
             if img.format not in FORMATS:
                 raise ImageLoadError(f"unsupported image format {img.format}")
             w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageLoadError(f"image too large ({w}x{h} pixels; limit {MAX_PIXELS}): "
-                                     "possible decompression bomb")
+            check_size(w, h)
             if draft_size and img.format == "JPEG":
                 scale = max(1, min(w, h) // draft_size)
                 if scale >= 2:
@@ -175,4 +238,4 @@ def load_image(path: str | Path, *, draft_size: int | None = None) -> Image.Imag
     try:
         return decode(read_bytes(path), draft_size=draft_size)
     except ImageLoadError as exc:
-        raise ImageLoadError(f"{path}: {exc}") from exc
+        raise ImageLoadError(f"{printable_path(os.fspath(path))}: {exc}") from exc
