@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
-from retrieval.images import ImageLoadError, decode_sized, read_bytes
+from retrieval.images import ImageLoadError, check_resize, decode_sized, read_bytes
 from retrieval.models import LoadedModel, resolve_device
 
 
@@ -37,7 +37,7 @@ class Preprocess:
     pil_stage: Callable[[Image.Image], Image.Image]
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    draft_size: int  # JPEG may decode at reduced scale down to this shorter side
+    draft_size: int  # the shorter side the resize aims at; JPEG may decode at reduced scale down to it
 
     @classmethod
     def from_model(cls, model: LoadedModel) -> "Preprocess":
@@ -51,6 +51,8 @@ class Preprocess:
         return cls(Compose(steps[:-2]), tuple(cfg["mean"]), tuple(cfg["std"]), side)
 
     def to_uint8(self, img: Image.Image) -> torch.Tensor:
+        """Resize and crop to the model's input; an image that would resize to a giant is refused first."""
+        check_resize(*img.size, self.draft_size)
         return TF.pil_to_tensor(self.pil_stage(img))
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:

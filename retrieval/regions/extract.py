@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from index.regions import ImageDone, PendingImage, RegionRecord
 from retrieval.extract import Embedder, Preprocess, default_workers
-from retrieval.images import ImageLoadError, decode_sized, read_bytes
+from retrieval.images import MAX_ASPECT, ImageLoadError, decode_sized, read_bytes
 from retrieval.models import LoadedModel
 from retrieval.regions.postprocess import crop, select
 from retrieval.regions.proposal import Proposal
@@ -26,8 +26,12 @@ from retrieval.regions.source import RegionSource
 
 def region_crops(image: Image.Image, source: RegionSource, settings: RegionSettings,
                  path: str | None = None) -> tuple[list[Proposal], list[Image.Image]]:
-    """The kept proposals of one image and the crop of each (mask-blanked when asked)."""
-    proposals = select(source.propose(image, path), image.size, settings)
+    """The kept proposals of one image and the crop of each (mask-blanked when asked).
+
+    A sliver longer than MAX_ASPECT times its width is dropped: resized for the model it would be a giant.
+    """
+    proposals = [p for p in select(source.propose(image, path), image.size, settings)
+                 if max(p.width, p.height) <= MAX_ASPECT * max(min(p.width, p.height), 1.0)]
     return proposals, [crop(image, p, blank_background=settings.blank_background) for p in proposals]
 
 
