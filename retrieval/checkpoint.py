@@ -10,7 +10,8 @@ from torch import nn
 
 from index.atomic import atomic_path, atomic_write_text
 from index.errors import RetrError
-from retrieval.models import EmbeddingNet, LoadedModel, ModelInfo, create_backbone, make_transform
+from retrieval.models import (EmbeddingNet, LoadedModel, ModelInfo, check_data_config, create_backbone,
+                              make_transform)
 from retrieval.weights import file_digest
 
 FORMAT = "retr-checkpoint"
@@ -38,16 +39,35 @@ def save_checkpoint(net: EmbeddingNet, out_dir: str | Path, *, backbone: str, da
 
 
 def read_config(ckpt_dir: str | Path) -> dict[str, Any]:
+    """The checkpoint's config, checked field by field: a bad one is a one-line error naming the field."""
     path = Path(ckpt_dir) / CONFIG_FILE
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise RetrError(f"cannot read checkpoint config {path}: {exc}") from exc
-    if config.get("format") != FORMAT:
-        raise RetrError(f"{path} is not a retr checkpoint (format {config.get('format')!r})")
-    if int(config.get("version", 0)) > VERSION:
-        raise RetrError(f"{path} has checkpoint version {config['version']}; this retr reads up to {VERSION}")
+        raise RetrError(f"cannot read checkpoint config {path}: {str(exc).splitlines()[0][:200]}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        found = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise RetrError(f"{path} is not a retr checkpoint (format {found!r})")
+    version = config.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RetrError(f"{path}: bad checkpoint config: version must be a whole number, got {version!r}")
+    if version > VERSION:
+        raise RetrError(f"{path} has checkpoint version {version}; this retr reads up to {VERSION}")
+    try:
+        _check_fields(config)
+    except ValueError as exc:
+        raise RetrError(f"{path}: bad checkpoint config: {exc}") from exc
     return config
+
+
+def _check_fields(config: dict[str, Any]) -> None:
+    backbone = config.get("backbone")
+    if not isinstance(backbone, str) or not backbone:
+        raise ValueError(f"backbone must be a timm model name, got {backbone!r}")
+    dim = config.get("embedding_dim")
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
+        raise ValueError(f"embedding_dim must be a positive whole number or null, got {dim!r}")
+    check_data_config(config.get("data_config"))
 
 
 def load_checkpoint(ckpt_dir: str | Path) -> LoadedModel:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ from index.errors import RetrError
 from retrieval.weights import file_digest, load_into, packaged_weights, read_state_dict
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
+MAX_INPUT_SIDE = 2048  # a model input side beyond this is a mistake in a config, not a model to run
 
 
 class EmbeddingNet(nn.Module):
@@ -121,6 +123,39 @@ def load_model(spec: str | Path = DEFAULT_MODEL, *, weights: str | Path | None =
     info = ModelInfo(spec=name, backbone=name, dim=net.dim, weights=digest,
                      data_config=_jsonable(data_config))
     return LoadedModel(net=net, info=info, transform=make_transform(info.data_config))
+
+
+def check_data_config(cfg: Any) -> None:
+    """Raise ValueError naming the bad field of a data config (input_size, mean, std, crop_pct, ...)."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"data_config must be an object, got {type(cfg).__name__}")
+    size = cfg.get("input_size")
+    if not (isinstance(size, list) and len(size) == 3 and all(_is_int(v) and v > 0 for v in size)
+            and size[0] == 3 and max(size[1:]) <= MAX_INPUT_SIDE):
+        raise ValueError(f"data_config.input_size must be [3, height, width] with sides from 1 to "
+                         f"{MAX_INPUT_SIDE}, got {size!r}")
+    for key in ("mean", "std"):
+        value = cfg.get(key)
+        if not (isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)):
+            raise ValueError(f"data_config.{key} must be 3 numbers, got {value!r}")
+    if not all(v > 0 for v in cfg["std"]):
+        raise ValueError(f"data_config.std must be positive, got {cfg['std']!r}")
+    crop_pct = cfg.get("crop_pct")
+    if crop_pct is not None and not (_is_number(crop_pct) and crop_pct > 0
+                                     and max(size[1:]) / crop_pct <= 2 * MAX_INPUT_SIDE):
+        raise ValueError(f"data_config.crop_pct must be a number above 0 that resizes to at most "
+                         f"{2 * MAX_INPUT_SIDE} pixels, got {crop_pct!r}")
+    for key in ("interpolation", "crop_mode"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise ValueError(f"data_config.{key} must be a string, got {cfg[key]!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def make_transform(data_config: dict[str, Any]) -> Callable:
