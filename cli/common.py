@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Iterator
@@ -44,9 +45,24 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+class _Warnings(logging.Handler):
+    """The library's warnings (a damaged faiss file rebuilt, a repair left for later) as stderr lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def _say_warnings() -> None:
+    logger = logging.getLogger("index")
+    if not any(isinstance(h, _Warnings) for h in logger.handlers):
+        logger.addHandler(_Warnings(logging.WARNING))
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a RetrError (and Ctrl-C) into a one-line message and exit code 1, never a traceback."""
+    """Turn a RetrError (and Ctrl-C) into a one-line message and exit code 1, never a traceback;
+    say the library's warnings on stderr."""
+    _say_warnings()
     try:
         yield
     except RetrError as exc:

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from index.errors import RetrError
+from index.errors import RetrError, write_hint
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -37,15 +37,18 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        raise RetrError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        raise RetrError(f"cannot write {target}: {exc.strerror or exc}{write_hint(exc)}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a report should read like any file
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, target)
+        try:
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a report should read like any file
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, target)
+        except OSError as exc:  # a full disk or a folder turned read-only: the old file stays
+            raise RetrError(f"cannot write {target}: {exc.strerror or exc}{write_hint(exc)}") from exc
         _fsync_dir(target.parent)
     finally:
         if tmp_path.exists():

@@ -3,19 +3,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, text, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from index.errors import RetrError
+from index.errors import CatalogMissing, RetrError, write_hint
+from index.lock import PgLock
 from index.schema import STATUS_ERROR, STATUS_OK, Base, Image
 
 CATALOG_FILE = "catalog.sqlite"
+# read: an existing catalog, no schema change; write: an existing catalog, missing tables and columns
+# added; create: made when absent (only `retr index build` creates a catalog)
+Mode = Literal["read", "write", "create"]
+MODES = ("read", "write", "create")
 _CHUNK = 500  # ids per IN (...) clause, below every backend's parameter limit
 
 
@@ -63,11 +69,40 @@ _ROW_COLUMNS = (Image.id, Image.path, Image.sha256, Image.bytes, Image.width, Im
                 Image.status, Image.error, Image.vector.is_not(None))
 
 
-class Catalog:
-    """One catalog database. Every write happens in a transaction."""
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL (None: another backend, or an in-memory database)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
-    def __init__(self, url: str):
+
+def _db_error(exc: SQLAlchemyError, what: str) -> RetrError:
+    """A database error as one line: what failed, the driver's first line, and what to do."""
+    first = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    return RetrError(f"{what}: {first}{write_hint(first)}")
+
+
+class Catalog:
+    """One catalog database. Every write happens in a transaction.
+
+    ``mode`` (see Mode) says whether the database may be created or its schema changed. ``lock`` takes
+    the PostgreSQL writer lock (index.lock) before any schema change; SQLite catalogs are locked by the
+    index folder's lock file (IndexStore).
+    """
+
+    def __init__(self, url: str, *, mode: Mode = "create", lock: bool = False, command: str | None = None):
+        if mode not in MODES:
+            raise ValueError(f"unknown catalog mode {mode!r}; use one of {', '.join(MODES)}")
         self.url = url
+        self.mode = mode
+        self._lock: PgLock | None = None
+        db_file = _sqlite_file(url)
+        if mode != "create" and db_file is not None and not db_file.is_file():
+            raise CatalogMissing(url, "does not exist")  # connecting would create an empty database file
         try:
             self.engine: Engine = create_engine(url, future=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
@@ -75,23 +110,53 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            Base.metadata.create_all(self.engine)
+            if lock and mode != "read" and self.engine.dialect.name == "postgresql":
+                self._lock = PgLock(self.engine, command)
+                self._lock.acquire()  # before create_all: two new builds would both create the tables
+            if mode != "create" and not inspect(self.engine).has_table(Image.__tablename__):
+                raise CatalogMissing(self.safe_url, "holds no retr catalog (no images table)")
+            if mode != "read":
+                Base.metadata.create_all(self.engine)
+                self._add_missing_columns()
         except SQLAlchemyError as exc:
-            raise RetrError(f"cannot open catalog database {self.safe_url}: {exc.__class__.__name__}: "
-                            f"{str(exc).splitlines()[0]}") from exc
+            self.close()
+            raise _db_error(exc, f"cannot open catalog database {self.safe_url}") from exc
+        except BaseException:
+            self.close()
+            raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    def _add_missing_columns(self) -> None:
+        """Columns added to the schema after a catalog was made (``images.model``) are added to it."""
+        have = {c["name"] for c in inspect(self.engine).get_columns(Image.__tablename__)}
+        if "model" not in have:
+            with self.engine.begin() as conn:
+                conn.execute(text("ALTER TABLE images ADD COLUMN model VARCHAR(64)"))
+
     @classmethod
-    def for_index(cls, index_dir: str | Path, url: str | None = None) -> "Catalog":
+    def for_index(cls, index_dir: str | Path, url: str | None = None, *, mode: Mode = "create",
+                  lock: bool = False, command: str | None = None) -> "Catalog":
         """The catalog of an index directory: ``url`` if given, else ``catalog.sqlite`` inside it."""
         if url is None:
             index_dir = Path(index_dir)
-            try:
-                index_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RetrError(f"cannot create the index folder {index_dir}: {exc.strerror or exc}") from exc
+            if mode == "create":
+                try:
+                    index_dir.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise RetrError(f"cannot create the index folder {index_dir}: {exc.strerror or exc}") from exc
             url = f"sqlite:///{(index_dir / CATALOG_FILE).resolve()}"
-        return cls(url)
+        return cls(url, mode=mode, lock=lock, command=command)
+
+    def check_writable(self) -> None:
+        """Refuse, before any work, a SQLite catalog whose file (or folder) cannot be written."""
+        db_file = _sqlite_file(self.url)
+        if db_file is None:
+            return
+        for path in (db_file, db_file.with_name(db_file.name + "-wal"), db_file.with_name(db_file.name + "-shm"),
+                     db_file.parent):
+            if path.exists() and not os.access(path, os.W_OK):
+                raise RetrError(f"the catalog {self.safe_url} cannot be written ({path} is read-only); make it "
+                                "writable, or copy the index to a writable folder")
 
     @property
     def safe_url(self) -> str:
@@ -100,12 +165,37 @@ class Catalog:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
-        """A transaction: committed when the block ends, rolled back on any exception."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """A transaction: committed when the block ends, rolled back on any exception.
+
+        A database that cannot be written (a full disk, a read-only file) is a one-line RetrError.
+        """
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise _db_error(exc, f"catalog {self.safe_url}") from exc
+
+    @contextlib.contextmanager
+    def writer_lock(self, command: str | None = None) -> Iterator[None]:
+        """Hold the PostgreSQL writer lock for a block, unless this catalog holds it already."""
+        if self._lock is not None or self.engine.dialect.name != "postgresql":
+            yield
+            return
+        lock = PgLock(self.engine, command)
+        lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._lock is not None:
+            try:
+                self._lock.release()
+            finally:
+                self._lock = None
+        if hasattr(self, "engine"):
+            self.engine.dispose()
 
     # -- image rows ---------------------------------------------------------------------------------
 
@@ -176,6 +266,20 @@ class Catalog:
             for chunk in _chunks(ids):
                 s.execute(delete(Image).where(Image.id.in_(chunk)))
         return len(ids)
+
+    def forget_vectors_not_of(self, model: str) -> int:
+        """Forget vectors made by another model, or by an unknown one (NULL): they are embedded again."""
+        stale = or_(Image.model.is_(None), Image.model != model)
+        with self.session() as s:
+            n = s.scalar(select(func.count()).where(Image.vector.is_not(None), stale))
+            if n:
+                s.execute(update(Image).where(Image.vector.is_not(None), stale)
+                          .values(vector=None, status="pending"))
+        return int(n or 0)
+
+    def has_vectors(self) -> bool:
+        with self.session() as s:
+            return s.scalar(select(Image.id).where(Image.vector.is_not(None)).limit(1)) is not None
 
     def clear_vectors(self) -> None:
         """Forget every vector (the model changed): every ok row will be embedded again."""

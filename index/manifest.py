@@ -30,13 +30,46 @@ class Manifest:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. region index settings
     format_version: int = FORMAT_VERSION
     updated: float = dataclasses.field(default_factory=time.time)
+    checksum: str | None = None  # sha256 of vectors.faiss as written (None: written by an older retr)
 
     def replace(self, **changes: Any) -> "Manifest":
         return dataclasses.replace(self, updated=time.time(), **changes)
 
 
+# the JSON types of each field (bool is refused where a number is meant)
+_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (dict,), "dim": (int,), "factory": (str,), "index_type": (str,), "vectors": (int,),
+    "ids_digest": (str,), "search": (dict,), "metric": (str,), "extra": (dict,), "format_version": (int,),
+    "updated": (int, float), "checksum": (str, type(None))}
+_REQUIRED = ("model", "dim", "factory", "index_type", "vectors", "ids_digest")
+
+
 def ids_digest(ids: np.ndarray) -> str:
     return hashlib.sha256(np.sort(np.asarray(ids, dtype=np.int64)).tobytes()).hexdigest()
+
+
+def model_key(model: dict[str, Any]) -> str:
+    """A short fingerprint of the model that made a vector (spec, weights digest, dim): stored per catalog row."""
+    fields = {k: model.get(k) for k in ("spec", "weights", "dim")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _problem(data: Any) -> str | None:
+    """What is wrong with a parsed manifest, or None."""
+    if not isinstance(data, dict):
+        return f"it holds a JSON {type(data).__name__}, not an object"
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    for key, types in _TYPES.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"{key} is {json.dumps(value)[:40]}, not {' or '.join(t.__name__ for t in types)}"
+    if not isinstance(data["model"].get("spec"), str):
+        return "model.spec is missing"
+    if data["dim"] < 1 or data["vectors"] < 0:
+        return f"dim {data['dim']} or vectors {data['vectors']} is out of range"
+    return None
 
 
 def read_manifest(index_dir: str | Path) -> Manifest | None:
@@ -44,17 +77,21 @@ def read_manifest(index_dir: str | Path) -> Manifest | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RetrError(f"cannot read {path}: {exc}") from exc
-    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise RetrError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # not JSON (or not UTF-8)
+        data, problem = None, f"it is not valid JSON ({str(exc).splitlines()[0][:80]})"
+    else:
+        problem = _problem(data)
+    if problem is not None:
+        raise RetrError(f"{path} is damaged: {problem}; move it away and run `retr index build PATH --index "
+                        f"{Path(index_dir)}` again (the catalog keeps the vectors of the same model)")
+    if data.get("format_version", 0) > FORMAT_VERSION:
         raise RetrError(f"{path} has format version {data['format_version']}; this retr reads up to "
                         f"{FORMAT_VERSION}")
     known = {f.name for f in dataclasses.fields(Manifest)}
-    try:
-        return Manifest(**{k: v for k, v in data.items() if k in known})
-    except TypeError as exc:
-        raise RetrError(f"{path} is incomplete: {exc}") from exc
+    return Manifest(**{k: v for k, v in data.items() if k in known})
 
 
 def write_manifest(index_dir: str | Path, manifest: Manifest) -> None:

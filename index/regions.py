@@ -3,8 +3,9 @@
 Each image whose regions were computed also gets one *marker* row for the region source: no vector,
 ``label`` = ``done:<image sha256>``. It says the image was processed (even when no region was found)
 and from which content, so a build resumes where it stopped and redoes only new or changed images.
-The region state lives in the manifest's ``extra["regions"]``: source, settings, model, and the
-digest of the ids in regions.faiss, which must agree with the catalog or the file is rebuilt.
+The region state lives in the manifest's ``extra["regions"]``: source, settings, model, the digest
+of the ids in regions.faiss, which must agree with the catalog, and the file's sha256; a file that
+fails either check is rebuilt by a writer, or searched from the catalog's vectors in memory by a reader.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from index.catalog import Catalog, _chunks, decode_vectors, encode_vector
 from index.errors import RetrError
 from index.manifest import ids_digest, write_manifest
 from index.schema import STATUS_OK, Image, Region
-from index.store import IndexStore
+from index.store import IndexStore, faiss_file_problem
 
 REGIONS_FILE = "regions.faiss"
 MARKER = "done:"
@@ -189,13 +190,27 @@ class RegionIndex:
             raise RetrError(f"the index at {self.store.dir} has no manifest: build it first")
         extra = dict(m.extra)
         extra[STATE_KEY] = state
+        with self.store.write_access():
+            write_manifest(self.store.dir, m.replace(extra=extra))
         self.store.manifest = m.replace(extra=extra)
-        write_manifest(self.store.dir, self.store.manifest)
+
+    def file_problem(self) -> str | None:
+        """Why regions.faiss is not the file the state records (missing, or its content changed); else None."""
+        state = self.state or {}
+        return faiss_file_problem(self.path, state.get("checksum"))
+
+    def problem(self) -> str | None:
+        """Why regions.faiss cannot be served as it is (missing, damaged, out of step); None when it can."""
+        state = self.state
+        if state is None:
+            return f"the index at {self.store.dir} has no regions"
+        problem = self.file_problem()
+        if problem is None and state.get("ids_digest") != ids_digest(region_ids(self.store.catalog)):
+            problem = f"{self.path} is out of step with the catalog"
+        return problem
 
     def consistent(self) -> bool:
-        state = self.state
-        return state is not None and self.path.exists() and \
-            state.get("ids_digest") == ids_digest(region_ids(self.store.catalog))
+        return self.problem() is None
 
     def rebuild(self, index_type: str | None = None) -> dict[str, Any]:
         """Rebuild regions.faiss from the catalog's region vectors; returns the updated state."""
@@ -203,26 +218,48 @@ class RegionIndex:
         if state is None:
             raise RetrError(f"the index at {self.store.dir} has no regions: build with --regions NAME")
         dim = self.store.dim
-        ids, vecs = V.stack_parts(list(iter_region_vectors(self.store.catalog, dim)), dim)
-        index_type = index_type or state.get("index_type") or "auto"
-        index, factory, search = V.build_tuned(vecs, ids, index_type)
-        V.save(index, self.path)
-        state.update(index_type=index_type, factory=factory, vectors=int(index.ntotal), ids_digest=ids_digest(ids),
-                     search=search, images=region_counts(self.store.catalog)["images"])
-        self.write_state(state)
+        with self.store.write_access():
+            ids, vecs = V.stack_parts(list(iter_region_vectors(self.store.catalog, dim)), dim)
+            index_type = index_type or state.get("index_type") or "auto"
+            index, factory, search = V.build_tuned(vecs, ids, index_type)
+            checksum = V.save(index, self.path)
+            state.update(index_type=index_type, factory=factory, vectors=int(index.ntotal),
+                         ids_digest=ids_digest(ids), search=search, checksum=checksum,
+                         images=region_counts(self.store.catalog)["images"])
+            self.write_state(state)
         self._searcher = None
         return state
 
     def reconcile(self) -> bool:
-        if self.state is None or self.consistent():
+        """Rewrite regions.faiss when it fails its checks (see IndexStore.reconcile); True when rewritten."""
+        if self.state is None or (problem := self.problem()) is None:
             return False
-        self.rebuild()
+        try:
+            self.rebuild()
+        except RetrError as exc:
+            if self.store.writable:
+                raise
+            self.store.note(f"{problem}; it was not rewritten ({exc}); the next `retr index build` repairs it")
+            return False
         return True
 
     def searcher(self) -> V.Searcher:
+        """regions.faiss verified, else rebuilt (a writable store) or rebuilt in memory (a read store)."""
         if self._searcher is None:
-            self.reconcile()
-            self._searcher = V.Searcher(V.load(self.path))
+            problem = self.problem()
+            if problem is not None and self.store.writable:
+                count = self.rebuild()["vectors"]
+                self.store.note(f"{problem}: rebuilt it from the catalog's {count} region vectors")
+                problem = None
+            if problem is None:
+                index = V.load(self.path)
+            else:
+                ids, vecs = V.stack_parts(list(iter_region_vectors(self.store.catalog, self.store.dim)),
+                                          self.store.dim)
+                self.store.note(f"{problem}; searching the catalog's {len(ids)} region vectors in memory (the "
+                                "file is left as it is: `retr index build` rewrites it)")
+                index = V.build(vecs, ids, "Flat")
+            self._searcher = V.Searcher(index)
         return self._searcher
 
     def search(self, queries: np.ndarray, k: int = 10) -> list[list[RegionHit]]:

@@ -33,6 +33,9 @@ class Image(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     vector: Mapped["builtins.bytes | None"] = mapped_column(LargeBinary, nullable=True)
+    # manifest.model_key of the model that made ``vector``; NULL: the model in the manifest (rows written
+    # before this column existed)
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ImageHash(Base):

@@ -1,21 +1,29 @@
 """An index directory: manifest, catalog and faiss file, kept consistent with each other.
 
-The catalog is the source of truth. Opening a store checks that the faiss file holds exactly the
-catalog's vectors (by the ids digest in the manifest); when it does not (an interrupted build, a
-catalog edited by dedupe, a deleted file), the faiss file is rebuilt from the stored vectors.
+The catalog is the source of truth. Before the faiss file is served, the store checks that it holds
+exactly the catalog's vectors (the ids digest in the manifest) and is the file that was written (its
+sha256 in the manifest). When it is not (an interrupted build, a catalog edited by dedupe, a deleted,
+garbled or truncated file), a store opened for writing rebuilds it from the stored vectors; a store
+opened for reading never writes: it searches the catalog's vectors in memory and says so.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import faiss
 import numpy as np
 
 from index import vectors as V
-from index.catalog import Catalog
-from index.errors import RetrError
+from index.catalog import CATALOG_FILE, Catalog, Mode
+from index.errors import CatalogMissing, RetrError
+from index.lock import FolderLock
 from index.manifest import MANIFEST_FILE, Manifest, ids_digest, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.faiss"
 
@@ -52,35 +60,96 @@ class SearchResults:
 
 
 class IndexStore:
-    def __init__(self, index_dir: Path, catalog: Catalog, manifest: Manifest | None):
+    def __init__(self, index_dir: Path, catalog: Catalog, manifest: Manifest | None, *,
+                 lock: FolderLock | None = None):
         self.dir = index_dir
         self.catalog = catalog
         self.manifest = manifest
+        self.repairs: list[str] = []  # what was found wrong and done about it, as said to the user
+        self._lock = lock
         self._searcher: V.Searcher | None = None
         self._paths: np.ndarray | None = None
 
+    @property
+    def writable(self) -> bool:
+        """Whether this store holds the writer lock (opened with mode write or create)."""
+        return self._lock is not None
+
     @classmethod
-    def open(cls, index_dir: str | Path, db_url: str | None = None, *, create: bool = False) -> "IndexStore":
-        """Open an index directory (``create`` makes a new one). Never modifies what is stored."""
+    def open(cls, index_dir: str | Path, db_url: str | None = None, *, create: bool = False,
+             mode: Mode | None = None, command: str | None = None) -> "IndexStore":
+        """Open an index directory.
+
+        ``mode`` read (the default) never writes anything and needs an existing catalog; write (an
+        existing index) and create (``create=True``: made when absent; only `retr index build`) take the
+        writer lock first and refuse a read-only index before any work. ``command`` names this process
+        to a writer the lock turns away.
+        """
+        mode = mode or ("create" if create else "read")
         index_dir = Path(index_dir)
-        if not create and not (index_dir / MANIFEST_FILE).exists():
+        if mode != "create" and not (index_dir / MANIFEST_FILE).exists():
             if not index_dir.exists():
                 raise RetrError(f"no index at {index_dir}: build one with `retr index build PATH --index {index_dir}`")
-            if db_url is None and not (index_dir / "catalog.sqlite").exists():
+            if db_url is None and not (index_dir / CATALOG_FILE).exists():
                 raise RetrError(f"{index_dir} is not a retr index directory (no manifest.json)")
         if index_dir.exists() and not index_dir.is_dir():
             raise RetrError(f"{index_dir} is not a folder")
-        manifest = read_manifest(index_dir)
-        return cls(index_dir, Catalog.for_index(index_dir, db_url), manifest)
+        manifest = read_manifest(index_dir)  # a damaged manifest is refused before anything is made
+        if mode == "read":
+            return cls(index_dir, _read_catalog(index_dir, db_url, manifest), manifest)
+        try:
+            index_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RetrError(f"cannot create the index folder {index_dir}: {exc.strerror or exc}") from exc
+        lock = FolderLock(index_dir, command)
+        lock.acquire()  # also the read-only check: the lock file cannot be made in a read-only folder
+        try:
+            catalog = Catalog.for_index(index_dir, db_url, mode=mode, lock=True, command=command)
+            try:
+                catalog.check_writable()
+            except BaseException:
+                catalog.close()
+                raise
+            manifest = read_manifest(index_dir)  # again, under the lock: the last writer may have changed it
+        except BaseException:
+            lock.release()
+            raise
+        return cls(index_dir, catalog, manifest, lock=lock)
 
     def close(self) -> None:
-        self.catalog.close()
+        try:
+            self.catalog.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> "IndexStore":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextlib.contextmanager
+    def write_access(self) -> Iterator[None]:
+        """The writer lock for a block: already held by a writable store, taken for it by a read store."""
+        if self.writable:
+            yield
+            return
+        lock = FolderLock(self.dir)
+        lock.acquire()
+        self._lock = lock  # writable for the block, so nested writes do not lock again
+        try:
+            with self.catalog.writer_lock():
+                yield
+        finally:
+            self._lock = None
+            lock.release()
+
+    def note(self, message: str) -> None:
+        """Record a repair (or a refusal to repair) and say it: the CLI prints these as warnings."""
+        self.repairs.append(message)
+        log.warning(message)
 
     # -- model -----------------------------------------------------------------------------------------
 
@@ -105,13 +174,23 @@ class IndexStore:
 
     # -- the faiss file ----------------------------------------------------------------------------------
 
-    def consistent(self) -> bool:
-        """Whether vectors.faiss holds exactly the catalog's vectors."""
+    def file_problem(self) -> str | None:
+        """Why vectors.faiss is not the file the manifest records (missing, or content changed); else None."""
+        path = self.dir / VECTORS_FILE
+        return faiss_file_problem(path, self.manifest.checksum if self.manifest else None)
+
+    def vectors_problem(self) -> str | None:
+        """Why vectors.faiss cannot be served as it is; None when it holds exactly the catalog's vectors."""
         if self.manifest is None:
-            return False
-        if not (self.dir / VECTORS_FILE).exists():
-            return False
-        return ids_digest(self.catalog.vector_ids()) == self.manifest.ids_digest
+            return f"the index at {self.dir} has no manifest"
+        problem = self.file_problem()
+        if problem is None and ids_digest(self.catalog.vector_ids()) != self.manifest.ids_digest:
+            problem = f"{self.dir / VECTORS_FILE} is out of step with the catalog"
+        return problem
+
+    def consistent(self) -> bool:
+        """Whether vectors.faiss holds exactly the catalog's vectors, as written."""
+        return self.vectors_problem() is None
 
     def rebuild(self, *, index_type: str | None = None, model: dict[str, Any] | None = None,
                 extra: dict[str, Any] | None = None) -> Manifest:
@@ -120,33 +199,64 @@ class IndexStore:
         if model is None:
             raise RetrError("cannot rebuild an index that has no model recorded")
         dim = int(model["dim"])
-        ids, vecs = V.stack_parts(list(self.catalog.iter_vectors(dim)), dim)
-        index_type = index_type or (self.manifest.index_type if self.manifest else "auto")
-        index, factory, search = V.build_tuned(vecs, ids, index_type)
-        V.save(index, self.dir / VECTORS_FILE)
-        keep_extra = dict(self.manifest.extra) if self.manifest else {}
-        keep_extra.update(extra or {})
-        manifest = Manifest(model=dict(model), dim=dim, factory=factory, index_type=index_type,
-                            vectors=int(index.ntotal), ids_digest=ids_digest(ids), search=search,
-                            extra=keep_extra)
-        write_manifest(self.dir, manifest)
+        with self.write_access():
+            ids, vecs = V.stack_parts(list(self.catalog.iter_vectors(dim)), dim)
+            index_type = index_type or (self.manifest.index_type if self.manifest else "auto")
+            index, factory, search = V.build_tuned(vecs, ids, index_type)
+            checksum = V.save(index, self.dir / VECTORS_FILE)
+            keep_extra = dict(self.manifest.extra) if self.manifest else {}
+            keep_extra.update(extra or {})
+            manifest = Manifest(model=dict(model), dim=dim, factory=factory, index_type=index_type,
+                                vectors=int(index.ntotal), ids_digest=ids_digest(ids), search=search,
+                                extra=keep_extra, checksum=checksum)
+            write_manifest(self.dir, manifest)
         self.manifest = manifest
         self._searcher = None
         self._paths = None
         return manifest
 
     def reconcile(self) -> bool:
-        """Repair vectors.faiss when it disagrees with the catalog; True when a repair was made."""
-        if self.manifest is None or self.consistent():
+        """Rewrite vectors.faiss when it disagrees with the catalog; True when it was rewritten.
+
+        A store opened for reading takes the writer lock for it; when another process holds the lock
+        (or the folder is read-only), the file is left as it is and a note says so.
+        """
+        if self.manifest is None or (problem := self.vectors_problem()) is None:
             return False
-        self.rebuild()
+        try:
+            self.rebuild()
+        except RetrError as exc:
+            if self.writable:
+                raise
+            self.note(f"{problem}; it was not rewritten ({exc}); the next `retr index build` repairs it")
+            return False
         return True
 
     def searcher(self) -> V.Searcher:
+        """The searcher over vectors.faiss, or, when the file fails its checks, a repaired one.
+
+        A writable store rewrites the file; a read store builds an exact index of the catalog's vectors
+        in memory and never serves a file that failed verification.
+        """
         if self._searcher is None:
-            self.reconcile()
-            self._searcher = V.Searcher(V.load(self.dir / VECTORS_FILE))
+            problem = self.vectors_problem()
+            if problem is not None and self.writable:
+                count = self.rebuild().vectors
+                self.note(f"{problem}: rebuilt it from the catalog's {count} vectors")
+                problem = None
+            if problem is None:
+                index = V.load(self.dir / VECTORS_FILE)
+            else:
+                index = self._from_catalog(problem)
+            self._searcher = V.Searcher(index)
         return self._searcher
+
+    def _from_catalog(self, problem: str) -> faiss.Index:
+        """An exact in-memory index of the catalog's vectors, for a read store whose file failed its checks."""
+        ids, vecs = V.stack_parts(list(self.catalog.iter_vectors(self.dim)), self.dim)
+        self.note(f"{problem}; searching the catalog's {len(ids)} vectors in memory (the file is left as "
+                  "it is: `retr index build` rewrites it)")
+        return V.build(vecs, ids, "Flat")
 
     def search(self, queries: np.ndarray, k: int = 10, *, nprobe: int | None = None,
                ef: int | None = None) -> SearchResults:
@@ -185,3 +295,31 @@ class IndexStore:
 
     def vectors_for(self, ids: Sequence[int]) -> np.ndarray:
         return self.catalog.vectors_for(ids, self.dim)
+
+
+def faiss_file_problem(path: Path, checksum: str | None) -> str | None:
+    """Why a faiss file is not the one recorded (missing, or its sha256 differs); None when it is."""
+    if not path.is_file():
+        return f"{path} is missing"
+    if checksum is not None and V.file_checksum(path) != checksum:
+        return f"{path} does not match its checksum in the manifest (damaged or truncated)"
+    return None
+
+
+def _read_catalog(index_dir: Path, db_url: str | None, manifest: Manifest | None) -> Catalog:
+    """The catalog of an index opened for reading: it must exist, and hold vectors when the manifest does."""
+    recorded = manifest.vectors if manifest is not None else 0
+    advice = (f"restore the catalog (or give the right --db), or start over with `retr index build PATH "
+              f"--index NEW_FOLDER`")
+    try:
+        catalog = Catalog.for_index(index_dir, db_url, mode="read")
+    except CatalogMissing as exc:
+        if recorded:
+            raise RetrError(f"{exc} but the manifest of {index_dir} records {recorded} vectors; {advice}") from None
+        raise RetrError(f"{exc}; check --db, or build an index with `retr index build PATH --index "
+                        f"{index_dir}`") from None
+    if recorded and not catalog.has_vectors():
+        catalog.close()
+        raise RetrError(f"the catalog {catalog.safe_url} is empty but the manifest of {index_dir} records "
+                        f"{recorded} vectors; {advice}")
+    return catalog

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from index import vectors as V
 from index.errors import RetrError
-from index.manifest import Manifest, ids_digest, write_manifest
+from index.manifest import Manifest, ids_digest, model_key, write_manifest
 from index.schema import STATUS_ERROR, STATUS_OK
 from index.store import IndexStore
 from retrieval.extract import Embedder, embed_files
@@ -47,11 +47,13 @@ class BuildReport:
     seconds: float = 0.0
     factory: str = ""
     regions: Any = None  # retrieval.regions.RegionReport when the index has regions
+    repaired: list[str] = dataclasses.field(default_factory=list)  # damage found and repaired, as said
 
     def to_json(self) -> dict[str, Any]:
         return {"added": self.added, "updated": self.updated, "removed": self.removed, "total": self.total,
                 "skipped": [{"path": p, "error": e} for p, e in self.skipped],
-                **({"regions": self.regions.to_json()} if self.regions is not None else {})}
+                **({"regions": self.regions.to_json()} if self.regions is not None else {}),
+                **({"repaired": self.repaired} if self.repaired else {})}
 
 
 def model_for_index(store: IndexStore, opts: BuildOptions) -> LoadedModel:
@@ -106,12 +108,21 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
     start = time.perf_counter()
     roots = [os.path.abspath(os.fspath(p)) for p in paths]
     found = scan(roots)  # raises for a path that does not exist, before anything is written
-    with IndexStore.open(index_dir, opts.db_url, create=True) as store:
+    # the writer lock and the read-only check come before the model is loaded or anything embedded
+    with IndexStore.open(index_dir, opts.db_url, mode="create", command="retr index build") as store:
         model = model_for_index(store, opts)
         identity = _identity(model, opts.weights)
+        made_by = model_key(identity)
         index_type = opts.index_type or (store.manifest.index_type if store.manifest else "auto")
         V.check_index_type(index_type, model.info.dim)  # before anything is embedded or recorded
+        damage = store.file_problem() if store.manifest is not None else None
+        if damage is not None and store.manifest.vectors == 0 and store.manifest.checksum is None:
+            damage = None  # a first build that stopped before its first faiss file: nothing was damaged
         if store.manifest is None:  # record the model before the first vector is stored
+            # without a manifest, the catalog's vectors of another (or an unknown) model are embedded again
+            if stale := store.catalog.forget_vectors_not_of(made_by):
+                store.note(f"the index has no manifest and {stale} catalog vector(s) were made by another "
+                           f"model (or an unknown one): they are embedded again with {identity['spec']}")
             store.manifest = Manifest(model=identity, dim=model.info.dim, factory="Flat", index_type=index_type,
                                       vectors=0, ids_digest=ids_digest([]))
             write_manifest(store.dir, store.manifest)
@@ -132,7 +143,8 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
             for pos, i in enumerate(batch.ok):
                 path = batch.paths[i]
                 records.append({"path": path, **batch.infos[pos], "mtime": info[path].mtime,
-                                "status": STATUS_OK, "error": None, "vector": batch.vectors[pos]})
+                                "status": STATUS_OK, "error": None, "vector": batch.vectors[pos],
+                                "model": made_by})
             for path, reason in batch.errors:
                 records.append({"path": path, "sha256": None, "bytes": info[path].bytes, "width": None,
                                 "height": None, "mtime": info[path].mtime, "status": STATUS_ERROR,
@@ -149,9 +161,11 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
                 on_batch(len(records))
 
         if report.added or report.updated or report.removed or not store.consistent() \
-                or index_type != store.manifest.index_type:
+                or index_type != store.manifest.index_type or store.manifest.checksum is None:
             store.rebuild(index_type=index_type, model=identity)
         manifest = store.manifest
+        if damage is not None:
+            store.note(f"{damage}: rebuilt it from the catalog's {manifest.vectors} vectors")
         report.total = manifest.vectors
         report.factory = manifest.factory
         scanned = {f.path for f in found.files}
@@ -160,6 +174,7 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         if (regions := region_options_for(store, opts.regions)) is not None:
             report.regions = build_regions(store, model, regions, batch_size=opts.batch_size, workers=opts.workers,
                                            device=opts.device, progress=opts.progress, embedder=embedder)
+        report.repaired = list(store.repairs)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -167,12 +182,14 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
 def index_info(index_dir: str | Path, db_url: str | None = None) -> dict[str, Any]:
     """What `retr index info` reports."""
     from index.clusters import latest_run
-    with IndexStore.open(index_dir, db_url) as store:
-        store.reconcile()
-        counts = store.catalog.counts()
+    with IndexStore.open(index_dir, db_url) as store:  # reads only: a problem is reported, not repaired
         m = store.manifest
         if m is None:
             raise RetrError(f"{index_dir} has no manifest: build it with `retr index build`")
+        if (problem := store.vectors_problem()) is not None:
+            store.note(f"{problem}; queries search the catalog's vectors in memory until `retr index build` "
+                       "rewrites it")
+        counts = store.catalog.counts()
         return {"images": counts["images"], "vectors": m.vectors, "errors": counts["errors"],
                 "model": m.model.get("spec"), "dim": m.dim, "index_type": m.index_type, "factory": m.factory,
                 "search": m.search, "bytes": store.bytes_on_disk(), "weights": m.model.get("weights"),

@@ -64,6 +64,7 @@ def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions,
     state, wanted = regions.state, _wanted_state(source, options, model)
     report = RegionReport(source=source.key())
     same = state is not None and all(state.get(k) == wanted[k] for k in ("source", "settings", "model"))
+    damage = regions.file_problem() if same and state.get("checksum") else None
     if not same:
         report.rebuilt = state is not None
         clear_regions(store.catalog)
@@ -80,8 +81,11 @@ def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions,
             report.regions += sum(len(d.regions) for d in done)
             report.failed += [(f.path, f.error) for f in failed]
     index_type = options.index_type or (regions.state or {}).get("index_type") or store.manifest.index_type
-    if todo or not regions.consistent() or index_type != regions.state.get("index_type"):
+    if todo or not regions.consistent() or index_type != regions.state.get("index_type") \
+            or not regions.state.get("checksum"):
         regions.rebuild(index_type)
+    if damage is not None:
+        store.note(f"{damage}: rebuilt it from the catalog's {regions.state.get('vectors', 0)} region vectors")
     report.total = int(regions.state.get("vectors", 0))
     report.factory = str(regions.state.get("factory", ""))
     report.seconds = time.perf_counter() - start

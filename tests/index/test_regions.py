@@ -73,13 +73,21 @@ def test_region_index_ranks_parents_by_best_region_and_repairs_itself(store):
     assert [(h.rank, h.id, h.path) for h in hits] == [(1, ids["a"], "/p/a.jpg"), (2, ids["b"], "/p/b.jpg")]
     assert hits[0].region.box == (0.0, 0.0, 10.0, 10.0) and hits[0].score == pytest.approx(1.0)
     assert set(hits[0].to_json()["region"]) == {"id", "box", "label", "score"}
-    # deleting an image cascades to its regions; the faiss file no longer agrees and is rebuilt on search
+    # deleting an image cascades to its regions; the faiss file no longer agrees: a reader searches the
+    # catalog's vectors in memory and leaves the file alone, a writer rebuilds it
     store.catalog.delete_images([ids["a"]])
     assert not regions.consistent()
-    fresh = RegionIndex(IndexStore.open(store.dir))
-    hits = fresh.search(unit(0, 0, 1, 0)[None], k=5)[0]
-    assert [h.id for h in hits] == [ids["b"], ids["c"]] and fresh.consistent()
-    assert fresh.state["vectors"] == 2
+    before = regions.path.read_bytes()
+    with IndexStore.open(store.dir) as reader:
+        fresh = RegionIndex(reader)
+        hits = fresh.search(unit(0, 0, 1, 0)[None], k=5)[0]
+        assert [h.id for h in hits] == [ids["b"], ids["c"]] and not fresh.consistent()
+        assert "searching the catalog's 2 region vectors in memory" in reader.repairs[0]
+    assert regions.path.read_bytes() == before
+    regions = RegionIndex(store)  # the writable store of the fixture
+    hits = regions.search(unit(0, 0, 1, 0)[None], k=5)[0]
+    assert [h.id for h in hits] == [ids["b"], ids["c"]] and regions.consistent()
+    assert regions.state["vectors"] == 2 and "rebuilt it from the catalog's 2 region vectors" in store.repairs[0]
 
 
 def test_best_per_parent_keeps_the_first_region_of_each_image():

@@ -195,14 +195,13 @@ def test_missing_paths_and_query_images_are_clear_errors(tmp_path, photos, tiny_
 
 
 def test_unreadable_file_is_recorded_and_kept_out(tmp_path, photos, tiny_opts, monkeypatch):
-    import builtins
-    real_open = builtins.open
+    real_open = os.open  # images are read with os.open (regular files only)
     locked = str(photos / "coins.jpg")
 
     def guarded(file, *args, **kwargs):
         if str(file) == locked:
             raise PermissionError(13, "Permission denied", locked)
         return real_open(file, *args, **kwargs)
-    monkeypatch.setattr(builtins, "open", guarded)
+    monkeypatch.setattr(os, "open", guarded)
     report = build_index([photos], tmp_path / "ix", tiny_opts)
     assert report.total == 11 and report.skipped == [(locked, "unreadable: Permission denied")]
