@@ -1,10 +1,14 @@
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.images import ImageLoadError, decode_sized, load_image, read_bytes, scan
+from retrieval.extract import Preprocess
+from retrieval.images import (MAX_PIXELS, NOT_REGULAR, ImageLoadError, check_resize, decode_sized, load_image,
+                              printable_path, read_bytes, scan)
 from tests.conftest import ODD, PHOTOS
 
 BAD = {"empty.jpg": "empty file", "truncated.jpg": "truncated", "corrupt.jpg": "not an image",
@@ -75,3 +79,83 @@ def test_scan_recurses_survives_symlink_loops_and_unreadable_folders(tmp_path, m
 def test_scan_takes_a_named_file_whatever_its_extension(tmp_path):
     (tmp_path / "photo.dat").write_bytes(b"x")
     assert [f.path for f in scan([tmp_path / "photo.dat"]).files] == [str(tmp_path / "photo.dat")]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A grayscale PNG that declares its size but holds almost no pixels (nothing big is ever decoded)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_pillow_refuses_at_our_pixel_limit_not_its_own():
+    assert Image.MAX_IMAGE_PIXELS == MAX_PIXELS == 100_000_000
+    with pytest.raises(ImageLoadError, match="truncated"):  # 95 Mpx: above Pillow's default 89 Mpx, within ours
+        decode_sized(_png_header(10_000, 9_500))
+    with pytest.raises(ImageLoadError, match="decompression bomb: .*100010000 pixels.* 100000000 pixels"):
+        decode_sized(_png_header(10_001, 10_000))
+
+
+@pytest.mark.parametrize("size", [(1, 100_000), (100_000, 1), (2, 101)])
+def test_extreme_aspect_ratios_are_refused_before_decoding(size):
+    with pytest.raises(ImageLoadError, match=f"extreme aspect ratio \\({size[0]}x{size[1]} pixels; limit 50:1\\)"):
+        decode_sized(_png_header(*size))
+
+
+def test_a_long_panorama_within_the_limit_decodes():
+    img = load_image(_save(Image.new("RGB", (2000, 40))))
+    assert img.size == (2000, 40)
+
+
+def test_an_image_that_would_resize_to_a_giant_is_refused_before_resizing():
+    check_resize(40, 1_600, 224)  # 224 x 8,960: fine
+    with pytest.raises(ImageLoadError, match="would resize to 168 Mpx; limit 64 Mpx"):
+        check_resize(40, 1_600, 2_048)  # 2,048 x 81,920
+
+    def never(img):
+        raise AssertionError(f"resized {img.size}")
+    prep = Preprocess(pil_stage=never, mean=(0.5,) * 3, std=(0.5,) * 3, draft_size=2_048)
+    with pytest.raises(ImageLoadError, match="too elongated for the model's input"):
+        prep.to_uint8(Image.new("RGB", (40, 1_600)))
+
+
+@pytest.mark.timeout(60)
+def test_read_bytes_refuses_a_fifo_and_a_folder_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "fifo.jpg")
+    for path in (tmp_path / "fifo.jpg", tmp_path):
+        with pytest.raises(ImageLoadError, match="^not a regular file"):
+            read_bytes(path)
+    with pytest.raises(ImageLoadError, match="^unreadable: No such file or directory"):
+        read_bytes(tmp_path / "missing.jpg")
+
+
+@pytest.mark.timeout(60)
+def test_scan_reports_a_named_fifo_and_one_among_images(tmp_path):
+    os.mkfifo(tmp_path / "fifo.jpg")
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
+    assert scan([tmp_path / "fifo.jpg"]).errors == [(str(tmp_path / "fifo.jpg"), NOT_REGULAR)]
+    result = scan([tmp_path])
+    assert [f.path for f in result.files] == [str(tmp_path / "x.png")]
+    assert result.errors == [(str(tmp_path / "fifo.jpg"), NOT_REGULAR)]
+
+
+def test_scan_skips_non_utf8_names_with_the_bytes_escaped(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "good.png")
+    raw = os.fsencode(tmp_path)
+    os.close(os.open(raw + b"/bad\xff\xfe.jpg", os.O_WRONLY | os.O_CREAT, 0o644))
+    os.mkdir(raw + b"/album\xe9")
+    Image.new("RGB", (4, 4)).save(os.path.join(os.fsdecode(raw + b"/album\xe9"), "inside.png"))
+    result = scan([tmp_path])
+    assert [f.path for f in result.files] == [str(tmp_path / "good.png")]
+    assert result.errors == [
+        (f"{tmp_path}/album\\xe9", "folder name is not valid UTF-8; rename it to index what it holds"),
+        (f"{tmp_path}/bad\\xff\\xfe.jpg", "file name is not valid UTF-8; rename it to index it")]
+    for path, _ in result.errors:
+        path.encode("utf-8")  # printable: no lone surrogate left
+
+
+def test_printable_path():
+    assert printable_path("caf\u00e9.jpg") == "caf\u00e9.jpg"
+    assert printable_path(os.fsdecode(b"bad\xff.jpg")) == "bad\\xff.jpg"
+    assert printable_path("odd\ud800.jpg") == "odd\\ud800.jpg"
