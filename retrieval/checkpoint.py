@@ -11,7 +11,7 @@ from torch import nn
 from index.atomic import atomic_path, atomic_write_text
 from index.errors import RetrError
 from retrieval.models import (EmbeddingNet, LoadedModel, ModelInfo, check_data_config, create_backbone,
-                              make_transform)
+                              is_whole, make_transform)
 from retrieval.weights import file_digest
 
 FORMAT = "retr-checkpoint"
@@ -49,7 +49,7 @@ def read_config(ckpt_dir: str | Path) -> dict[str, Any]:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise RetrError(f"{path} is not a retr checkpoint (format {found!r})")
     version = config.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not is_whole(version):
         raise RetrError(f"{path}: bad checkpoint config: version must be a whole number, got {version!r}")
     if version > VERSION:
         raise RetrError(f"{path} has checkpoint version {version}; this retr reads up to {VERSION}")
@@ -65,7 +65,7 @@ def _check_fields(config: dict[str, Any]) -> None:
     if not isinstance(backbone, str) or not backbone:
         raise ValueError(f"backbone must be a timm model name, got {backbone!r}")
     dim = config.get("embedding_dim")
-    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
+    if dim is not None and not (is_whole(dim) and dim > 0):
         raise ValueError(f"embedding_dim must be a positive whole number or null, got {dim!r}")
     check_data_config(config.get("data_config"))
 

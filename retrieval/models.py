@@ -130,7 +130,7 @@ def check_data_config(cfg: Any) -> None:
     if not isinstance(cfg, dict):
         raise ValueError(f"data_config must be an object, got {type(cfg).__name__}")
     size = cfg.get("input_size")
-    if not (isinstance(size, list) and len(size) == 3 and all(_is_int(v) and v > 0 for v in size)
+    if not (isinstance(size, list) and len(size) == 3 and all(is_whole(v) and v > 0 for v in size)
             and size[0] == 3 and max(size[1:]) <= MAX_INPUT_SIDE):
         raise ValueError(f"data_config.input_size must be [3, height, width] with sides from 1 to "
                          f"{MAX_INPUT_SIDE}, got {size!r}")
@@ -150,7 +150,8 @@ def check_data_config(cfg: Any) -> None:
             raise ValueError(f"data_config.{key} must be a string, got {cfg[key]!r}")
 
 
-def _is_int(value: Any) -> bool:
+def is_whole(value: Any) -> bool:
+    """An int from JSON, not a bool (which Python counts as an int)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
