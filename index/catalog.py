@@ -80,10 +80,11 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def _db_error(exc: SQLAlchemyError, what: str) -> RetrError:
+def _db_error(exc: SQLAlchemyError, what: str, url: str) -> RetrError:
     """A database error as one line: what failed, the driver's first line, and what to do."""
     first = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
-    return RetrError(f"{what}: {first}{write_hint(first)}")
+    db_file = _sqlite_file(url)
+    return RetrError(f"{what}: {first}{write_hint(first, db_file.parent if db_file else None)}")
 
 
 class Catalog:
@@ -120,7 +121,7 @@ class Catalog:
                 self._add_missing_columns()
         except SQLAlchemyError as exc:
             self.close()
-            raise _db_error(exc, f"cannot open catalog database {self.safe_url}") from exc
+            raise _db_error(exc, f"cannot open catalog database {self.safe_url}", url) from exc
         except BaseException:
             self.close()
             raise
@@ -173,7 +174,7 @@ class Catalog:
             with self._sessions() as session, session.begin():
                 yield session
         except OperationalError as exc:
-            raise _db_error(exc, f"catalog {self.safe_url}") from exc
+            raise _db_error(exc, f"catalog {self.safe_url}", self.url) from exc
 
     @contextlib.contextmanager
     def writer_lock(self, command: str | None = None) -> Iterator[None]:

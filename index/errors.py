@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 
 class RetrError(Exception):
@@ -17,11 +18,23 @@ class CatalogMissing(RetrError):
         self.what = what
 
 
-def write_hint(error: BaseException | str) -> str:
-    """What to do about a failed write: a full disk or a read-only place say so; else nothing."""
+def _nearly_full(folder: str | os.PathLike | None) -> bool:
+    """Whether the filesystem of ``folder`` has less than 1 MiB left (SQLite reports some full-disk
+    failures only as a "disk I/O error")."""
+    if folder is None:
+        return False
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
+
+
+def write_hint(error: BaseException | str, folder: str | os.PathLike | None = None) -> str:
+    """What to do about a failed write to ``folder``: a full disk or a read-only place say so; else nothing."""
     text = str(error)
     code = getattr(error, "errno", None)
-    if code == errno.ENOSPC or "No space left" in text or "disk is full" in text:
+    if code == errno.ENOSPC or "No space left" in text or "disk is full" in text or _nearly_full(folder):
         return "; the disk is full: free some space and run the command again (finished work is kept)"
     if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text.lower():
         return "; the location is read-only: make it writable, or copy the index to a writable folder"

@@ -59,8 +59,13 @@ class FolderLock:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise _busy(holder, f"the index {self.path.parent}") from None
             raise RetrError(f"cannot lock {self.path}: {exc.strerror or exc}") from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, self.holder.encode() + b"\n", 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, self.holder.encode() + b"\n", 0)
+        except OSError as exc:  # a full disk: better said now than after the embedding
+            os.close(fd)
+            raise RetrError(f"cannot write the index folder {self.path.parent}: {exc.strerror or exc}"
+                            f"{write_hint(exc)}") from exc
         self._fd = fd
 
     def release(self) -> None:

@@ -205,3 +205,262 @@ def test_unreadable_file_is_recorded_and_kept_out(tmp_path, photos, tiny_opts, m
     monkeypatch.setattr(os, "open", guarded)
     report = build_index([photos], tmp_path / "ix", tiny_opts)
     assert report.total == 11 and report.skipped == [(locked, "unreadable: Permission denied")]
+
+
+# -- issue 11: data safety -----------------------------------------------------------------------------
+
+def test_a_read_never_rewrites_a_faiss_file_out_of_step_it_searches_in_memory(tmp_path, photos, tiny_opts):
+    build_index([photos], tmp_path / "ix", tiny_opts)
+    before = (tmp_path / "ix" / VECTORS_FILE).read_bytes()
+    with IndexStore.open(tmp_path / "ix") as store:
+        store.catalog.delete_images([store.catalog.image_rows()[str(photos / "flower.jpg")].id])
+    with IndexStore.open(tmp_path / "ix") as store:
+        hits = store.search(store.vectors_for([store.catalog.image_rows()[str(photos / "coffee.jpg")].id]), 12)[0]
+        assert len(hits) == 11 and hits[0].path == str(photos / "coffee.jpg")
+        assert "out of step with the catalog; searching the catalog's 11 vectors in memory" in store.repairs[0]
+        assert not store.writable
+    assert (tmp_path / "ix" / VECTORS_FILE).read_bytes() == before  # the read wrote nothing
+    assert build_index([photos], tmp_path / "ix", tiny_opts).added == 1  # the next write repairs the file
+    with IndexStore.open(tmp_path / "ix") as store:
+        assert store.consistent() and store.manifest.vectors == 12
+
+
+def test_a_missing_or_empty_catalog_behind_a_manifest_is_an_error_and_nothing_is_written(tmp_path, photos,
+                                                                                          tiny_opts):
+    from index.catalog import Catalog
+    ix = tmp_path / "ix"
+    build_index([photos], ix, tiny_opts)
+    files = {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()}
+    (ix / "catalog.sqlite").rename(tmp_path / "away.sqlite")
+    for read in (lambda: query_index(ix, [photos / "coffee.jpg"]), lambda: index_info(ix)):
+        with pytest.raises(RetrError, match=r"catalog sqlite:///.*catalog.sqlite does not exist but the manifest "
+                                            r"of .* records 12 vectors; restore the catalog"):
+            read()
+    assert not (ix / "catalog.sqlite").exists() and (ix / VECTORS_FILE).read_bytes() == files[VECTORS_FILE]
+    typo = tmp_path / "typo.sqlite"
+    with pytest.raises(RetrError, match="typo.sqlite does not exist but the manifest"):
+        index_info(ix, f"sqlite:///{typo}")
+    assert not typo.exists()  # no database is created by a read
+    import sqlite3
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).execute("CREATE TABLE notes (x)").connection.close()
+    with pytest.raises(RetrError, match=r"other.sqlite holds no retr catalog \(no images table\)"):
+        query_index(ix, [photos / "coffee.jpg"], db_url=f"sqlite:///{other}")
+    (tmp_path / "away.sqlite").rename(ix / "catalog.sqlite")
+    cat = Catalog.for_index(ix, mode="write")
+    cat.delete_images(cat.vector_ids())
+    cat.close()
+    with pytest.raises(RetrError, match="catalog.sqlite is empty but the manifest of .* records 12 vectors"):
+        query_index(ix, [photos / "coffee.jpg"])
+    assert (ix / VECTORS_FILE).read_bytes() == files[VECTORS_FILE]
+
+
+def _perturbed_weights(tmp_path: Path) -> Path:
+    """A weights file for the tiny model, different from its random (seed 0) weights."""
+    import torch
+
+    from retrieval.models import load_model
+    net = load_model(TINY_MODEL, pretrained=False).net
+    state = {k: (v * 1.5 if v.is_floating_point() else v) for k, v in net.backbone.state_dict().items()}
+    torch.save(state, tmp_path / "other.pt")
+    return tmp_path / "other.pt"
+
+
+def test_a_lost_manifest_and_another_model_re_embed_every_vector(tmp_path, photos, tiny_opts):
+    import dataclasses
+    ix = tmp_path / "ix"
+    build_index([photos], ix, tiny_opts)  # random weights
+    (ix / "manifest.json").unlink()
+    same = build_index([photos], ix, tiny_opts)  # the same model: its vectors are kept
+    assert (same.unchanged, same.updated, same.repaired) == (12, 0, [])
+    (ix / "manifest.json").unlink()
+    other = dataclasses.replace(tiny_opts, random_weights=False, weights=str(_perturbed_weights(tmp_path)))
+    report = build_index([photos], ix, other)
+    assert (report.unchanged, report.updated, report.total) == (0, 12, 12)
+    assert "12 catalog vector(s) were made by another model" in report.repaired[0]
+    fresh = build_index([photos], tmp_path / "fresh", other)
+    assert fresh.added == 12
+    with IndexStore.open(ix) as store, IndexStore.open(tmp_path / "fresh") as ref:
+        assert store.manifest.model["weights"] == ref.manifest.model["weights"] != "random:seed0"
+        rows, ref_rows = store.catalog.image_rows(), ref.catalog.image_rows()
+        paths = sorted(rows)
+        np.testing.assert_allclose(store.vectors_for([rows[p].id for p in paths]),
+                                   ref.vectors_for([ref_rows[p].id for p in paths]), atol=1e-5)
+
+
+def test_an_old_catalog_without_the_model_column_gets_it_and_null_means_the_manifest_model(tmp_path, photos,
+                                                                                            tiny_opts):
+    import sqlite3
+    ix = tmp_path / "ix"
+    build_index([photos], ix, tiny_opts)
+    db = sqlite3.connect(ix / "catalog.sqlite")
+    db.execute("ALTER TABLE images DROP COLUMN model")  # as a catalog made before the column existed
+    db.commit()
+    db.close()
+    assert query_index(ix, [photos / "coffee.jpg"], k=1)[0].results[0].path == str(photos / "coffee.jpg")
+    report = build_index([photos], ix, tiny_opts)  # NULL: the manifest's model, which is this one
+    assert (report.unchanged, report.updated) == (12, 0)
+    columns = [r[1] for r in sqlite3.connect(ix / "catalog.sqlite").execute("PRAGMA table_info(images)")]
+    assert "model" in columns
+
+
+def _garble(path: Path) -> bytes:
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    for start in (len(data) // 4, len(data) // 2, 3 * len(data) // 4):
+        data[start:start + 256] = rng.integers(0, 256, 256, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def test_a_garbled_or_truncated_faiss_file_is_never_served_and_a_build_rebuilds_it(tmp_path, photos, tiny_opts):
+    ix = tmp_path / "ix"
+    build_index([photos], ix, tiny_opts)
+    path = ix / VECTORS_FILE
+    garbled = _garble(path)
+    hits = query_index(ix, [photos / "chelsea.jpg"], k=12)[0].results
+    assert hits[0].path == str(photos / "chelsea.jpg") and max(h.score for h in hits) < 1.0001
+    assert path.read_bytes() == garbled  # the query searched the catalog's vectors, wrote nothing
+    report = build_index([photos], ix, tiny_opts)
+    assert "does not match its checksum in the manifest (damaged or truncated): rebuilt it from the catalog's " \
+           "12 vectors" in report.repaired[0]
+    with IndexStore.open(ix) as store:
+        assert store.consistent() and V.file_checksum(path) == store.manifest.checksum
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    report = build_index([photos], ix, tiny_opts)
+    assert report.unchanged == 12 and "damaged or truncated" in report.repaired[0]
+    assert V.load(path).ntotal == 12
+    path.unlink()
+    assert "is missing: rebuilt" in build_index([photos], ix, tiny_opts).repaired[0]
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"[]", "it holds a JSON list, not an object"),
+    (b'"vectors"', "it holds a JSON str, not an object"),
+    (b"{not json", "it is not valid JSON"),
+    (b"\xff\xfe", "it is not valid JSON"),
+    (b'{"model": {"spec": "m"}, "dim": "4", "factory": "Flat", "index_type": "auto", "vectors": 1, '
+     b'"ids_digest": "x"}', 'dim is "4", not int'),
+    (b'{"model": ["m"], "dim": 4, "factory": "Flat", "index_type": "auto", "vectors": 1, "ids_digest": "x"}',
+     'model is ["m"], not dict'),
+    (b'{"model": {"spec": "m"}, "dim": 4}', "it lacks factory, index_type, vectors, ids_digest"),
+])
+def test_a_damaged_manifest_is_a_one_line_error_before_anything_is_embedded(tmp_path, photos, tiny_opts,
+                                                                            content, why):
+    ix = tmp_path / "ix"
+    build_index([photos], ix, tiny_opts)
+    (ix / "manifest.json").write_bytes(content)
+    seen = []
+    for call in (lambda: build_index([photos], ix, tiny_opts, on_batch=seen.append), lambda: index_info(ix),
+                 lambda: query_index(ix, [photos / "coffee.jpg"])):
+        with pytest.raises(RetrError) as exc:
+            call()
+        assert f"manifest.json is damaged: {why}" in str(exc.value) and "move it away" in str(exc.value)
+        assert "\n" not in str(exc.value)
+    assert seen == [] and (ix / "manifest.json").read_bytes() == content
+
+
+def _read_only(folder: Path, request) -> None:
+    """Make ``folder`` read-only: a read-only bind mount as root (chmod does not stop root), else chmod."""
+    if os.geteuid() != 0:
+        for p in [folder, *folder.iterdir()]:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        request.addfinalizer(lambda: [p.chmod(0o755) for p in [folder, *folder.iterdir()]])
+        return
+    done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if done.returncode == 0:
+        request.addfinalizer(lambda: subprocess.run(["umount", str(folder)]))
+        done = subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must allow a read-only bind mount: {done.stderr.decode().strip()}")
+        pytest.skip(f"cannot make a read-only bind mount here: {done.stderr.decode().strip()}")
+
+
+def test_a_read_only_index_is_refused_before_embedding_starts(tmp_path, photos, tiny_opts, request, monkeypatch):
+    ix = tmp_path / "ix"
+    build_index([photos], ix, tiny_opts)
+    Image.open(photos / "china.jpg").crop((0, 0, 100, 100)).save(photos / "new.png")  # something to embed
+    _read_only(ix, request)
+    import retrieval.indexing as indexing
+    monkeypatch.setattr(indexing, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(RetrError, match=r"cannot write the index folder .*ix: (Read-only file system|Permission "
+                                        r"denied); the location is read-only"):
+        build_index([photos], ix, tiny_opts)
+
+
+def _tmpfs(folder: Path, size: str, request) -> None:
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs as root and must mount a tmpfs: {done.stderr.decode().strip()}")
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.decode().strip()}")
+    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(folder)]))
+
+
+def test_a_full_disk_is_a_one_line_error_and_the_next_build_finishes(tmp_path, photos, tiny_opts, request):
+    disk = tmp_path / "disk"
+    _tmpfs(disk, "2m", request)
+    build_index([photos], disk / "ix", tiny_opts)
+    for i, source in enumerate(("china", "coffee", "rocket")):
+        Image.open(photos / f"{source}.jpg").crop((0, 0, 150, 150)).save(photos / f"new{i + 1}.png")
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk to the last block
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    for headroom in (0, 16 << 10):  # full to the last block (the lock says so); a little room (a later write)
+        os.truncate(filler, filler.stat().st_size - headroom)
+        with pytest.raises(RetrError, match="the disk is full: free some space and run the command again") as exc:
+            build_index([photos], disk / "ix", tiny_opts)
+        assert "\n" not in str(exc.value)
+    filler.unlink()
+    report = build_index([photos], disk / "ix", tiny_opts)
+    assert report.total == 15
+    hit = query_index(disk / "ix", [photos / "new2.png"], k=1)[0].results[0]
+    assert hit.path == str(photos / "new2.png")
+
+
+def test_write_errors_of_a_full_disk_are_one_line_errors(tmp_path, monkeypatch):
+    import errno
+    import sqlite3
+
+    import faiss
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    from index.atomic import atomic_write_text
+    from index.catalog import Catalog
+
+    def no_space(*args, **kwargs):
+        raise RuntimeError("Error in void faiss::write_index(const Index*, IOWriter*, int) at index_write.cpp:499: "
+                           "Error: 'ret == (size * 4)' failed: write error in v.faiss: 1 != 4 (No space left on "
+                           "device)")
+    monkeypatch.setattr(faiss, "write_index", no_space)
+    with pytest.raises(RetrError, match=r"cannot write .*v.faiss: .*No space left on device.*; the disk is full"):
+        V.save(V.build(np.eye(2, dtype=np.float32), np.arange(2), "Flat"), tmp_path / "v.faiss")
+    assert list(tmp_path.iterdir()) == []  # no temporary left behind
+
+    def enospc(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", enospc)
+        with pytest.raises(RetrError, match=r"cannot write .*m.json: No space left on device; the disk is full"):
+            atomic_write_text(tmp_path / "m.json", "x")
+    assert list(tmp_path.iterdir()) == []
+
+    cat = Catalog.for_index(tmp_path / "ix")
+
+    def disk_full(self, *args, **kwargs):
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+    monkeypatch.setattr(Session, "flush", disk_full)
+    with pytest.raises(RetrError, match=r"catalog sqlite:///.*catalog.sqlite: database or disk is full; the disk "
+                                        r"is full: free some space"):
+        cat.write_images([{"path": "/a.jpg", "status": "ok"}])
+    cat.close()
