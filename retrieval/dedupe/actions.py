@@ -3,15 +3,18 @@
 The manifest is a JSON-lines journal written before anything moves: a header, one ``plan`` line per file,
 then a ``moved`` line appended (and fsynced) after each move. An interrupted run therefore leaves a
 manifest whose ``moved`` lines are exactly the files that moved; ``undo`` also checks the disk, so even a
-crash between a move and its line is reversed correctly. The kept image of a group is never touched.
+crash between a move and its line is reversed correctly.
+
+Nothing is acted on from a stale picture: right before acting, every kept image must still exist with the
+content it was grouped by, and every duplicate is hashed again and must still hold what was hashed (or
+what the catalog records). A duplicate that is a symlink, that other paths reach too, or that is the very
+file a kept path reaches (a link) is never touched. Each one left alone is a skip with its reason.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -20,10 +23,11 @@ import numpy as np
 
 from index.catalog import Catalog
 from index.errors import RetrError
-from retrieval.dedupe.finder import Group
+from retrieval.dedupe.fileops import FileId, file_id, is_direct, move_file, sha256_of
+from retrieval.dedupe.finder import Group, Item
+from retrieval.dedupe.manifest import (MANIFEST_FORMAT, MANIFEST_VERSION, Journal, default_manifest,
+                                       read_manifest)
 
-MANIFEST_FORMAT = "retr-dedupe-manifest"
-MANIFEST_VERSION = 1
 Mover = Callable[[str, str], Any]
 
 
@@ -50,16 +54,50 @@ class ActionReport:
                 "catalog_rows": self.catalog_rows}
 
 
-def _duplicates(groups: Sequence[Group]) -> list[tuple[Any, str]]:
-    """(duplicate item, kept path) of every group; refuses a plan that would touch a kept image."""
+def _kept_problem(keep: Item) -> str | None:
+    if file_id(keep.path) is None:
+        return "no longer exists"
+    if keep.sha256 is None or sha256_of(keep.path) != keep.sha256:
+        return "changed since it was hashed"
+    return None
+
+
+def _duplicate_problem(item: Item, kept_files: set[FileId]) -> str | None:
+    if item.aliases:
+        return f"the same file is also reached as {item.aliases[0]}; left in place"
+    if os.path.islink(item.path):
+        return "a symbolic link; left in place"
+    if file_id(item.path) in kept_files:
+        return "the same file as a kept image (a link); left in place"
+    if item.sha256 is None or sha256_of(item.path) != item.sha256:
+        return "changed since it was hashed (sha256 differs); left in place"
+    return None
+
+
+def _checked_duplicates(groups: Sequence[Group], report: ActionReport) -> tuple[list[tuple[Item, str]], list[Item]]:
+    """(duplicate, kept path) pairs that are safe to act on now, and the duplicates already gone; every
+    other duplicate goes to ``report.skipped`` with its reason. Refuses a plan that would touch a kept image."""
     keeps = {g.keep.path for g in groups}
-    out = []
+    kept_files = {f for f in map(file_id, keeps) if f is not None}
+    safe, gone = [], []
     for g in groups:
+        kept_problem = _kept_problem(g.keep)
         for d in g.duplicates:
-            if d.item.path in keeps:
-                raise RetrError(f"refusing to act: {d.item.path} is both kept and a duplicate")
-            out.append((d.item, g.keep.path))
-    return out
+            item = d.item
+            if item.path in keeps:
+                raise RetrError(f"refusing to act: {item.path} is both kept and a duplicate")
+            if not os.path.lexists(item.path):
+                problem = "no longer exists"
+                gone.append(item)
+            elif kept_problem:
+                problem = f"its kept copy {g.keep.path} {kept_problem}; left in place"
+            else:
+                problem = _duplicate_problem(item, kept_files)
+            if problem:
+                report.skipped.append((item.path, problem))
+            else:
+                safe.append((item, g.keep.path))
+    return safe, gone
 
 
 def common_root(paths: Iterable[str]) -> str:
@@ -70,7 +108,7 @@ def common_root(paths: Iterable[str]) -> str:
     return os.path.commonpath(folders)
 
 
-def _row_record(catalog_link: CatalogLink | None, item) -> dict[str, Any] | None:
+def _row_record(catalog_link: CatalogLink | None, item: Item) -> dict[str, Any] | None:
     if catalog_link is None or item.id is None:
         return None
     rows = catalog_link.catalog.rows_by_id([item.id])
@@ -85,28 +123,6 @@ def _row_record(catalog_link: CatalogLink | None, item) -> dict[str, Any] | None
     return record
 
 
-class _Journal:
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            raise RetrError(f"manifest {path} already exists")
-        self.fh = open(path, "x", encoding="utf-8")
-
-    def write(self, *records: dict[str, Any]) -> None:
-        for rec in records:
-            self.fh.write(json.dumps(rec, sort_keys=True) + "\n")
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-def default_manifest(dest: str | Path) -> Path:
-    return Path(dest) / f"retr-dedupe-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
-
-
 def _delete_rows(link: CatalogLink | None, items: Sequence[Any]) -> int:
     if link is None or not items:
         return 0
@@ -115,10 +131,10 @@ def _delete_rows(link: CatalogLink | None, items: Sequence[Any]) -> int:
 
 def move_duplicates(groups: Sequence[Group], dest: str | Path, *, root: str | None = None,
                     manifest: str | Path | None = None, catalog: CatalogLink | None = None,
-                    mover: Mover = shutil.move) -> ActionReport:
+                    mover: Mover = move_file) -> ActionReport:
     """Move every duplicate to ``dest``/<path relative to ``root``>; the manifest records it for undo."""
-    dups = _duplicates(groups)
     report = ActionReport("move")
+    dups, _gone = _checked_duplicates(groups, report)
     if not dups:
         return report
     dest = Path(dest).resolve()
@@ -132,7 +148,7 @@ def move_duplicates(groups: Sequence[Group], dest: str | Path, *, root: str | No
     clashes = [d for _, _, d in plan if os.path.lexists(d)]
     if clashes:
         raise RetrError(f"{clashes[0]} already exists in the quarantine folder; nothing was moved")
-    journal = _Journal(Path(manifest) if manifest else default_manifest(dest))
+    journal = Journal(Path(manifest) if manifest else default_manifest(dest))
     report.manifest = str(journal.path)
     journal.write({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "action": "move", "dest": str(dest),
                    "root": root, "created": time.time(),
@@ -162,44 +178,64 @@ def move_duplicates(groups: Sequence[Group], dest: str | Path, *, root: str | No
     return report
 
 
-def read_manifest(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise RetrError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
-    records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
+def _restore_problem(rec: dict[str, Any]) -> str | None:
+    """Why the quarantined file of a plan line is not moved back ("" when it simply was never moved)."""
+    src, dst = rec["src"], rec["dst"]
+    if not os.path.lexists(dst):
+        return "" if os.path.lexists(src) else f"missing from both {src} and {dst}"
+    if os.path.lexists(src):
+        return f"both {src} and {dst} exist; left as they are"
+    if not is_direct(dst) or not os.path.isfile(dst):
+        return f"{dst} is not a plain file in the quarantine folder (a symbolic link?); left as it is"
+    if sha256_of(dst) != rec["sha256"]:
+        return f"{dst} does not hold the content the manifest records (sha256 differs); left as it is"
+    return None
+
+
+def _catalog_rows(plans: Sequence[dict[str, Any]], link: CatalogLink | None, manifest: str | Path
+                  ) -> dict[str, dict[str, Any]]:
+    """The catalog row to restore for each src (vectors decoded and checked against the index's dimension)."""
+    if link is None:
+        return {}
+    rows = {}
+    for rec in plans:
+        if not rec["row"]:
             continue
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            if n == len(lines):  # a line cut short by a crash: everything before it is valid
-                break
-            raise RetrError(f"manifest {path} line {n} is not JSON") from None
-    if not records or records[0].get("format") != MANIFEST_FORMAT:
-        raise RetrError(f"{path} is not a retr dedupe manifest")
-    return records[0], records[1:]
+        row = dict(rec["row"])
+        if "vector" in row:
+            vec = np.frombuffer(base64.b64decode(row.pop("vector")), dtype=np.float32)
+            if link.dim and len(vec) != link.dim:
+                raise RetrError(f"manifest {manifest}: the vector of {rec['src']} has {len(vec)} values, the "
+                                f"index {link.dim}; nothing was moved")
+            if link.dim:
+                row["vector"] = vec
+        rows[rec["src"]] = row
+    return rows
 
 
-def undo(manifest: str | Path, *, catalog: CatalogLink | None = None, mover: Mover = shutil.move) -> ActionReport:
-    """Move every quarantined file back (checking the disk, not only the journal) and restore catalog rows."""
+def undo(manifest: str | Path, *, catalog: CatalogLink | None = None, mover: Mover = move_file) -> ActionReport:
+    """Move quarantined files back and restore their catalog rows; trusts neither the manifest nor the disk.
+
+    Every line is checked before anything moves; a file goes back only from under the quarantine folder
+    (no symlink on the way), with the content the manifest records, to a ``src`` that does not exist.
+    """
     header, records = read_manifest(manifest)
+    dest = header["dest"]
+    if not is_direct(dest):
+        raise RetrError(f"the quarantine folder {dest} is reached through a symbolic link; nothing was moved")
+    restored = {r["src"] for r in records if r["op"] == "restored"}
+    plans = [r for r in records if r["op"] == "plan" and r["src"] not in restored]
+    rows = _catalog_rows(plans, catalog, manifest)
     report = ActionReport("undo", manifest=str(manifest))
-    restored = {r["src"] for r in records if r.get("op") == "restored"}
-    plans = [r for r in records if r.get("op") == "plan" and r["src"] not in restored]
-    rows = []
-    with open(manifest, "a", encoding="utf-8") as fh:
+    back = []
+    journal = Journal(Path(manifest), append=True)
+    try:
         for rec in plans:
             src, dst = rec["src"], rec["dst"]
-            at_dst, at_src = os.path.lexists(dst), os.path.lexists(src)
-            if not at_dst:
-                if not at_src:
-                    report.skipped.append((src, f"missing from both {src} and {dst}"))
-                continue  # never moved (or already back)
-            if at_src:
-                report.skipped.append((src, f"both {src} and {dst} exist; left as they are"))
+            problem = _restore_problem(rec)
+            if problem is not None:
+                if problem:
+                    report.skipped.append((src, problem))
                 continue
             os.makedirs(os.path.dirname(src), exist_ok=True)
             try:
@@ -207,20 +243,14 @@ def undo(manifest: str | Path, *, catalog: CatalogLink | None = None, mover: Mov
             except OSError as exc:
                 report.skipped.append((src, f"cannot move back: {exc.strerror or exc}"))
                 continue
-            fh.write(json.dumps({"op": "restored", "src": src}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            journal.write({"op": "restored", "src": src})
             report.done.append((dst, src))
-            if rec.get("row"):
-                rows.append(rec["row"])
-    if catalog is not None and rows:
-        records_out = []
-        for row in rows:
-            row = dict(row)
-            if row.get("vector"):
-                row["vector"] = np.frombuffer(base64.b64decode(row["vector"]), dtype=np.float32)
-            records_out.append(row)
-        report.catalog_rows = len(catalog.catalog.write_images(records_out))
+            if src in rows:
+                back.append(rows[src])
+    finally:
+        journal.close()
+        if catalog is not None and back:
+            report.catalog_rows = len(catalog.catalog.write_images(back))
     return report
 
 
@@ -230,14 +260,15 @@ def delete_duplicates(groups: Sequence[Group], *, yes: bool, catalog: CatalogLin
     if not yes:
         raise RetrError("--delete removes files for good: add --yes to confirm (or use --move-to DIR)")
     report = ActionReport("delete")
-    deleted = []
+    dups, gone = _checked_duplicates(groups, report)
+    deleted = list(gone)  # gone from disk either way: drop their rows
     try:
-        for item, _keep in _duplicates(groups):
+        for item, _keep in dups:
             try:
                 remover(item.path)
             except FileNotFoundError:
                 report.skipped.append((item.path, "no longer exists"))
-                deleted.append(item)  # gone from disk either way: drop its row
+                deleted.append(item)
                 continue
             except OSError as exc:
                 report.skipped.append((item.path, f"cannot delete: {exc.strerror or exc}"))

@@ -1,7 +1,8 @@
 """Where the images to deduplicate come from: an index directory's catalog, or folders scanned now.
 
 From an index, hashes are read from the catalog and only missing or stale ones are computed (then
-stored); from folders, every file is hashed in this run (nothing is written).
+stored); from folders, every file is hashed in this run (nothing is written). Either way, paths that
+reach the same file (device and inode: a symlink and its target, hard links) are one image.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 from index.errors import RetrError
 from index.hashes import load_hashes, pending_hashes, store_hashes
 from index.store import IndexStore
+from retrieval.dedupe.fileops import file_id, is_direct
 from retrieval.dedupe.finder import DedupeOptions, Item
 from retrieval.dedupe.hashing import HashJob, hash_files
 from retrieval.images import scan
@@ -29,6 +31,30 @@ class Collection:
     vectors: np.ndarray | None = None  # float32, rows belong to positions ``vector_rows``
     vector_rows: np.ndarray | None = None
     roots: list[str] = dataclasses.field(default_factory=list)  # scanned roots (folders mode)
+    aliases: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, path of the same file)
+
+
+def fold_aliases(items: Sequence[Item]) -> tuple[list[int], list[Item], list[tuple[str, str]]]:
+    """One item per file: of paths reaching the same device and inode, the one without a symlink on the
+    way (else the first) stands for the image and lists the others as its ``aliases``.
+
+    Returns the positions kept, their items, and (alias, kept path) pairs. A path reaching nothing now
+    (a stale catalog row) stays as it is.
+    """
+    by_file: dict[object, list[int]] = {}
+    for k, it in enumerate(items):
+        by_file.setdefault(file_id(it.path) or ("unreachable", k), []).append(k)
+    kept: list[int] = []
+    aliases: list[tuple[str, str]] = []
+    out: dict[int, Item] = {}
+    for members in by_file.values():
+        main = min(members, key=lambda k: (not is_direct(items[k].path), items[k].path))
+        others = tuple(sorted(items[k].path for k in members if k != main))
+        kept.append(main)
+        out[main] = dataclasses.replace(items[main], aliases=others) if others else items[main]
+        aliases += [(a, items[main].path) for a in others]
+    kept.sort()
+    return kept, [out[k] for k in kept], sorted(aliases)
 
 
 def _job(opts: DedupeOptions) -> HashJob:
@@ -67,13 +93,15 @@ def from_index(store: IndexStore, opts: DedupeOptions, *, workers: int | None = 
     rows = store.catalog.rows_by_id(table.ids)
     items = [Item(int(i), rows[int(i)].path, rows[int(i)].sha256, rows[int(i)].bytes, rows[int(i)].width,
                   rows[int(i)].height, rows[int(i)].mtime) for i in table.ids]
-    col = Collection(items, table.codes, errors)
+    kept, items, aliases = fold_aliases(items)
+    ids = table.ids[kept]
+    col = Collection(items, table.codes[kept], errors, aliases=aliases)
     if opts.embeddings:
         if store.manifest is None:
             raise RetrError(f"the index at {store.dir} has no vectors: build it before using --embeddings")
-        with_vec = np.array([k for k, i in enumerate(table.ids) if rows[int(i)].has_vector], dtype=np.int64)
+        with_vec = np.array([k for k, i in enumerate(ids) if rows[int(i)].has_vector], dtype=np.int64)
         col.vector_rows = with_vec
-        col.vectors = store.catalog.vectors_for(table.ids[with_vec].tolist(), store.dim) if len(with_vec) \
+        col.vectors = store.catalog.vectors_for(ids[with_vec].tolist(), store.dim) if len(with_vec) \
             else np.zeros((0, store.dim), np.float32)
     return col
 
@@ -92,8 +120,11 @@ def from_paths(paths: Sequence[str | Path], opts: DedupeOptions, *, workers: int
         items.append(Item(len(items), res.path, res.sha256, res.bytes, res.width, res.height, mtimes[res.path]))
         codes.append(np.frombuffer(res.bits, dtype=np.uint8))
     nbytes = _job(opts).hasher().nbytes(opts.hash_size)
+    kept, items, aliases = fold_aliases(items)
+    items = [dataclasses.replace(it, id=k) for k, it in enumerate(items)]  # ids stay positions
+    codes = [codes[k] for k in kept]
     col = Collection(items, np.stack(codes) if codes else np.zeros((0, nbytes), np.uint8), errors,
-                     roots=[str(Path(p).resolve()) for p in paths])
+                     roots=[str(Path(p).resolve()) for p in paths], aliases=aliases)
     if opts.embeddings and items:
         if model is None:
             raise RetrError("--embeddings on folders needs a model to embed them")

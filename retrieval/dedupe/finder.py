@@ -57,6 +57,7 @@ class Item:
     width: int | None = None
     height: int | None = None
     mtime: float | None = None
+    aliases: tuple[str, ...] = ()  # other paths that reach the same file (symlinks, hard links)
 
     def candidate(self) -> Candidate:
         return Candidate(self.path, self.bytes, self.width, self.height, self.mtime)
@@ -87,14 +88,18 @@ class DedupeResult:
     groups: list[Group]
     options: DedupeOptions
     errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # files that could not be hashed
+    aliases: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, the path it is one file with)
 
     @property
     def n_duplicates(self) -> int:
         return sum(len(g.duplicates) for g in self.groups)
 
     def to_json(self) -> dict[str, Any]:
-        return {"n_images": self.n_images, "n_duplicates": self.n_duplicates,
-                "groups": [g.to_json() for g in self.groups]}
+        out = {"n_images": self.n_images, "n_duplicates": self.n_duplicates,
+               "groups": [g.to_json() for g in self.groups]}
+        if self.aliases:  # only when some paths were folded, so the usual keys stay as they are
+            out["aliases"] = [{"path": a, "same_file_as": p} for a, p in self.aliases]
+        return out
 
 
 def exact_pairs(sha256: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +116,8 @@ def exact_pairs(sha256: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
 
 def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,
                     vectors: np.ndarray | None = None, vector_rows: np.ndarray | None = None,
-                    errors: Sequence[tuple[str, str]] = ()) -> DedupeResult:
+                    errors: Sequence[tuple[str, str]] = (),
+                    aliases: Sequence[tuple[str, str]] = ()) -> DedupeResult:
     """Duplicate groups among ``items`` (``codes[k]`` is the packed hash of ``items[k]``).
 
     ``vectors`` (L2-normalised) belong to the positions ``vector_rows`` (all positions when None).
@@ -140,7 +146,7 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
         dups.sort(key=lambda d: (d.distance, d.item.path))
         groups.append(Group(items[keep], tuple(dups)))
     groups.sort(key=lambda g: g.keep.path)
-    return DedupeResult(len(items), groups, opts, list(errors))
+    return DedupeResult(len(items), groups, opts, list(errors), list(aliases))
 
 
 def _explain(m: int, keep: int, items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,

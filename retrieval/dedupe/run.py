@@ -16,6 +16,7 @@ from retrieval.dedupe.actions import ActionReport, CatalogLink, delete_duplicate
 from retrieval.dedupe.collection import Collection, ensure_hashes, from_index, from_paths
 from retrieval.dedupe.finder import EMBEDDING, EXACT, DedupeOptions, DedupeResult, find_duplicates
 from retrieval.dedupe.hashing import HashJob, hash_file
+from retrieval.dedupe.manifest import read_manifest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Action:
 
 
 def _find(col: Collection, opts: DedupeOptions) -> DedupeResult:
-    return find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors)
+    return find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors, col.aliases)
 
 
 def _act(result: DedupeResult, action: Action, link: CatalogLink | None, root: str | None) -> ActionReport | None:
@@ -80,7 +81,6 @@ def dedupe_paths(paths: Sequence[str | Path], opts: DedupeOptions, action: Actio
 def undo_manifest(manifest: str | Path, *, index_dir: str | Path | None = None,
                   db_url: str | None = None) -> ActionReport:
     """Reverse a --move-to run; the catalog rows come back too when its index is known."""
-    from retrieval.dedupe.actions import read_manifest
     header, _ = read_manifest(manifest)
     index_dir = index_dir or header.get("index")
     if index_dir is None and db_url is None:

@@ -41,3 +41,13 @@ def make_library(root: Path) -> dict[str, Path]:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def exact_group(keep: Path, *duplicates: Path, first_id: int = 1):
+    """A dedupe Group of files on disk (any bytes: moving never decodes), as the finder would make it."""
+    from retrieval.dedupe.finder import Duplicate, Group, Item
+
+    def item(k: int, p: Path) -> Item:
+        return Item(first_id + k, str(p), digest(p), p.stat().st_size)
+
+    return Group(item(0, keep), tuple(Duplicate(item(k, p), 0, "exact") for k, p in enumerate(duplicates, 1)))
