@@ -19,6 +19,7 @@ from retrieval.dedupe.calibrate import calibrate as run_calibrate
 from retrieval.dedupe.finder import DEFAULT_SIMILARITY, DedupeOptions
 from retrieval.dedupe.hashers import DEFAULT_HASH, HASHERS
 from retrieval.dedupe.keep import DEFAULT_KEEP, KEEP_POLICIES
+from retrieval.dedupe.report import shown
 from retrieval.dedupe.run import Action, check_image, dedupe_index, dedupe_paths, undo_manifest
 
 DEFAULT_COMMAND = "find"
@@ -114,20 +115,21 @@ def _print_action(done, json_out: bool) -> None:
     typer.echo(f"{verb} {len(done.done)} file(s); catalog rows {'restored' if done.action == 'undo' else 'removed'}: "
                f"{done.catalog_rows}")
     if done.manifest and done.action == "move":
-        typer.echo(f"manifest: {done.manifest}  (undo with: retr dedupe --undo {done.manifest})")
+        manifest = shown(done.manifest)
+        typer.echo(f"manifest: {manifest}  (undo with: retr dedupe --undo {manifest})")
     for path, reason in done.skipped:
-        typer.echo(f"  skipped {path}: {reason}")
+        typer.echo(f"  skipped {shown(path)}: {shown(reason)}")
 
 
 def _print_check(image: Path, matches, json_out: bool) -> None:
     if json_out:
         print_json({"image": str(image), "duplicate": bool(matches), "matches": [m.to_json() for m in matches]})
     elif matches:
-        typer.echo(f"{image} duplicates {len(matches)} catalogued image(s):")
+        typer.echo(f"{shown(str(image))} duplicates {len(matches)} catalogued image(s):")
         for m in matches:
-            typer.echo(f"  {m.reason:>10} {m.distance:>7}  {m.path}")
+            typer.echo(f"  {m.reason:>10} {m.distance:>7}  {shown(m.path)}")
     else:
-        typer.echo(f"{image}: no duplicate in the catalog")
+        typer.echo(f"{shown(str(image))}: no duplicate in the catalog")
     if matches:
         raise typer.Exit(code=EXIT_DUPLICATE)
 

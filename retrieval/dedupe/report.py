@@ -1,4 +1,8 @@
-"""Reports of duplicate groups: a readable table, CSV rows, and an HTML page of side-by-side thumbnails."""
+"""Reports of duplicate groups: a readable table, CSV rows, and an HTML page of side-by-side thumbnails.
+
+The table shows file names escaped (a newline as ``\\n``, a byte that is not UTF-8 as ``\\xff``), so every
+name keeps to one line and any name can be printed.
+"""
 from __future__ import annotations
 
 import csv
@@ -8,8 +12,15 @@ from pathlib import Path
 from index.atomic import atomic_write_text
 from retrieval.dedupe.finder import DedupeResult
 from retrieval.gallery import Tile, write_gallery
+from retrieval.images import printable_path
 
 CSV_COLUMNS = ("group", "role", "path", "reason", "distance", "bytes", "width", "height")
+
+
+def shown(path: str) -> str:
+    """``path`` on one printable line: control characters escaped as in Python strings (``\\n``, ``\\x1b``)."""
+    path = printable_path(path)
+    return path if path.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
 def table(result: DedupeResult) -> str:
@@ -19,12 +30,16 @@ def table(result: DedupeResult) -> str:
              f"({o.hash} size {o.hash_size}, radius {o.threshold}"
              + (f", embeddings >= {o.similarity}" if o.embeddings else "") + f", keep {o.keep})"]
     for n, g in enumerate(result.groups, 1):
-        lines.append(f"group {n}: keep {g.keep.path}")
+        lines.append(f"group {n}: keep {shown(g.keep.path)}")
         for d in g.duplicates:
-            lines.append(f"  {d.reason:>14} {d.distance:>7}  {d.item.path}")
+            lines.append(f"  {d.reason:>14} {d.distance:>7}  {shown(d.item.path)}")
+    if result.aliases:
+        lines.append(f"{len(result.aliases)} path(s) reach a file listed under another path (a symlink or "
+                     "hard link): one image with it, never acted on:")
+        lines += [f"  {shown(a)} -> {shown(p)}" for a, p in result.aliases]
     if result.errors:
         lines.append(f"{len(result.errors)} file(s) could not be hashed:")
-        lines += [f"  {p}: {e}" for p, e in result.errors]
+        lines += [f"  {shown(p)}: {shown(e)}" for p, e in result.errors]
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -7,6 +8,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from index.catalog import Catalog
 from index.hashes import hash_counts
+from tests.conftest import PHOTOS, copy_photos
 from tests.retrieval.dedupe.photos import digest, make_library
 
 runner = CliRunner()
@@ -139,3 +141,126 @@ def test_bad_threshold_or_similarity_is_a_one_line_error(lib):
     res = runner.invoke(app, ["dedupe", "--check", str(files["astro"]), "--index", str(tmp / "idx"),
                               "--embeddings", "--similarity", "0"])
     assert res.exit_code == 1 and "--similarity must be in (0, 1]" in res.output
+
+
+def _linked_library(tmp_path):
+    """lib/x.jpg, lib/album/x.jpg -> ../x.jpg (the same file), and lib/z_copy.jpg (a real copy)."""
+    lib = tmp_path / "lib"
+    (lib / "album").mkdir(parents=True)
+    shutil.copyfile(PHOTOS / "coffee.jpg", lib / "x.jpg")
+    (lib / "album" / "x.jpg").symlink_to(os.path.join("..", "x.jpg"))
+    shutil.copyfile(PHOTOS / "coffee.jpg", lib / "z_copy.jpg")
+    shutil.copyfile(PHOTOS / "brick.jpg", lib / "brick.jpg")
+    return lib
+
+
+@pytest.mark.parametrize("mode", ["folder", "index"])
+@pytest.mark.parametrize("act", ["delete", "move"])
+def test_a_symlink_and_its_target_are_one_image(tmp_path, mode, act):
+    lib = _linked_library(tmp_path)
+    files = {k: lib / k for k in ("x.jpg", "album/x.jpg", "z_copy.jpg", "brick.jpg")}
+    source = [str(lib)] if mode == "folder" else ["--index", str(_catalog_index(tmp_path, files))]
+    action = ["--delete", "--yes"] if act == "delete" else ["--move-to", str(tmp_path / "q"),
+                                                            "--manifest", str(tmp_path / "m.jsonl")]
+    res = runner.invoke(app, ["dedupe", *source, "--workers", "1", "--json", *action])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["n_images"] == 3 and data["aliases"] == [{"path": str(files["album/x.jpg"]),
+                                                          "same_file_as": str(files["x.jpg"])}]
+    assert [(g["keep"], [d["path"] for d in g["duplicates"]]) for g in data["groups"]] == \
+        [(str(files["x.jpg"]), [str(files["z_copy.jpg"])])]
+    assert [d["path"] for d in data["action"]["done"]] == [str(files["z_copy.jpg"])]
+    assert not files["z_copy.jpg"].exists()
+    assert files["album/x.jpg"].is_symlink() and digest(files["album/x.jpg"]) == digest(PHOTOS / "coffee.jpg")
+    if mode == "index":
+        assert set(Catalog.for_index(tmp_path / "idx").image_rows()) == \
+            {str(files[k]) for k in ("x.jpg", "album/x.jpg", "brick.jpg")}
+    if act == "move":
+        res = runner.invoke(app, ["dedupe", "--undo", str(tmp_path / "m.jsonl")])
+        assert res.exit_code == 0 and "restored 1 file(s)" in res.output, res.output
+        assert files["z_copy.jpg"].read_bytes() == files["x.jpg"].read_bytes()
+
+
+def test_a_duplicate_that_other_paths_reach_is_left_in_place(tmp_path):
+    lib = _linked_library(tmp_path)
+    (lib / "x.jpg").rename(lib / "zz.jpg")  # now z_copy.jpg is kept (path order) and zz.jpg is its duplicate
+    (lib / "album" / "x.jpg").unlink()
+    (lib / "album" / "x.jpg").symlink_to(os.path.join("..", "zz.jpg"))
+    res = runner.invoke(app, ["dedupe", str(lib), "--workers", "1", "--json", "--delete", "--yes"])
+    assert res.exit_code == 0, res.output
+    skipped = json.loads(res.output)["action"]["skipped"]
+    assert skipped == [{"path": str(lib / "zz.jpg"),
+                        "reason": f"the same file is also reached as {lib / 'album' / 'x.jpg'}; left in place"}]
+    assert (lib / "zz.jpg").exists() and (lib / "album" / "x.jpg").exists()
+
+
+def test_a_stale_catalog_is_checked_before_any_delete(tmp_path):
+    from tests.conftest import TINY_MODEL
+    dd = tmp_path / "dd"
+    for sub in ("orig", "sub", "sub2"):
+        copy_photos(dd / sub, ("coffee",))
+    copy_photos(dd / "orig", ("brick", "rocket"))
+    copy_photos(dd / "sub", ("brick",))
+    idx = str(tmp_path / "idd")
+    res = runner.invoke(app, ["index", "build", str(dd), "--index", idx, "--model", TINY_MODEL, "--random-weights",
+                              "--workers", "0", "--json"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["dedupe", "--index", idx, "--json", "--workers", "1"])
+    assert res.exit_code == 0 and json.loads(res.output)["n_duplicates"] == 3, res.output
+
+    (dd / "orig" / "coffee.jpg").unlink()  # the kept copy is gone
+    shutil.copyfile(PHOTOS / "camera.jpg", dd / "sub" / "brick.jpg")  # a duplicate is now a new, unique photo
+    res = runner.invoke(app, ["dedupe", "--index", idx, "--delete", "--yes", "--json", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    action = json.loads(res.output)["action"]
+    assert action["done"] == [] and action["catalog_rows"] == 0
+    reasons = {s["path"]: s["reason"] for s in action["skipped"]}
+    assert reasons == {
+        str(dd / "sub" / "coffee.jpg"): f"its kept copy {dd / 'orig' / 'coffee.jpg'} no longer exists; left in place",
+        str(dd / "sub2" / "coffee.jpg"): f"its kept copy {dd / 'orig' / 'coffee.jpg'} no longer exists; left in place",
+        str(dd / "sub" / "brick.jpg"): "changed since it was hashed (sha256 differs); left in place"}
+    assert (dd / "sub" / "coffee.jpg").exists() and (dd / "sub2" / "coffee.jpg").exists()
+    assert digest(dd / "sub" / "brick.jpg") == digest(PHOTOS / "camera.jpg")
+    res = runner.invoke(app, ["dedupe", "--index", idx, "--delete", "--yes", "--workers", "1"])
+    assert res.exit_code == 0 and "deleted 0 file(s)" in res.output and "changed since it was hashed" in res.output
+
+
+def test_a_newline_in_a_file_name_keeps_the_table_one_line_per_file(lib):
+    tmp, files = lib
+    odd = tmp / "lib" / "two\nlines\x1b.jpg"
+    shutil.copyfile(files["coffee"], odd)
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert len(lines) == 1 + 2 + 5  # header, 2 groups, 5 duplicates
+    assert any(line.endswith("/lib/two\\nlines\\x1b.jpg") for line in lines)
+
+
+def test_a_non_utf8_file_name_in_the_reports(lib):
+    tmp, files = lib
+    bad = os.path.join(os.fsencode(tmp / "lib"), b"bad\xff\xfe.jpg")
+    shutil.copyfile(files["coffee"], bad)
+    out = ["--html", str(tmp / "d.html"), "--csv", str(tmp / "d.csv")]
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--workers", "1", *out])
+    assert res.exit_code == 0, res.output
+    assert f"  {tmp}/lib/bad\\xff\\xfe.jpg: file name is not valid UTF-8; rename it to index it" in res.output
+    assert (tmp / "d.html").read_text(encoding="utf-8").count("data:image/jpeg;base64") == 6
+    assert (tmp / "d.csv").read_text(encoding="utf-8").count("\n") == 1 + 6
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--workers", "1", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["n_duplicates"] == 4, res.output
+
+
+def test_a_hostile_undo_manifest_is_a_one_line_error(lib):
+    tmp, files = lib
+    res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--workers", "1", "--move-to", str(tmp / "q"),
+                              "--manifest", str(tmp / "m.jsonl")])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in (tmp / "m.jsonl").read_text().splitlines()]
+    plans = [r for r in records if r.get("op") == "plan"]
+    plans[-1]["dst"] = str(tmp / "lib" / "trip" / "coffee.jpg")  # the last plan would move a kept photo away
+    (tmp / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    res = runner.invoke(app, ["dedupe", "--undo", str(tmp / "m.jsonl")])
+    assert res.exit_code == 1
+    assert res.output.startswith(f"error: manifest {tmp / 'm.jsonl'} line ") and res.output.count("\n") == 1
+    assert "is not inside the quarantine folder" in res.output and "nothing was moved" in res.output
+    assert sum(p.exists() for p in files.values()) == 4  # still 4 in the quarantine
