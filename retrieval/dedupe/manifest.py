@@ -176,6 +176,16 @@ class Journal:
             self.fh = open(path, "a" if append else "x", encoding="utf-8")
         except FileExistsError:
             raise RetrError(f"manifest {path} already exists") from None
+        if append:
+            self._drop_cut_line()
+
+    def _drop_cut_line(self) -> None:
+        """Remove a last line cut short by a crash, so a line appended now does not run into it."""
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            end = data.rfind(b"\n") + 1
+            if end != len(data):
+                fh.truncate(end)
 
     def write(self, *records: dict[str, Any]) -> None:
         for rec in records:

@@ -197,3 +197,14 @@ def test_a_row_is_restored_only_for_its_own_src(moved):
     rows = link.catalog.image_rows()
     assert set(rows) == {str(tmp / "lib" / p) for p in ("keep.jpg", "x/dup1.jpg", "dup2.jpg")}
     assert {r.sha256 for r in rows.values()} == {digest(tmp / "lib" / "keep.jpg")}
+
+
+def test_a_line_cut_short_by_a_crash_is_dropped_before_undo_appends(moved):
+    tmp, link = moved
+    manifest = tmp / "m.jsonl"
+    with open(manifest, "a") as fh:
+        fh.write('{"op": "restored", "src": "/li')  # undo killed while writing its line
+    assert len(undo(manifest, catalog=link).done) == 2
+    assert manifest.read_text().endswith("\n")
+    assert undo(manifest, catalog=link).done == []  # and the manifest still reads
+
