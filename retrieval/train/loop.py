@@ -22,7 +22,8 @@ from index.atomic import atomic_path
 from index.errors import RetrError
 from retrieval.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
 from retrieval.extract import default_workers
-from retrieval.models import DEFAULT_MODEL, EmbeddingNet, create_backbone, is_checkpoint, make_transform
+from retrieval.models import (DEFAULT_MODEL, MAX_INPUT_SIDE, EmbeddingNet, create_backbone, is_checkpoint,
+                              make_transform)
 from retrieval.train import distributed
 from retrieval.train.augment import AugmentConfig, TwoViews, metric_transform, simclr_transform
 from retrieval.train.data import ImageSet, TrainDataset, collate, drop_small_classes, read_images, split
@@ -190,8 +191,8 @@ def prepare_data(config: TrainConfig, data: str | Path | ImageSet) -> tuple[Imag
 def data_config_for(backbone: nn.Module, image_size: int | None) -> dict[str, Any]:
     cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in resolve_model_data_config(backbone).items()}
     if image_size is not None:
-        if image_size < 16:
-            raise RetrError(f"--image-size must be >= 16, got {image_size}")
+        if not 16 <= image_size <= MAX_INPUT_SIDE:
+            raise RetrError(f"--image-size must be from 16 to {MAX_INPUT_SIDE}, got {image_size}")
         cfg["input_size"] = [3, int(image_size), int(image_size)]
     return cfg
 

@@ -141,3 +141,12 @@ def test_batchnorm_statistics_are_kept_unless_asked(colour_set, tmp_path, freeze
     after = trainer.module.state_dict()
     unchanged = all(torch.equal(before[k], after[k]) for k in before)
     assert before and unchanged == freeze
+
+
+@pytest.mark.parametrize("size", [8, 4096])
+def test_image_size_outside_what_a_checkpoint_may_hold_is_refused(size):
+    # a checkpoint with sides above MAX_INPUT_SIDE could not be loaded again: refuse it before training
+    from timm import create_model
+    backbone = create_model("test_vit", pretrained=False, num_classes=0)
+    with pytest.raises(RetrError, match=f"--image-size must be from 16 to 2048, got {size}"):
+        loop_mod.data_config_for(backbone, size)
