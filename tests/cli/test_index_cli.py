@@ -66,3 +66,50 @@ def test_usage_errors_exit_2_and_help_explains():
     assert runner.invoke(app, ["query"]).exit_code == 2
     result = runner.invoke(app, ["index", "build", "--help"])
     assert result.exit_code == 0 and "--index-type" in result.output and "Incremental" in result.output
+
+
+def test_read_commands_refuse_a_missing_catalog_in_one_line_and_write_nothing(tmp_path, photos):
+    ix = tmp_path / "ix"
+    assert build(photos, ix).exit_code == 0
+    before = {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()}
+    (ix / "catalog.sqlite").rename(tmp_path / "away.sqlite")
+    for args in (["query", str(photos / "coffee.jpg")], ["index", "info"], ["cluster", "-k", "2"],
+                 ["dedupe"], ["eval", "index"]):
+        result = runner.invoke(app, [*args, "--index", str(ix)])
+        assert result.exit_code == 1, (args, result.output)
+        assert "does not exist but the manifest of" in result.output and "records 12 vectors" in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()} == {
+        k: v for k, v in before.items() if k != "catalog.sqlite"}
+    typo = tmp_path / "typo.sqlite"
+    result = runner.invoke(app, ["index", "info", "--index", str(ix), "--db", f"sqlite:///{typo}"])
+    assert result.exit_code == 1 and "typo.sqlite does not exist" in result.output
+    assert not typo.exists()
+
+
+def test_a_garbled_faiss_file_is_said_on_stderr_and_rebuilt_by_the_next_build(tmp_path, photos):
+    ix = tmp_path / "ix"
+    assert build(photos, ix).exit_code == 0
+    data = bytearray((ix / "vectors.faiss").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 256] = bytes(range(256))
+    (ix / "vectors.faiss").write_bytes(bytes(data))
+    result = runner.invoke(app, ["query", str(photos / "coffee.jpg"), "--index", str(ix), "-k", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["results"][0]["score"] < 1.0001
+    assert "warning: " in result.stderr and "does not match its checksum" in result.stderr
+    result = build(photos, ix, "--json")
+    assert result.exit_code == 0, result.output
+    assert "rebuilt it from the catalog's 12 vectors" in json.loads(result.stdout)["repaired"][0]
+    assert "warning: " in result.stderr
+    result = runner.invoke(app, ["query", str(photos / "coffee.jpg"), "--index", str(ix), "-k", "1"])
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_a_damaged_manifest_is_one_line(tmp_path, photos):
+    ix = tmp_path / "ix"
+    assert build(photos, ix).exit_code == 0
+    (ix / "manifest.json").write_text("[]")
+    for args in (["index", "info", "--index", str(ix)], ["index", "build", str(photos), "--index", str(ix), *TINY]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+        assert "manifest.json is damaged: it holds a JSON list, not an object" in result.output
