@@ -97,7 +97,7 @@ def cluster_index(index_dir: str | Path, opts: ClusterOptions = ClusterOptions()
     """Cluster every vector of the index, record the run in its catalog, and write the reports asked for."""
     ks = opts.ks()
     start = time.perf_counter()
-    with IndexStore.open(index_dir, opts.db_url) as store:
+    with IndexStore.open(index_dir, opts.db_url, mode="write") as store:  # the run is stored in the catalog
         parts = list(store.catalog.iter_vectors(store.dim))
         if not parts:
             raise RetrError(f"the index at {index_dir} holds no vectors to cluster")

@@ -54,7 +54,8 @@ def dedupe_index(index_dir: str | Path, opts: DedupeOptions, action: Action = Ac
                  progress: bool = False) -> tuple[DedupeResult, ActionReport | None]:
     """Find duplicates among an index's images (hashing only what is new) and apply ``action``."""
     action.check()
-    with IndexStore.open(index_dir, db_url) as store:
+    acts = bool(action.move_to or action.delete)  # an action writes the catalog: it takes the writer lock
+    with IndexStore.open(index_dir, db_url, mode="write" if acts else "read") as store:
         result = _find(from_index(store, opts, workers=workers, progress=progress), opts)
         report = _act(result, action, _store_link(store), None)
         if report is not None and report.catalog_rows:
@@ -85,7 +86,7 @@ def undo_manifest(manifest: str | Path, *, index_dir: str | Path | None = None,
     index_dir = index_dir or header.get("index")
     if index_dir is None and db_url is None:
         return undo(manifest)
-    with IndexStore.open(index_dir, db_url) as store:
+    with IndexStore.open(index_dir, db_url, mode="write") as store:
         report = undo(manifest, catalog=_store_link(store))
         if report.catalog_rows:
             store.reconcile()

@@ -118,3 +118,18 @@ def test_bad_arguments(synthetic, args, message):
 def test_no_index(tmp_path):
     result = invoke("cluster", "--index", tmp_path / "nothing", "-k", "2")
     assert result.exit_code == 1 and "no index" in result.output
+
+
+def test_cluster_takes_the_writer_lock_it_stores_a_run(synthetic):
+    from index.lock import FolderLock
+    lock = FolderLock(synthetic.index, "retr index build")
+    lock.acquire()
+    try:
+        result = invoke("cluster", "--index", synthetic.index, "-k", "3", "--json")
+    finally:
+        lock.release()
+    assert result.exit_code == 1
+    assert "another retr process" in result.output and "`retr index build`" in result.output
+    catalog = Catalog.for_index(synthetic.index)
+    assert latest_members(catalog) is None  # no run was stored
+    catalog.close()

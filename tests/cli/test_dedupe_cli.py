@@ -264,3 +264,20 @@ def test_a_hostile_undo_manifest_is_a_one_line_error(lib):
     assert res.output.startswith(f"error: manifest {tmp / 'm.jsonl'} line ") and res.output.count("\n") == 1
     assert "is not inside the quarantine folder" in res.output and "nothing was moved" in res.output
     assert sum(p.exists() for p in files.values()) == 4  # still 4 in the quarantine
+
+
+def test_dedupe_actions_take_the_writer_lock_and_reports_do_not(lib):
+    from index.lock import FolderLock
+    tmp, files = lib
+    idx = _catalog_index(tmp, files)
+    lock = FolderLock(idx, "retr index build")
+    lock.acquire()
+    try:
+        res = runner.invoke(app, ["dedupe", "--index", str(idx), "--json", "--workers", "1"])
+        assert res.exit_code == 0, res.output  # a report is a read: never blocked by a writer
+        res = runner.invoke(app, ["dedupe", "--index", str(idx), "--delete", "--yes", "--workers", "1"])
+        assert res.exit_code == 1
+        assert "is writing the index" in res.output and "`retr index build`" in res.output
+        assert all(p.exists() for p in files.values())  # nothing was deleted while another process writes
+    finally:
+        lock.release()
