@@ -19,7 +19,7 @@ from retrieval.dedupe.calibrate import calibrate as run_calibrate
 from retrieval.dedupe.finder import DEFAULT_SIMILARITY, DedupeOptions
 from retrieval.dedupe.hashers import DEFAULT_HASH, HASHERS
 from retrieval.dedupe.keep import DEFAULT_KEEP, KEEP_POLICIES
-from retrieval.dedupe.report import shown
+from retrieval.images import shown
 from retrieval.dedupe.run import Action, check_image, dedupe_index, dedupe_paths, undo_manifest
 
 DEFAULT_COMMAND = "find"

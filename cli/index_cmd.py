@@ -9,7 +9,7 @@ import typer
 
 from cli.common import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
                         RandomWeights, WeightsFile, Workers, print_json, show_progress, user_errors)
-from retrieval.images import printable_path
+from retrieval.images import shown
 from retrieval.indexing import BuildOptions, build_index, index_info
 from retrieval.regions.build import make_region_options
 
@@ -69,7 +69,7 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
     if report.skipped:
         typer.echo(f"skipped {len(report.skipped)} file(s):")
         for path, error in report.skipped:
-            typer.echo(f"  {printable_path(path)}: {error}")  # a non-UTF-8 name must never crash the output
+            typer.echo(f"  {shown(path)}: {shown(error)}")  # a non-UTF-8 or newline name never breaks the output
 
 
 @index_app.command("info")

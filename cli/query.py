@@ -8,6 +8,7 @@ import typer
 
 from cli.common import DEFAULT_INDEX, DbUrl, Device, IndexDir, JsonOut, ModelSpec, WeightsFile, print_json, user_errors
 from retrieval.gallery import Tile, write_gallery
+from retrieval.images import shown
 from retrieval.search import query_index
 
 # region search (issue 6)
@@ -43,10 +44,10 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
         print_json([r.to_json() for r in results])
         return
     for r in results:
-        typer.echo(f"query: {r.query}")
+        typer.echo(f"query: {shown(r.query)}")
         typer.echo(f"  {'rank':>4}  {'score':>6}  path")
         for h in r.results:
-            typer.echo(f"  {h.rank:>4}  {h.score:6.3f}  {h.path}")
+            typer.echo(f"  {h.rank:>4}  {h.score:6.3f}  {shown(h.path)}")
 
 
 def _region_query(images, index, k, json_out, html, nprobe, ef, model, weights, device, db, regions, box,
@@ -67,11 +68,11 @@ def _region_query(images, index, k, json_out, html, nprobe, ef, model, weights, 
         print_json([r.to_json() for r in results])
         return
     for r in results:
-        typer.echo(f"query: {r.query}" + (f"  box {[round(v) for v in r.box]} {r.label or ''}" if r.box else ""))
+        typer.echo(f"query: {shown(r.query)}" + (f"  box {[round(v) for v in r.box]} {r.label or ''}" if r.box else ""))
         typer.echo(f"  {'rank':>4}  {'score':>6}  path")
         for h in r.results:
             where = f"  box {[round(v) for v in h.region.box]} {h.region.label or ''}" if hasattr(h, "region") else ""
-            typer.echo(f"  {h.rank:>4}  {h.score:6.3f}  {h.path}{where}")
+            typer.echo(f"  {h.rank:>4}  {h.score:6.3f}  {shown(h.path)}{where}")
 
 
 def register(app: typer.Typer) -> None:

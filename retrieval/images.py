@@ -126,6 +126,12 @@ def printable_path(path: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def shown(path: str) -> str:
+    """``path`` on one printable line: undecodable bytes and control characters escaped (``\\xff``, ``\\n``)."""
+    path = printable_path(path)
+    return path if path.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+
+
 def read_bytes(path: str | Path) -> bytes:
     """The content of a regular file; a FIFO, device, socket or folder is refused without blocking on it."""
     try:

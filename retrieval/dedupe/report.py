@@ -12,15 +12,9 @@ from pathlib import Path
 from index.atomic import atomic_write_text
 from retrieval.dedupe.finder import DedupeResult
 from retrieval.gallery import Tile, write_gallery
-from retrieval.images import printable_path
+from retrieval.images import shown
 
 CSV_COLUMNS = ("group", "role", "path", "reason", "distance", "bytes", "width", "height")
-
-
-def shown(path: str) -> str:
-    """``path`` on one printable line: control characters escaped as in Python strings (``\\n``, ``\\x1b``)."""
-    path = printable_path(path)
-    return path if path.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
 def table(result: DedupeResult) -> str:

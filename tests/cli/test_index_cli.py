@@ -113,3 +113,19 @@ def test_a_damaged_manifest_is_one_line(tmp_path, photos):
         result = runner.invoke(app, args)
         assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
         assert "manifest.json is damaged: it holds a JSON list, not an object" in result.output
+
+
+def test_a_newline_in_a_file_name_keeps_query_and_skip_lines_one_per_file(tmp_path, photos):
+    odd = photos / "two\nlines.jpg"
+    (photos / "rocket.jpg").rename(odd)
+    (photos / "bad\nname.jpg").write_bytes(b"not an image")
+    result = build(photos, tmp_path / "ix")
+    assert result.exit_code == 0, result.output
+    assert "  " + str(photos / "bad\\nname.jpg") + ": " in result.stdout  # the skip, escaped on one line
+    result = runner.invoke(app, ["query", str(odd), "--index", str(tmp_path / "ix"), "-k", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and lines[0] == "query: " + str(photos / "two\\nlines.jpg")
+    assert lines[2].split()[2] == str(photos / "two\\nlines.jpg")
+    result = runner.invoke(app, ["query", str(odd), "--index", str(tmp_path / "ix"), "-k", "1", "--json"])
+    assert json.loads(result.stdout)[0]["results"][0]["path"] == str(odd)  # JSON keeps the real name
