@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 
 from index import vectors as V
+from index.atomic import file_sha256
 from index.catalog import CATALOG_FILE, Catalog, Mode
 from index.errors import CatalogMissing, RetrError
 from index.lock import FolderLock
@@ -301,7 +302,7 @@ def faiss_file_problem(path: Path, checksum: str | None) -> str | None:
     """Why a faiss file is not the one recorded (missing, or its sha256 differs); None when it is."""
     if not path.is_file():
         return f"{path} is missing"
-    if checksum is not None and V.file_checksum(path) != checksum:
+    if checksum is not None and file_sha256(path) != checksum:
         return f"{path} does not match its checksum in the manifest (damaged or truncated)"
     return None
 

@@ -5,7 +5,6 @@ all of them) for the index types GPU faiss serves; HNSW, and k above GPU faiss's
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -17,7 +16,7 @@ from typing import Iterator
 import faiss
 import numpy as np
 
-from index.atomic import atomic_path
+from index.atomic import atomic_path, file_sha256
 from index.errors import RetrError, write_hint
 
 INDEX_TYPES = ("auto", "flat", "ivf", "hnsw", "pq")
@@ -157,15 +156,6 @@ def stack_parts(parts: list[tuple[np.ndarray, np.ndarray]], dim: int) -> tuple[n
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def file_checksum(path: str | Path) -> str:
-    """sha256 of a file's content (the manifest records it for each faiss file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save(index: faiss.Index, path: str | Path) -> str:
     """Write ``index`` atomically; returns the sha256 of the file written."""
     with atomic_path(path) as tmp:
@@ -174,7 +164,7 @@ def save(index: faiss.Index, path: str | Path) -> str:
         except RuntimeError as exc:  # e.g. "write error ... (No space left on device)"
             message = _faiss_message(exc)
             raise RetrError(f"cannot write {path}: {message}{write_hint(message)}") from exc
-        return file_checksum(tmp)
+        return file_sha256(tmp)
 
 
 def load(path: str | Path) -> faiss.Index:

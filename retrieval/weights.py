@@ -6,7 +6,6 @@ below), timm's pretrained download, else a clear error. Random weights only when
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Callable
@@ -14,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from index.atomic import file_sha256
 from index.errors import RetrError
 
 
@@ -61,11 +61,8 @@ def packaged_weights(model_name: str) -> Path | None:
 
 
 def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The sha256 of a weights file: part of a model's identity."""
+    return file_sha256(path)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import shutil
 import stat
 import tempfile
 from typing import BinaryIO, Callable
 
+from index.atomic import file_sha256
+
 Copier = Callable[[BinaryIO, BinaryIO], object]
 FileId = tuple[int, int]  # (device, inode)
-_CHUNK = 1 << 20
 
 
 def file_id(path: str) -> FileId | None:
@@ -36,13 +36,9 @@ def sha256_of(path: str) -> str | None:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO or a device: it could block forever
             return None
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while block := fh.read(_CHUNK):
-                digest.update(block)
+        return file_sha256(path)
     except (OSError, ValueError):
         return None
-    return digest.hexdigest()
 
 
 def _fsync_dir(folder: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from index import vectors as V
+from index.atomic import file_sha256
 from index.errors import RetrError
 from index.store import VECTORS_FILE, IndexStore
 from retrieval.indexing import BuildOptions, build_index, index_info
@@ -325,7 +326,7 @@ def test_a_garbled_or_truncated_faiss_file_is_never_served_and_a_build_rebuilds_
     assert "does not match its checksum in the manifest (damaged or truncated): rebuilt it from the catalog's " \
            "12 vectors" in report.repaired[0]
     with IndexStore.open(ix) as store:
-        assert store.consistent() and V.file_checksum(path) == store.manifest.checksum
+        assert store.consistent() and file_sha256(path) == store.manifest.checksum
     path.write_bytes(path.read_bytes()[:100])  # truncated
     report = build_index([photos], ix, tiny_opts)
     assert report.unchanged == 12 and "damaged or truncated" in report.repaired[0]
