@@ -23,7 +23,7 @@ def cluster(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
             seed: Annotated[int, typer.Option("--seed", help="Random seed (initial medoids, sample).")] = 0,
             html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report (medoid first).")] = None,
             json_out: JsonOut = False, quiet: Quiet = False) -> None:
-    """k-medoids clustering of the index's images with cosine distance; the run is stored in the catalog."""
+    """Cluster the index's images with k-medoids (cosine distance). The run is stored in the catalog."""
     from retrieval.clustering import ClusterOptions, cluster_index
     progress = None
     if show_progress(quiet):

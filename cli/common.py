@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Iterator
@@ -12,6 +13,11 @@ import typer
 
 from index.errors import RetrError
 
+# Plain (click) help for every command: it wraps long option names and choice lists where rich's narrow
+# columns cut them with "...", uses up to 120 columns of a wide terminal, and needs no rich import.
+# Sub-apps inherit both from the `retr` app.
+HELP_SETTINGS: dict[str, Any] = {"rich_markup_mode": None, "context_settings": {"max_content_width": 120}}
+
 IndexDir = Annotated[Path, typer.Option("--index", "-i", help="Index directory.", envvar="RETR_INDEX")]
 DEFAULT_INDEX = Path("retr-index")
 DbUrl = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the catalog "
@@ -19,7 +25,15 @@ DbUrl = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the c
                                            envvar="RETR_DB")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
+def _device_name(value: str) -> str:
+    """A misspelt --device is a usage error before torch is imported, even when nothing needs a device."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r} is not a device: use auto, cpu, cuda or cuda:N")
+    return value
+
+
+Device = Annotated[str, typer.Option("--device", callback=_device_name,
+                                     help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 Workers = Annotated[int | None, typer.Option("--workers", min=0,
                                              help="DataLoader worker processes (default: cores - 1).")]

@@ -14,13 +14,10 @@ import typer
 from typer.core import TyperGroup
 
 from cli.common import DEFAULT_INDEX, DbUrl, JsonOut, ModelSpec, Quiet, Workers, print_json, show_progress, user_errors
-from retrieval.dedupe import report as dedupe_report
-from retrieval.dedupe.calibrate import calibrate as run_calibrate
-from retrieval.dedupe.finder import DEFAULT_SIMILARITY, DedupeOptions
+# light modules only (no imagehash, faiss, catalog or torch): the rest is imported inside the commands
 from retrieval.dedupe.hashers import DEFAULT_HASH, HASHERS
 from retrieval.dedupe.keep import DEFAULT_KEEP, KEEP_POLICIES
-from retrieval.images import shown
-from retrieval.dedupe.run import Action, check_image, dedupe_index, dedupe_paths, undo_manifest
+from retrieval.dedupe.options import DEFAULT_SIMILARITY, DedupeOptions
 
 DEFAULT_COMMAND = "find"
 EXIT_DUPLICATE = 3
@@ -35,8 +32,8 @@ class _DefaultCommandGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-dedupe_app = typer.Typer(cls=_DefaultCommandGroup, help="Find near-duplicate images (exact, perceptual hash, "
-                         "embedding) and act on them safely. `retr dedupe [PATH...]` runs `find`.")
+dedupe_app = typer.Typer(cls=_DefaultCommandGroup, help="Find near-duplicate images and act on them safely. Exact, "
+                         "perceptual hash and embedding matches; `retr dedupe [PATH...]` runs `find`.")
 
 _thresholds = ", ".join(f"{h.name} {h.default_threshold}" for h in (HASHERS.get(n) for n in HASHERS.names()))
 HashName = Annotated[str, typer.Option("--hash", help=f"Perceptual hash: {', '.join(HASHERS.names())}.")]
@@ -55,7 +52,7 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
          embeddings: Annotated[bool, typer.Option("--embeddings", help="Also join images whose embeddings are "
                                                   "at least --similarity alike (index vectors).")] = False,
          similarity: Annotated[float, typer.Option("--similarity", min=0.0, max=1.0)] = DEFAULT_SIMILARITY,
-         keep: Annotated[str, typer.Option("--keep", help=f"Image to keep per group: {'|'.join(KEEP_POLICIES)}.")]
+         keep: Annotated[str, typer.Option("--keep", help=f"Image to keep per group: {', '.join(KEEP_POLICIES)}.")]
          = DEFAULT_KEEP,
          csv: Annotated[Path | None, typer.Option("--csv", help="Write the groups as CSV.")] = None,
          html: Annotated[Path | None, typer.Option("--html", help="Write side-by-side thumbnails as HTML.")] = None,
@@ -70,7 +67,9 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
          method: Annotated[str, typer.Option("--search", help="Binary search: auto, flat, mih, multihash, gpu.")]
          = "auto",
          model: ModelSpec = None, workers: Workers = None, json_out: JsonOut = False, quiet: Quiet = False) -> None:
-    """Find duplicate groups in an index (default) or in PATHs; report, or move/delete the duplicates."""
+    """Find duplicate groups in an index (default) or in PATHs. Report them, or move or delete the
+    duplicates."""
+    from retrieval.dedupe.run import Action, check_image, dedupe_index, dedupe_paths, undo_manifest
     opts = DedupeOptions(hash, hash_size, threshold, embeddings, similarity, keep, method)
     if sum(x is not None and x is not False for x in (undo, check, paths or None)) > 1 or (paths and index):
         raise typer.BadParameter("use one of PATH..., --index, --undo MANIFEST, --check IMAGE")
@@ -92,6 +91,7 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
 
 
 def _write_reports(result, csv: Path | None, html: Path | None) -> None:
+    from retrieval.dedupe import report as dedupe_report
     if csv is not None:
         dedupe_report.write_csv(result, csv)
     if html is not None:
@@ -99,6 +99,7 @@ def _write_reports(result, csv: Path | None, html: Path | None) -> None:
 
 
 def _print_result(result, done, json_out: bool) -> None:
+    from retrieval.dedupe import report as dedupe_report
     if json_out:
         print_json({**result.to_json(), **({"action": done.to_json()} if done else {})})
         return
@@ -108,6 +109,7 @@ def _print_result(result, done, json_out: bool) -> None:
 
 
 def _print_action(done, json_out: bool) -> None:
+    from retrieval.images import shown
     if json_out:
         print_json(done.to_json())
         return
@@ -122,6 +124,7 @@ def _print_action(done, json_out: bool) -> None:
 
 
 def _print_check(image: Path, matches, json_out: bool) -> None:
+    from retrieval.images import shown
     if json_out:
         print_json({"image": str(image), "duplicate": bool(matches), "matches": [m.to_json() for m in matches]})
     elif matches:
@@ -141,7 +144,9 @@ def calibrate(pairs: Annotated[Path, typer.Argument(help="CSV with path_a,path_b
               hash_size: HashSize = None,
               target_precision: Annotated[float, typer.Option("--target-precision", min=0.0, max=1.0)] = 0.99,
               workers: Workers = None, json_out: JsonOut = False, quiet: Quiet = False) -> None:
-    """Precision and recall per Hamming threshold for each hash, and the threshold reaching the target."""
+    """Precision and recall per Hamming threshold for each hash. Also the threshold that reaches the
+    target precision."""
+    from retrieval.dedupe.calibrate import calibrate as run_calibrate
     with user_errors():
         data = run_calibrate(pairs, hashes=hash, hash_size=hash_size, target_precision=target_precision,
                              workers=workers, progress=show_progress(quiet or json_out))

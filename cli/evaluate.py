@@ -10,7 +10,8 @@ from cli.common import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonO
                         RandomWeights, WeightsFile, Workers, print_json, show_progress, user_errors)
 from index.errors import RetrError
 
-eval_app = typer.Typer(help="Evaluate embeddings (recall@K) and the served index (against exact search).",
+eval_app = typer.Typer(help="Evaluate embeddings (recall@K) and the served index. The index is compared with exact "
+                            "search.",
                        no_args_is_help=True)
 
 
@@ -39,7 +40,8 @@ def recall(data: Annotated[Path | None, typer.Argument(help="Class folders or a 
                                                   "clustering against the labels (needs --index).")] = False,
            db: DbUrl = None, batch_size: BatchSize = 32, workers: Workers = None, device: Device = "auto",
            json_out: JsonOut = False, quiet: Quiet = False) -> None:
-    """recall@K, precision@1, R-precision and MAP@R: each image queries all the others (never itself)."""
+    """recall@K, precision@1, R-precision and MAP@R of embeddings. Each image queries all the others
+    (never itself)."""
     from retrieval.eval_recall import RecallOptions, Split, run_recall
     with user_errors():
         if labels is not None and data is not None:
@@ -75,7 +77,7 @@ def index_cmd(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
               sample: Annotated[int, typer.Option("--sample", min=1, help="Catalog vectors to query.")] = 1000,
               k: Annotated[int, typer.Option("-k", min=1, help="Neighbours compared per query.")] = 10,
               json_out: JsonOut = False) -> None:
-    """recall@k of the served index against exact search, and queries/s of both, per nprobe/ef value."""
+    """recall@k and queries/s of the served index against exact search. One row per nprobe/ef value."""
     from retrieval.eval_index import index_accuracy
     with user_errors():
         result = index_accuracy(index, db_url=db, sample=sample, k=k)

@@ -9,9 +9,6 @@ import typer
 
 from cli.common import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
                         RandomWeights, WeightsFile, Workers, print_json, show_progress, user_errors)
-from retrieval.images import shown
-from retrieval.indexing import BuildOptions, build_index, index_info
-from retrieval.regions.build import make_region_options
 
 index_app = typer.Typer(help="Build and inspect an index directory.", no_args_is_help=True)
 
@@ -45,6 +42,9 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
           region_padding: RegionPadding = None, blank_background: BlankBackground = None) -> None:
     """Index every image under PATHS (recursively). Incremental: only new or changed files are embedded,
     deleted files are dropped, bad files are recorded and listed."""
+    from retrieval.images import shown
+    from retrieval.indexing import BuildOptions, build_index
+    from retrieval.regions.build import make_region_options
     with user_errors():
         region_opts = make_region_options(regions, score=region_score, nms=region_nms, max_regions=max_regions,
                                           min_size=min_region_size, padding=region_padding,
@@ -74,7 +74,9 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
 
 @index_app.command("info")
 def info(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None, json_out: JsonOut = False) -> None:
-    """Counts (images embedded, vectors, errors), model, dimension, index type and size on disk."""
+    """Counts, model, dimension, index type and size on disk. Counts are images embedded, vectors
+    and errors."""
+    from retrieval.index_info import index_info  # reads the index directory; no torch
     with user_errors():
         data = index_info(index, db)
     if json_out:

@@ -9,7 +9,7 @@ import typer
 from cli.common import (BatchSize, Device, JsonOut, ModelSpec, Quiet, RandomWeights, WeightsFile, Workers,
                         print_json, show_progress, user_errors)
 
-train_app = typer.Typer(help="Train embedding models (the checkpoint directory is a --model spec).",
+train_app = typer.Typer(help="Train embedding models. The checkpoint directory is a --model spec.",
                         no_args_is_help=True)
 
 Data = Annotated[Path, typer.Argument(help="Class folders (DATA/<class>/<image>) or a path,label CSV.")]
@@ -94,7 +94,7 @@ def _labelled(method: str):
 
 train_app.command("contrastive", help="Contrastive loss over pairs: y d^2 + (1-y) max(0, m-d)^2.")(
     _labelled("contrastive"))
-train_app.command("triplet", help="Triplet loss max(0, m + d(a,p)^2 - d(a,n)^2) with online and offline "
+train_app.command("triplet", help="Triplet loss max(0, m + d(a,p)^2 - d(a,n)^2). Online and offline "
                                   "hard-negative mining.")(_labelled("triplet"))
 
 
@@ -115,7 +115,7 @@ def simclr(data: Annotated[Path, typer.Argument(help="Any folder of images (labe
            split: Split = "images", val_fraction: ValFraction = 0.2, seed: Seed = 0, device: Device = "auto",
            workers: Workers = None, train_bn: TrainBn = False, resume: Resume = False, json_out: JsonOut = False,
            quiet: Quiet = False) -> None:
-    """SimCLR: NT-Xent over two augmented views; the projection MLP is used by the loss only."""
+    """SimCLR: NT-Xent over two augmented views. The projection MLP is used by the loss only."""
     from retrieval.models import DEFAULT_MODEL
     from retrieval.train import AugmentConfig, TrainConfig
     with user_errors():

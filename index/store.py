@@ -12,18 +12,23 @@ import contextlib
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-import faiss
 import numpy as np
 
-from index import vectors as V
 from index.atomic import file_sha256
 from index.catalog import CATALOG_FILE, Catalog, Mode
 from index.errors import CatalogMissing, RetrError
 from index.lock import FolderLock
 from index.manifest import MANIFEST_FILE, Manifest, ids_digest, read_manifest, write_manifest
 
+if TYPE_CHECKING:
+    import faiss
+
+    from index import vectors as V
+
+# faiss (index.vectors) is imported by the methods that build, load or search the faiss file, so reading
+# the manifest and catalog (`retr index info`) does not pay for it
 log = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.faiss"
@@ -200,6 +205,7 @@ class IndexStore:
         if model is None:
             raise RetrError("cannot rebuild an index that has no model recorded")
         dim = int(model["dim"])
+        from index import vectors as V
         with self.write_access():
             ids, vecs = V.stack_parts(list(self.catalog.iter_vectors(dim)), dim)
             index_type = index_type or (self.manifest.index_type if self.manifest else "auto")
@@ -239,6 +245,7 @@ class IndexStore:
         A writable store rewrites the file; a read store builds an exact index of the catalog's vectors
         in memory and never serves a file that failed verification.
         """
+        from index import vectors as V
         if self._searcher is None:
             problem = self.vectors_problem()
             if problem is not None and self.writable:
@@ -254,6 +261,7 @@ class IndexStore:
 
     def _from_catalog(self, problem: str) -> faiss.Index:
         """An exact in-memory index of the catalog's vectors, for a read store whose file failed its checks."""
+        from index import vectors as V
         ids, vecs = V.stack_parts(list(self.catalog.iter_vectors(self.dim)), self.dim)
         self.note(f"{problem}; searching the catalog's {len(ids)} vectors in memory (the file is left as "
                   "it is: `retr index build` rewrites it)")

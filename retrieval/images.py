@@ -239,6 +239,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def check_files(paths: Iterable[str | Path], what: str) -> None:
+    """Refuse, before any model is loaded, the first of ``paths`` that is missing or not a regular file."""
+    for path in paths:
+        name = printable_path(os.fspath(path))
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise RetrError(f"{what} not found: {name}") from None
+        except OSError as exc:
+            raise RetrError(f"cannot read {what} {name}: unreadable: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(mode):
+            raise RetrError(f"cannot read {what} {name}: {NOT_REGULAR}")
+
+
 def load_image(path: str | Path, *, draft_size: int | None = None) -> Image.Image:
     """Read and decode one image file into RGB, or raise ImageLoadError naming the file."""
     try:

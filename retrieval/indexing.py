@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from index import vectors as V
-from index.errors import RetrError
 from index.manifest import Manifest, ids_digest, model_key, write_manifest
 from index.schema import STATUS_ERROR, STATUS_OK
 from index.store import IndexStore
 from retrieval.extract import Embedder, embed_files
 from retrieval.images import FileInfo, scan
+from retrieval.index_info import index_info  # noqa: F401 - importable from here too
 from retrieval.models import DEFAULT_MODEL, LoadedModel, is_checkpoint, load_model
 
 
@@ -177,21 +177,3 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         report.repaired = list(store.repairs)
     report.seconds = time.perf_counter() - start
     return report
-
-
-def index_info(index_dir: str | Path, db_url: str | None = None) -> dict[str, Any]:
-    """What `retr index info` reports."""
-    from index.clusters import latest_run
-    with IndexStore.open(index_dir, db_url) as store:  # reads only: a problem is reported, not repaired
-        m = store.manifest
-        if m is None:
-            raise RetrError(f"{index_dir} has no manifest: build it with `retr index build`")
-        if (problem := store.vectors_problem()) is not None:
-            store.note(f"{problem}; queries search the catalog's vectors in memory until `retr index build` "
-                       "rewrites it")
-        counts = store.catalog.counts()
-        return {"images": counts["images"], "vectors": m.vectors, "errors": counts["errors"],
-                "model": m.model.get("spec"), "dim": m.dim, "index_type": m.index_type, "factory": m.factory,
-                "search": m.search, "bytes": store.bytes_on_disk(), "weights": m.model.get("weights"),
-                "catalog": store.catalog.safe_url, "cluster_run": latest_run(store.catalog),
-                **({"regions": m.extra["regions"]} if "regions" in m.extra else {})}

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from index.errors import RetrError
 from index.store import Hit, IndexStore
 from retrieval.extract import embed_images
-from retrieval.images import ImageLoadError, load_image
+from retrieval.images import ImageLoadError, check_files, load_image
 from retrieval.indexing import BuildOptions, model_for_index
 
 
@@ -22,10 +22,9 @@ class QueryResult:
 
 
 def load_queries(images: Sequence[str | Path]):
+    check_files(images, "query image")
     loaded = []
     for path in images:
-        if not Path(path).exists():
-            raise RetrError(f"query image not found: {path}")
         try:
             loaded.append(load_image(path))
         except ImageLoadError as exc:

@@ -1,12 +1,20 @@
-"""Near-duplicate detection: exact (sha256), perceptual hashes (imagehash), embedding similarity."""
-from retrieval.dedupe.actions import ActionReport, CatalogLink, delete_duplicates, move_duplicates, undo
-from retrieval.dedupe.finder import DedupeOptions, DedupeResult, Duplicate, Group, Item, find_duplicates
-from retrieval.dedupe.hashers import DEFAULT_HASH, HASHERS, Hasher, get_hasher
-from retrieval.dedupe.hashing import HashJob, HashResult, hash_file, hash_files
-from retrieval.dedupe.keep import DEFAULT_KEEP, KEEP_POLICIES, choose_keep
-from retrieval.dedupe.run import Action, Match, check_image, dedupe_index, dedupe_paths, undo_manifest
+"""Near-duplicate detection: exact (sha256), perceptual hashes (imagehash), embedding similarity.
 
-__all__ = ["Action", "ActionReport", "CatalogLink", "DEFAULT_HASH", "DEFAULT_KEEP", "DedupeOptions", "DedupeResult",
-           "Duplicate", "Group", "HASHERS", "HashJob", "HashResult", "Hasher", "Item", "KEEP_POLICIES", "Match",
-           "check_image", "choose_keep", "dedupe_index", "dedupe_paths", "delete_duplicates", "find_duplicates",
-           "get_hasher", "hash_file", "hash_files", "move_duplicates", "undo", "undo_manifest"]
+The names below are imported from their modules on first use (see retrieval._lazy), so importing one
+light module of this package (hashers, keep, options) does not import faiss, imagehash or the catalog.
+"""
+from retrieval._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["ActionReport", "CatalogLink", "delete_duplicates", "move_duplicates", "undo"],
+                    "retrieval.dedupe.actions"),
+    **dict.fromkeys(["DedupeResult", "Duplicate", "Group", "Item", "find_duplicates"], "retrieval.dedupe.finder"),
+    **dict.fromkeys(["DedupeOptions", "DEFAULT_SIMILARITY"], "retrieval.dedupe.options"),
+    **dict.fromkeys(["DEFAULT_HASH", "HASHERS", "Hasher", "get_hasher"], "retrieval.dedupe.hashers"),
+    **dict.fromkeys(["HashJob", "HashResult", "hash_file", "hash_files"], "retrieval.dedupe.hashing"),
+    **dict.fromkeys(["DEFAULT_KEEP", "KEEP_POLICIES", "choose_keep"], "retrieval.dedupe.keep"),
+    **dict.fromkeys(["Action", "Match", "check_image", "dedupe_index", "dedupe_paths", "undo_manifest"],
+                    "retrieval.dedupe.run"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,38 +12,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from index.binary import hamming, pairs_within, similar_pairs
-from index.errors import RetrError
 from retrieval.dedupe.groups import group_pairs
-from retrieval.dedupe.hashers import DEFAULT_HASH, get_hasher
-from retrieval.dedupe.keep import DEFAULT_KEEP, Candidate, choose_keep, policy
+from retrieval.dedupe.keep import Candidate, choose_keep
+from retrieval.dedupe.options import DEFAULT_SIMILARITY, DedupeOptions  # noqa: F401 - importable from here too
 
 EXACT = "exact"
 EMBEDDING = "embedding"
 CHAIN = "-chain"  # suffix: joined to the kept image only through other duplicates
-DEFAULT_SIMILARITY = 0.95
-
-
-@dataclasses.dataclass(frozen=True)
-class DedupeOptions:
-    hash: str = DEFAULT_HASH
-    hash_size: int | None = None  # None: the hasher's default
-    threshold: int | None = None  # Hamming radius; None: the hasher's documented default
-    embeddings: bool = False
-    similarity: float = DEFAULT_SIMILARITY
-    keep: str = DEFAULT_KEEP
-    method: str = "auto"  # binary range search method (index.binary.METHODS)
-
-    def validated(self) -> "DedupeOptions":
-        hasher = get_hasher(self.hash)
-        size = hasher.size(self.hash_size)
-        threshold = hasher.threshold(size) if self.threshold is None else int(self.threshold)
-        if not 0 <= threshold <= hasher.bits(size):
-            raise RetrError(f"--threshold {threshold} is outside 0..{hasher.bits(size)} for a "
-                             f"{hasher.bits(size)}-bit {self.hash}")
-        if not 0.0 < self.similarity <= 1.0:
-            raise RetrError(f"--similarity must be in (0, 1], got {self.similarity}")
-        policy(self.keep)
-        return dataclasses.replace(self, hash_size=size, threshold=threshold)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,15 +6,18 @@ decoded at reduced size (PIL draft) when the hash resizes the image down anyway.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
-
-import imagehash
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING, Any, Callable
 
 from index.errors import RetrError
 
-HashFn = Callable[[Image.Image, int], imagehash.ImageHash]
+if TYPE_CHECKING:
+    import imagehash
+    import numpy as np
+    from PIL import Image
+
+# imagehash (with scipy and numpy behind it) is imported on first use, so the CLI's help text can read
+# the hashers' names and default radii without it
+HashFn = Callable[["Image.Image", int], "imagehash.ImageHash"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,11 +78,13 @@ class Hasher:
 
 
 def pack(h: imagehash.ImageHash) -> bytes:
+    import numpy as np
     return np.packbits(np.asarray(h.hash, dtype=bool).ravel()).tobytes()
 
 
 def unpack(bits: bytes, nbits: int) -> np.ndarray:
     """Packed bytes -> bool array of ``nbits`` (inverse of ``pack`` up to the hash's shape)."""
+    import numpy as np
     return np.unpackbits(np.frombuffer(bits, dtype=np.uint8))[:nbits].astype(bool)
 
 
@@ -106,17 +111,22 @@ class HasherRegistry:
         return name in self._hashers
 
 
+def _imagehash() -> Any:
+    import imagehash
+    return imagehash
+
+
 HASHERS = HasherRegistry()
 # Default radii come from benchmarks/dedupe_quality.py (see the README's dedupe section for their P/R).
-HASHERS.register(Hasher("phash", lambda im, s: imagehash.phash(im, hash_size=s), 8, 12, 4,
+HASHERS.register(Hasher("phash", lambda im, s: _imagehash().phash(im, hash_size=s), 8, 12, 4,
                         "DCT of a 32x32 greyscale image (robust to resizing, compression, small edits)"))
-HASHERS.register(Hasher("dhash", lambda im, s: imagehash.dhash(im, hash_size=s), 8, 5, 1,
+HASHERS.register(Hasher("dhash", lambda im, s: _imagehash().dhash(im, hash_size=s), 8, 5, 1,
                         "horizontal gradient signs of a 9x8 greyscale image (fast)"))
-HASHERS.register(Hasher("ahash", lambda im, s: imagehash.average_hash(im, hash_size=s), 8, 2, 1,
+HASHERS.register(Hasher("ahash", lambda im, s: _imagehash().average_hash(im, hash_size=s), 8, 2, 1,
                         "pixels above the mean of an 8x8 greyscale image (fastest, least robust)"))
-HASHERS.register(Hasher("whash", lambda im, s: imagehash.whash(im, hash_size=s), 8, 2, None,
+HASHERS.register(Hasher("whash", lambda im, s: _imagehash().whash(im, hash_size=s), 8, 2, None,
                         "Haar wavelet low band (scale follows the image size: decoded at full size)"))
-HASHERS.register(Hasher("colorhash", lambda im, s: imagehash.colorhash(im, binbits=s), 3, 0, None,
+HASHERS.register(Hasher("colorhash", lambda im, s: _imagehash().colorhash(im, binbits=s), 3, 0, None,
                         "hue/saturation histogram (size = bits per bin): colour similarity, not a duplicate detector alone"))
 
 DEFAULT_HASH = "phash"

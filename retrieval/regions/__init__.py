@@ -1,13 +1,20 @@
-"""Region-level embeddings: region sources (detectors, faces, annotations, windows), crops, region index."""
-from retrieval.regions.build import RegionOptions, RegionReport, build_regions, make_region_options
-from retrieval.regions.extract import embed_regions, region_crops
-from retrieval.regions.postprocess import crop, select
-from retrieval.regions.proposal import Proposal
-from retrieval.regions.search import RegionQueryResult, parse_box, query_regions
-from retrieval.regions.settings import RegionSettings
-from retrieval.regions.source import (SOURCES, RegionSource, SourceOptions, known_sources, make_source,
-                                      register_source)
+"""Region-level embeddings: region sources (detectors, faces, annotations, windows), crops, region index.
 
-__all__ = ["Proposal", "RegionOptions", "RegionQueryResult", "RegionReport", "RegionSettings", "RegionSource",
-           "SOURCES", "SourceOptions", "build_regions", "crop", "embed_regions", "known_sources", "make_source",
-           "make_region_options", "parse_box", "query_regions", "region_crops", "register_source", "select"]
+The names below are imported from their modules on first use (see retrieval._lazy): the package itself
+imports no torch.
+"""
+from retrieval._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["RegionOptions", "RegionReport", "build_regions", "make_region_options"],
+                    "retrieval.regions.build"),
+    **dict.fromkeys(["embed_regions", "region_crops"], "retrieval.regions.extract"),
+    **dict.fromkeys(["crop", "select"], "retrieval.regions.postprocess"),
+    "Proposal": "retrieval.regions.proposal",
+    **dict.fromkeys(["RegionQueryResult", "parse_box", "query_regions"], "retrieval.regions.search"),
+    "RegionSettings": "retrieval.regions.settings",
+    **dict.fromkeys(["SOURCES", "RegionSource", "SourceOptions", "known_sources", "make_source", "register_source"],
+                    "retrieval.regions.source"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,21 +1,22 @@
-"""Metric-learning trainers: contrastive, triplet with hard-negative mining, SimCLR."""
-from retrieval.train.augment import AugmentConfig, TwoViews, metric_transform, simclr_transform
-from retrieval.train.data import ImageSet, drop_small_classes, read_images, split
-from retrieval.train.losses import (LOSSES, ContrastiveLoss, MetricLoss, NTXentLoss, TripletLoss, create_loss,
-                                    register_loss)
-from retrieval.train.loop import METHODS, STATE_FILE, TrainConfig, Trainer, TrainResult, train
-from retrieval.train.miners import (MINERS, AllTripletsMiner, BatchHardMiner, DistanceWeightedMiner, Miner,
-                                    SemiHardMiner, create_miner, register_miner)
-from retrieval.train.offline_mining import hard_negatives
-from retrieval.train.samplers import PKSampler, RandomBatchSampler, check_pk
-from retrieval.train.validation import knn_recall, recall_at_k
+"""Metric-learning trainers: contrastive, triplet with hard-negative mining, SimCLR.
 
-__all__ = [
-    "AugmentConfig", "TwoViews", "metric_transform", "simclr_transform",
-    "ImageSet", "drop_small_classes", "read_images", "split",
-    "LOSSES", "ContrastiveLoss", "MetricLoss", "NTXentLoss", "TripletLoss", "create_loss", "register_loss",
-    "METHODS", "STATE_FILE", "TrainConfig", "Trainer", "TrainResult", "train",
-    "MINERS", "AllTripletsMiner", "BatchHardMiner", "DistanceWeightedMiner", "Miner", "SemiHardMiner",
-    "create_miner", "register_miner",
-    "hard_negatives", "PKSampler", "RandomBatchSampler", "check_pk", "knn_recall", "recall_at_k",
-]
+The names below are imported from their modules on first use (see retrieval._lazy): the package itself
+imports no torch.
+"""
+from retrieval._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["AugmentConfig", "TwoViews", "metric_transform", "simclr_transform"], "retrieval.train.augment"),
+    **dict.fromkeys(["ImageSet", "drop_small_classes", "read_images", "split"], "retrieval.train.data"),
+    **dict.fromkeys(["LOSSES", "ContrastiveLoss", "MetricLoss", "NTXentLoss", "TripletLoss", "create_loss",
+                     "register_loss"], "retrieval.train.losses"),
+    **dict.fromkeys(["METHODS", "STATE_FILE", "TrainConfig", "Trainer", "TrainResult", "train"],
+                    "retrieval.train.loop"),
+    **dict.fromkeys(["MINERS", "AllTripletsMiner", "BatchHardMiner", "DistanceWeightedMiner", "Miner",
+                     "SemiHardMiner", "create_miner", "register_miner"], "retrieval.train.miners"),
+    "hard_negatives": "retrieval.train.offline_mining",
+    **dict.fromkeys(["PKSampler", "RandomBatchSampler", "check_pk"], "retrieval.train.samplers"),
+    **dict.fromkeys(["knn_recall", "recall_at_k"], "retrieval.train.validation"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

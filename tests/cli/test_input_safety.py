@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CAPPED_BUILD = """
 import re, resource, sys
 from cli.main import app
+import retrieval.indexing  # torch, timm and faiss load before the cap (cli.main no longer imports them)
 size = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) << 10
 resource.setrlimit(resource.RLIMIT_AS, (size + (3 << 30), size + (3 << 30)))
 app(sys.argv[1:])
