@@ -171,11 +171,15 @@ class Journal:
 
     def __init__(self, path: Path, *, append: bool = False):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self.fh = open(path, "a" if append else "x", encoding="utf-8")
         except FileExistsError:
+            if not path.parent.is_dir():
+                raise RetrError(f"cannot write manifest {path}: {path.parent} is not a folder") from None
             raise RetrError(f"manifest {path} already exists") from None
+        except OSError as exc:
+            raise RetrError(f"cannot write manifest {path}: {exc.strerror or exc}") from None
         if append:
             self._drop_cut_line()
 

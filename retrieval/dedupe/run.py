@@ -17,6 +17,7 @@ from retrieval.dedupe.collection import Collection, ensure_hashes, from_index, f
 from retrieval.dedupe.finder import EMBEDDING, EXACT, DedupeOptions, DedupeResult, find_duplicates
 from retrieval.dedupe.hashing import HashJob, hash_file
 from retrieval.dedupe.manifest import read_manifest
+from retrieval.images import shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Action:
             raise RetrError("choose one of --move-to and --delete")
         if self.delete and not self.yes:
             raise RetrError("--delete removes files for good: add --yes to confirm (or use --move-to DIR)")
+        if self.move_to and os.path.lexists(self.move_to) and not os.path.isdir(self.move_to):
+            raise RetrError(f"--move-to {shown(self.move_to)} is not a folder")
 
 
 def _find(col: Collection, opts: DedupeOptions) -> DedupeResult:

@@ -242,6 +242,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: str | Path | ImageSet, out: str | Path, *,
                  resume: bool = False, progress: bool = False):
         self.config, self.out, self.resume, self.progress = config, Path(out), resume, progress
+        if self.out.exists() and not self.out.is_dir():
+            raise RetrError(f"--out {self.out} is not a folder (a checkpoint is a directory)")
         state_path = self.out / STATE_FILE
         if resume and not state_path.is_file():
             raise RetrError(f"--resume: {self.out} holds no training state ({STATE_FILE}) to resume")
