@@ -102,7 +102,7 @@ class IndexStore:
             raise RetrError(f"{index_dir} is not a folder")
         manifest = read_manifest(index_dir)  # a damaged manifest is refused before anything is made
         if mode == "read":
-            return cls(index_dir, _read_catalog(index_dir, db_url, manifest), manifest)
+            return cls(index_dir, _existing_catalog(index_dir, db_url, manifest, mode="read"), manifest)
         try:
             index_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -110,7 +110,8 @@ class IndexStore:
         lock = FolderLock(index_dir, command)
         lock.acquire()  # also the read-only check: the lock file cannot be made in a read-only folder
         try:
-            catalog = Catalog.for_index(index_dir, db_url, mode=mode, lock=True, command=command)
+            catalog = (Catalog.for_index(index_dir, db_url, mode=mode, lock=True, command=command) if mode == "create"
+                       else _existing_catalog(index_dir, db_url, manifest, mode=mode, command=command))
             try:
                 catalog.check_writable()
             except BaseException:
@@ -315,13 +316,14 @@ def faiss_file_problem(path: Path, checksum: str | None) -> str | None:
     return None
 
 
-def _read_catalog(index_dir: Path, db_url: str | None, manifest: Manifest | None) -> Catalog:
-    """The catalog of an index opened for reading: it must exist, and hold vectors when the manifest does."""
+def _existing_catalog(index_dir: Path, db_url: str | None, manifest: Manifest | None, *, mode: Mode,
+                      command: str | None = None) -> Catalog:
+    """The catalog of an existing index (read or write): it must exist, and hold vectors when the manifest does."""
     recorded = manifest.vectors if manifest is not None else 0
     advice = (f"restore the catalog (or give the right --db), or start over with `retr index build PATH "
               f"--index NEW_FOLDER`")
     try:
-        catalog = Catalog.for_index(index_dir, db_url, mode="read")
+        catalog = Catalog.for_index(index_dir, db_url, mode=mode, lock=mode != "read", command=command)
     except CatalogMissing as exc:
         if recorded:
             raise RetrError(f"{exc} but the manifest of {index_dir} records {recorded} vectors; {advice}") from None
