@@ -10,7 +10,7 @@ from typing import Iterable, Iterator, Literal, Sequence
 import numpy as np
 from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, text, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DatabaseError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from index.errors import CatalogMissing, RetrError, write_hint
@@ -168,12 +168,13 @@ class Catalog:
     def session(self) -> Iterator[Session]:
         """A transaction: committed when the block ends, rolled back on any exception.
 
-        A database that cannot be written (a full disk, a read-only file) is a one-line RetrError.
+        A database that cannot be written (a full disk, a read-only file) or read (a damaged file) is a
+        one-line RetrError.
         """
         try:
             with self._sessions() as session, session.begin():
                 yield session
-        except OperationalError as exc:
+        except DatabaseError as exc:
             raise _db_error(exc, f"catalog {self.safe_url}", self.url) from exc
 
     @contextlib.contextmanager

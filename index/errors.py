@@ -38,4 +38,7 @@ def write_hint(error: BaseException | str, folder: str | os.PathLike | None = No
         return "; the disk is full: free some space and run the command again (finished work is kept)"
     if code in (errno.EROFS, errno.EACCES, errno.EPERM) or "readonly" in text or "read-only" in text.lower():
         return "; the location is read-only: make it writable, or copy the index to a writable folder"
+    if "malformed" in text or "not a database" in text:
+        return ("; the catalog file is damaged: restore it from a backup, or start over with "
+                "`retr index build PATH --index NEW_FOLDER`")
     return ""

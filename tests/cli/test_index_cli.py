@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -129,3 +130,18 @@ def test_a_newline_in_a_file_name_keeps_query_and_skip_lines_one_per_file(tmp_pa
     assert lines[2].split()[2] == str(photos / "two\\nlines.jpg")
     result = runner.invoke(app, ["query", str(odd), "--index", str(tmp_path / "ix"), "-k", "1", "--json"])
     assert json.loads(result.stdout)[0]["results"][0]["path"] == str(odd)  # JSON keeps the real name
+
+
+@pytest.mark.parametrize("start", [100, 4096])  # the schema page, then the pages that hold the rows
+def test_a_damaged_catalog_file_is_one_line_for_every_read(tmp_path, photos, start):
+    ix = tmp_path / "ix"
+    assert build(photos, ix).exit_code == 0
+    db = ix / "catalog.sqlite"
+    data = bytearray(db.read_bytes())
+    data[start:start + 8192] = b"\xab" * len(data[start:start + 8192])
+    db.write_bytes(bytes(data))
+    for args in (["query", str(photos / "coffee.jpg")], ["index", "info"], ["cluster", "-k", "2"], ["dedupe"]):
+        result = runner.invoke(app, [*args, "--index", str(ix)])
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert "the catalog file is damaged" in result.output and "Traceback" not in result.output
