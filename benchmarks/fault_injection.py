@@ -161,9 +161,12 @@ def killed_moves(work: Path, runs: int, rng: random.Random, *, kill_undo: bool) 
         make_library(library)
         before = contents(library)
         if kill_undo:
-            run(["dedupe", str(library), "--move-to", str(quarantine), "--quiet"], tally)
-            manifest = next(quarantine.glob("*.jsonl"))
-            run_killed(["dedupe", "--undo", str(manifest)], rng.uniform(0.2, 1.0) * clean_undo)
+            proc = run(["dedupe", str(library), "--move-to", str(quarantine), "--quiet"], tally)
+            manifests = sorted(quarantine.glob("*.jsonl"))
+            if not manifests:
+                tally.fail(f"the move wrote no manifest (exit {proc.returncode}): {proc.stderr.strip()[-200:]}")
+                continue
+            run_killed(["dedupe", "--undo", str(manifests[0])], rng.uniform(0.2, 1.0) * clean_undo)
         else:
             run_killed(["dedupe", str(library), "--move-to", str(quarantine), "--quiet"],
                        rng.uniform(0.2, 1.0) * clean)
