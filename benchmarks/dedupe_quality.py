@@ -22,11 +22,11 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from index.binary import pairs_within, similar_pairs  # noqa: E402
+from index.hamming import pairs_within, similar_pairs  # noqa: E402
 from retrieval.dedupe.calibrate import pr_curve  # noqa: E402
 from retrieval.dedupe.groups import group_pairs  # noqa: E402
 from retrieval.dedupe.hashers import HASHERS  # noqa: E402
-from retrieval.dedupe.hashing import HashJob, hash_files  # noqa: E402
+from retrieval.dedupe.parallel_hashing import HashJob, hash_files  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 TARGET = 0.99
@@ -205,9 +205,9 @@ def main() -> None:
 
 def embeddings(paths, labels) -> None:
     i, j, truth = pair_truth(labels)
-    from retrieval.extract import embed_images
-    from retrieval.images import load_image
-    from retrieval.models import load_model
+    from retrieval.embed import embed_images
+    from retrieval.images.decode import load_image
+    from retrieval.models.load import load_model
     t0 = time.perf_counter()
     model = load_model()
     vecs = embed_images(model, [load_image(p) for p in paths], batch_size=32, device="cpu")

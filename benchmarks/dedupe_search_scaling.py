@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from index.binary import pairs_within, plan  # noqa: E402
+from index.hamming import pairs_within, plan  # noqa: E402
 
 RADIUS = 8
 

@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    from retrieval.eval_recall import RecallOptions, Split, run_recall
-    from retrieval.models import DEFAULT_MODEL
+    from retrieval.evaluation.recall import RecallOptions, Split, run_recall
+    from retrieval.models.load import DEFAULT_MODEL
     root = write_folders(args.out, args.limit)
     opts = RecallOptions(model=args.model, batch_size=args.batch_size, workers=args.workers, device=args.device,
                          progress=True)  # tqdm on stderr
@@ -83,13 +83,13 @@ def main() -> None:
 
 
 def _dim(model: str | None) -> int:
-    from retrieval.models import DEFAULT_MODEL, load_model
+    from retrieval.models.load import DEFAULT_MODEL, load_model
     return load_model(model or DEFAULT_MODEL).info.dim
 
 
 def full_search(report, seconds: dict, dim: int) -> None:
     """Time the k-NN search of the full test set (real labels, stand-in unit vectors of the model's dim)."""
-    from retrieval.evaluate import evaluate_embeddings
+    from retrieval.evaluation.metrics import evaluate_embeddings
     labels = read_idx(SOURCE / "t10k-labels-idx1-ubyte.gz")
     vecs = np.random.default_rng(0).normal(size=(len(labels), dim)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)

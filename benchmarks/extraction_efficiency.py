@@ -18,9 +18,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from _common import real_photos  # noqa: E402
-from retrieval.extract import Embedder  # noqa: E402
-from retrieval.indexing import BuildOptions, build_index  # noqa: E402
-from retrieval.models import load_model, resolve_device  # noqa: E402
+from retrieval.embed import Embedder  # noqa: E402
+from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.models.load import load_model, resolve_device  # noqa: E402
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from retrieval import cluster as C
+from retrieval.clustering import kmedoids as C
 
 
 def data(n: int, dim: int = 128, centres: int = 40, seed: int = 0) -> np.ndarray:

@@ -21,9 +21,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from index.store import IndexStore  # noqa: E402
-from retrieval.images import to_rgb  # noqa: E402
-from retrieval.indexing import BuildOptions, build_index, model_for_index  # noqa: E402
+from index.directory import IndexStore  # noqa: E402
+from retrieval.images.decode import to_rgb  # noqa: E402
+from retrieval.collection.build import BuildOptions, build_index, model_for_index  # noqa: E402
 from retrieval.regions import RegionOptions, build_regions, query_regions  # noqa: E402
 
 # (photo, box in its original pixels): objects, each from a photo that is never a background

@@ -16,9 +16,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 import numpy as np  # noqa: E402
 
 from _common import clustered_unit_vectors  # noqa: E402
-from index.catalog import Catalog  # noqa: E402
-from index.schema import STATUS_OK  # noqa: E402
-from index.store import IndexStore  # noqa: E402
+from index.catalog.database import Catalog  # noqa: E402
+from index.catalog.schema import STATUS_OK  # noqa: E402
+from index.directory import IndexStore  # noqa: E402
 
 
 def main() -> None:

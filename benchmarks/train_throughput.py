@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_fashion_mnist import image_set, load  # noqa: E402
 
-from retrieval.models import DEFAULT_MODEL, resolve_device  # noqa: E402
+from retrieval.models.load import DEFAULT_MODEL, resolve_device  # noqa: E402
 from retrieval.train import TrainConfig  # noqa: E402
 from retrieval.train.loop import Trainer  # noqa: E402
 

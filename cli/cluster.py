@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import DEFAULT_INDEX, DbUrl, IndexDir, JsonOut, Quiet, print_json, show_progress, user_errors
+from cli.options import DEFAULT_INDEX, DbUrl, IndexDir, JsonOut, Quiet, print_json, show_progress, user_errors
 
 Method = Annotated[str, typer.Option("--method", help="fasterpam (kmedoids package), or pam / alternate "
                                      "(scikit-learn-extra, the optional sklearn-extra extra).")]
@@ -24,7 +24,7 @@ def cluster(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
             html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report (medoid first).")] = None,
             json_out: JsonOut = False, quiet: Quiet = False) -> None:
     """Cluster the index's images with k-medoids (cosine distance). The run is stored in the catalog."""
-    from retrieval.clustering import ClusterOptions, cluster_index
+    from retrieval.clustering.run import ClusterOptions, cluster_index
     progress = None
     if show_progress(quiet):
         from tqdm import tqdm

@@ -13,7 +13,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from cli.common import DEFAULT_INDEX, DbUrl, JsonOut, ModelSpec, Quiet, Workers, print_json, show_progress, user_errors
+from cli.options import DEFAULT_INDEX, DbUrl, JsonOut, ModelSpec, Quiet, Workers, print_json, show_progress, user_errors
 # light modules only (no imagehash, faiss, catalog or torch): the rest is imported inside the commands
 from retrieval.dedupe.hashers import DEFAULT_HASH, HASHERS
 from retrieval.dedupe.keep import DEFAULT_KEEP, KEEP_POLICIES
@@ -109,7 +109,7 @@ def _print_result(result, done, json_out: bool) -> None:
 
 
 def _print_action(done, json_out: bool) -> None:
-    from retrieval.images import shown
+    from retrieval.images.decode import shown
     if json_out:
         print_json(done.to_json())
         return
@@ -124,7 +124,7 @@ def _print_action(done, json_out: bool) -> None:
 
 
 def _print_check(image: Path, matches, json_out: bool) -> None:
-    from retrieval.images import shown
+    from retrieval.images.decode import shown
     if json_out:
         print_json({"image": str(image), "duplicate": bool(matches), "matches": [m.to_json() for m in matches]})
     elif matches:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
+from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
                         RandomWeights, WeightsFile, Workers, print_json, show_progress, user_errors)
 from index.errors import RetrError
 
@@ -42,7 +42,7 @@ def recall(data: Annotated[Path | None, typer.Argument(help="Class folders or a 
            json_out: JsonOut = False, quiet: Quiet = False) -> None:
     """recall@K, precision@1, R-precision and MAP@R of embeddings. Each image queries all the others
     (never itself)."""
-    from retrieval.eval_recall import RecallOptions, Split, run_recall
+    from retrieval.evaluation.recall import RecallOptions, Split, run_recall
     with user_errors():
         if labels is not None and data is not None:
             raise RetrError("give the labels either as DATA or with --labels, not both")
@@ -78,7 +78,7 @@ def index_cmd(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
               k: Annotated[int, typer.Option("-k", min=1, help="Neighbours compared per query.")] = 10,
               json_out: JsonOut = False) -> None:
     """recall@k and queries/s of the served index against exact search. One row per nprobe/ef value."""
-    from retrieval.eval_index import index_accuracy
+    from retrieval.evaluation.index_accuracy import index_accuracy
     with user_errors():
         result = index_accuracy(index, db_url=db, sample=sample, k=k)
     if json_out:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
+from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
                         RandomWeights, WeightsFile, Workers, print_json, show_progress, user_errors)
 
 index_app = typer.Typer(help="Build and inspect an index directory.", no_args_is_help=True)
@@ -42,8 +42,8 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
           region_padding: RegionPadding = None, blank_background: BlankBackground = None) -> None:
     """Index every image under PATHS (recursively). Incremental: only new or changed files are embedded,
     deleted files are dropped, bad files are recorded and listed."""
-    from retrieval.images import shown
-    from retrieval.indexing import BuildOptions, build_index
+    from retrieval.images.decode import shown
+    from retrieval.collection.build import BuildOptions, build_index
     from retrieval.regions.build import make_region_options
     with user_errors():
         region_opts = make_region_options(regions, score=region_score, nms=region_nms, max_regions=max_regions,
@@ -76,7 +76,7 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
 def info(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None, json_out: JsonOut = False) -> None:
     """Counts, model, dimension, index type and size on disk. Counts are images embedded, vectors
     and errors."""
-    from retrieval.index_info import index_info  # reads the index directory; no torch
+    from retrieval.collection.info import index_info  # reads the index directory; no torch
     with user_errors():
         data = index_info(index, db)
     if json_out:

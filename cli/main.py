@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from cli import cluster, dedupe, evaluate, index_cmd, query, train
-from cli.common import HELP_SETTINGS
+from cli.options import HELP_SETTINGS
 
 app = typer.Typer(
     name="retr",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import DEFAULT_INDEX, DbUrl, Device, IndexDir, JsonOut, ModelSpec, WeightsFile, print_json, user_errors
+from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir, JsonOut, ModelSpec, WeightsFile, print_json, user_errors
 
 # region search (issue 6)
 RegionsFlag = Annotated[bool, typer.Option("--regions", help="Search the region index: images ranked by their "
@@ -27,15 +27,15 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
           model: ModelSpec = None, weights: WeightsFile = None, device: Device = "auto", db: DbUrl = None,
           regions: RegionsFlag = False, box: QueryBox = None, detect: Detect = False) -> None:
     """Find the K catalog images most like each query image. Similarity is cosine."""
-    from retrieval.images import check_files
+    from retrieval.images.decode import check_files
     with user_errors():  # a missing query image is said before torch and the model are loaded
         check_files(images, "query image")
     if regions or box is not None or detect:
         return _region_query(images, index, k, json_out, html, nprobe, ef, model, weights, device, db, regions, box,
                              detect)
-    from retrieval.gallery import Tile, write_gallery
-    from retrieval.images import shown
-    from retrieval.search import query_index
+    from retrieval.images.gallery import Tile, write_gallery
+    from retrieval.images.decode import shown
+    from retrieval.collection.query import query_index
     with user_errors():
         results = query_index(index, [str(p) for p in images], k=k, nprobe=nprobe, ef=ef, model=model,
                               weights=str(weights) if weights else None, device=device, db_url=db)
@@ -56,9 +56,9 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
 def _region_query(images, index, k, json_out, html, nprobe, ef, model, weights, device, db, regions, box,
                   detect) -> None:
     """--regions / --box / --detect: search with crops of the query; region hits carry their box."""
-    from retrieval.gallery import Tile, write_gallery
-    from retrieval.images import shown
-    from retrieval.regions.search import query_regions
+    from retrieval.images.gallery import Tile, write_gallery
+    from retrieval.images.decode import shown
+    from retrieval.regions.query import query_regions
     with user_errors():
         results = query_regions(index, [str(p) for p in images], k=k, regions=regions, box=box, detect=detect,
                                 model=model, weights=str(weights) if weights else None, device=device, db_url=db,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (BatchSize, Device, JsonOut, ModelSpec, Quiet, RandomWeights, WeightsFile, Workers,
+from cli.options import (BatchSize, Device, JsonOut, ModelSpec, Quiet, RandomWeights, WeightsFile, Workers,
                         print_json, show_progress, user_errors)
 
 train_app = typer.Typer(help="Train embedding models. The checkpoint directory is a --model spec.",
@@ -77,7 +77,7 @@ def _labelled(method: str):
                 val_fraction: ValFraction = 0.2, seed: Seed = 0, device: Device = "auto",
                 workers: Workers = None, train_bn: TrainBn = False, min_crop: MinCrop = 0.6,
                 resume: Resume = False, json_out: JsonOut = False, quiet: Quiet = False) -> None:
-        from retrieval.models import DEFAULT_MODEL
+        from retrieval.models.load import DEFAULT_MODEL
         from retrieval.train import TrainConfig
         with user_errors():
             config = TrainConfig(
@@ -116,7 +116,7 @@ def simclr(data: Annotated[Path, typer.Argument(help="Any folder of images (labe
            workers: Workers = None, train_bn: TrainBn = False, resume: Resume = False, json_out: JsonOut = False,
            quiet: Quiet = False) -> None:
     """SimCLR: NT-Xent over two augmented views. The projection MLP is used by the loss only."""
-    from retrieval.models import DEFAULT_MODEL
+    from retrieval.models.load import DEFAULT_MODEL
     from retrieval.train import AugmentConfig, TrainConfig
     with user_errors():
         try:

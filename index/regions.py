@@ -16,11 +16,11 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 from index import vectors as V
-from index.catalog import Catalog, _chunks, decode_vectors, encode_vector
+from index.catalog.database import Catalog, _chunks, decode_vectors, encode_vector
 from index.errors import RetrError
 from index.manifest import ids_digest, write_manifest
-from index.schema import STATUS_OK, Image, Region
-from index.store import IndexStore, faiss_file_problem
+from index.catalog.schema import STATUS_OK, Image, Region
+from index.directory import IndexStore, faiss_file_problem
 
 REGIONS_FILE = "regions.faiss"
 MARKER = "done:"

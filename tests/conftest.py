@@ -33,7 +33,7 @@ def photos(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_opts():
-    from retrieval.indexing import BuildOptions
+    from retrieval.collection.build import BuildOptions
     return BuildOptions(model=TINY_MODEL, random_weights=True, workers=0, batch_size=4)
 
 
@@ -53,7 +53,7 @@ def pg_catalog_url(pg_url: str) -> str:
     """A PostgreSQL catalog emptied for this test."""
     from sqlalchemy import create_engine
 
-    from index.schema import Base
+    from index.catalog.schema import Base
     engine = create_engine(pg_url)
     Base.metadata.drop_all(engine)
     engine.dispose()

@@ -11,7 +11,7 @@ _EXPORTS = {
     **dict.fromkeys(["DedupeResult", "Duplicate", "Group", "Item", "find_duplicates"], "retrieval.dedupe.finder"),
     **dict.fromkeys(["DedupeOptions", "DEFAULT_SIMILARITY"], "retrieval.dedupe.options"),
     **dict.fromkeys(["DEFAULT_HASH", "HASHERS", "Hasher", "get_hasher"], "retrieval.dedupe.hashers"),
-    **dict.fromkeys(["HashJob", "HashResult", "hash_file", "hash_files"], "retrieval.dedupe.hashing"),
+    **dict.fromkeys(["HashJob", "HashResult", "hash_file", "hash_files"], "retrieval.dedupe.parallel_hashing"),
     **dict.fromkeys(["DEFAULT_KEEP", "KEEP_POLICIES", "choose_keep"], "retrieval.dedupe.keep"),
     **dict.fromkeys(["Action", "Match", "check_image", "dedupe_index", "dedupe_paths", "undo_manifest"],
                     "retrieval.dedupe.run"),

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from index.catalog import Catalog
+from index.catalog.database import Catalog
 from index.errors import RetrError
 from retrieval.dedupe.fileops import FileId, file_id, is_direct, move_file, sha256_of
 from retrieval.dedupe.finder import Group, Item

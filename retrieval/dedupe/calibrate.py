@@ -8,10 +8,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from index.binary import hamming
+from index.hamming import hamming
 from index.errors import RetrError
 from retrieval.dedupe.hashers import HASHERS, get_hasher
-from retrieval.dedupe.hashing import HashJob, hash_files
+from retrieval.dedupe.parallel_hashing import HashJob, hash_files
 
 TRUE = {"1", "true", "yes", "y", "t", "dup", "duplicate"}
 FALSE = {"0", "false", "no", "n", "f", "", "distinct"}

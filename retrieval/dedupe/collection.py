@@ -13,12 +13,12 @@ from typing import Sequence
 import numpy as np
 
 from index.errors import RetrError
-from index.hashes import load_hashes, pending_hashes, store_hashes
-from index.store import IndexStore
+from index.catalog.hashes import load_hashes, pending_hashes, store_hashes
+from index.directory import IndexStore
 from retrieval.dedupe.fileops import file_id, is_direct
 from retrieval.dedupe.finder import DedupeOptions, Item
-from retrieval.dedupe.hashing import HashJob, hash_files
-from retrieval.images import scan
+from retrieval.dedupe.parallel_hashing import HashJob, hash_files
+from retrieval.images.decode import scan
 
 STORE_BATCH = 2000  # hashes written per transaction while hashing an index's images
 
@@ -128,7 +128,7 @@ def from_paths(paths: Sequence[str | Path], opts: DedupeOptions, *, workers: int
     if opts.embeddings and items:
         if model is None:
             raise RetrError("--embeddings on folders needs a model to embed them")
-        from retrieval.extract import embed_files
+        from retrieval.embed import embed_files
         pos = {it.path: k for k, it in enumerate(items)}
         rows, vecs = [], []
         for batch in embed_files(model, [it.path for it in items], progress=progress):

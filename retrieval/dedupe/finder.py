@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from index.binary import hamming, pairs_within, similar_pairs
+from index.hamming import hamming, pairs_within, similar_pairs
 from retrieval.dedupe.groups import group_pairs
 from retrieval.dedupe.keep import Candidate, choose_keep
 from retrieval.dedupe.options import DEFAULT_SIMILARITY, DedupeOptions  # noqa: F401 - importable from here too

@@ -21,11 +21,11 @@ class DedupeOptions:
     embeddings: bool = False
     similarity: float = DEFAULT_SIMILARITY
     keep: str = DEFAULT_KEEP
-    method: str = "auto"  # binary range search method (index.binary.METHODS)
+    method: str = "auto"  # binary range search method (index.hamming.METHODS)
 
     def validated(self) -> "DedupeOptions":
         """These options with the hasher's defaults filled in; a RetrError names the first bad value."""
-        from index.binary import METHODS, gpu_count
+        from index.hamming import METHODS, gpu_count
         hasher = get_hasher(self.hash)
         size = hasher.size(self.hash_size)
         threshold = hasher.threshold(size) if self.threshold is None else int(self.threshold)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from index.atomic import atomic_write_text
 from retrieval.dedupe.finder import DedupeResult
-from retrieval.gallery import Tile, write_gallery
-from retrieval.images import shown
+from retrieval.images.gallery import Tile, write_gallery
+from retrieval.images.decode import shown
 
 CSV_COLUMNS = ("group", "role", "path", "reason", "distance", "bytes", "width", "height")
 

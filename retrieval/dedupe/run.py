@@ -8,16 +8,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from index.binary import search_within
+from index.hamming import search_within
 from index.errors import RetrError
-from index.hashes import ids_with_sha256, load_hashes
-from index.store import IndexStore
+from index.catalog.hashes import ids_with_sha256, load_hashes
+from index.directory import IndexStore
 from retrieval.dedupe.actions import ActionReport, CatalogLink, delete_duplicates, move_duplicates, undo
 from retrieval.dedupe.collection import Collection, ensure_hashes, from_index, from_paths
 from retrieval.dedupe.finder import EMBEDDING, EXACT, DedupeOptions, DedupeResult, find_duplicates
-from retrieval.dedupe.hashing import HashJob, hash_file
+from retrieval.dedupe.parallel_hashing import HashJob, hash_file
 from retrieval.dedupe.manifest import read_manifest
-from retrieval.images import shown
+from retrieval.images.decode import shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ def dedupe_paths(paths: Sequence[str | Path], opts: DedupeOptions, action: Actio
     action.check()
     model = None
     if opts.embeddings:
-        from retrieval.models import DEFAULT_MODEL, load_model
+        from retrieval.models.load import DEFAULT_MODEL, load_model
         model = load_model(model_spec or DEFAULT_MODEL)
     col = from_paths(paths, opts, workers=workers, progress=progress, model=model)
     result = _find(col, opts)
@@ -131,9 +131,9 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
             if path not in matches:
                 matches[path] = Match(path, int(d), opts.hash)
         if opts.embeddings:
-            from retrieval.extract import embed_images
-            from retrieval.images import load_image
-            from retrieval.indexing import BuildOptions, model_for_index
+            from retrieval.embed import embed_images
+            from retrieval.images.decode import load_image
+            from retrieval.collection.build import BuildOptions, model_for_index
             model = model_for_index(store, BuildOptions())
             vec = embed_images(model, [load_image(image)])
             for hit in store.search(vec, k=50)[0]:

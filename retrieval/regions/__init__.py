@@ -8,13 +8,13 @@ from retrieval._lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(["RegionOptions", "RegionReport", "build_regions", "make_region_options"],
                     "retrieval.regions.build"),
-    **dict.fromkeys(["embed_regions", "region_crops"], "retrieval.regions.extract"),
+    **dict.fromkeys(["embed_regions", "region_crops"], "retrieval.regions.embed"),
     **dict.fromkeys(["crop", "select"], "retrieval.regions.postprocess"),
     "Proposal": "retrieval.regions.proposal",
-    **dict.fromkeys(["RegionQueryResult", "parse_box", "query_regions"], "retrieval.regions.search"),
+    **dict.fromkeys(["RegionQueryResult", "parse_box", "query_regions"], "retrieval.regions.query"),
     "RegionSettings": "retrieval.regions.settings",
     **dict.fromkeys(["SOURCES", "RegionSource", "SourceOptions", "known_sources", "make_source", "register_source"],
-                    "retrieval.regions.source"),
+                    "retrieval.regions.sources.base"),
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

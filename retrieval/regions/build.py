@@ -8,12 +8,12 @@ from typing import Any
 
 from index.errors import RetrError
 from index.regions import RegionIndex, clear_regions, pending_images, replace_regions
-from index.store import IndexStore
-from retrieval.extract import Embedder
-from retrieval.models import LoadedModel
-from retrieval.regions.extract import embed_regions
+from index.directory import IndexStore
+from retrieval.embed import Embedder
+from retrieval.models.load import LoadedModel
+from retrieval.regions.embed import embed_regions
 from retrieval.regions.settings import RegionSettings
-from retrieval.regions.source import RegionSource, SourceOptions, make_source
+from retrieval.regions.sources.base import RegionSource, SourceOptions, make_source
 
 
 @dataclasses.dataclass(frozen=True)

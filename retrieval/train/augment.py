@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from retrieval.images import to_rgb
+from retrieval.images.decode import to_rgb
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from retrieval.models import resolve_device
+from retrieval.models.load import resolve_device
 
 
 @dataclasses.dataclass(frozen=True)

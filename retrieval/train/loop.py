@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 
 from index.atomic import atomic_path
 from index.errors import RetrError
-from retrieval.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
-from retrieval.extract import default_workers
-from retrieval.models import (DEFAULT_MODEL, MAX_INPUT_SIDE, EmbeddingNet, create_backbone, is_checkpoint,
+from retrieval.models.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
+from retrieval.embed import default_workers
+from retrieval.models.load import (DEFAULT_MODEL, MAX_INPUT_SIDE, EmbeddingNet, create_backbone, is_checkpoint,
                               make_transform)
 from retrieval.train import distributed
 from retrieval.train.augment import AugmentConfig, TwoViews, metric_transform, simclr_transform
@@ -212,7 +212,7 @@ def embed(net: nn.Module, images: ImageSet, transform: Callable, device: torch.d
         x = batch["x"].to(device)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-            # float16 as at index time (retrieval/extract.py), and on GPUs without bfloat16
+            # float16 as at index time (retrieval/embed.py), and on GPUs without bfloat16
             with torch.autocast("cuda", dtype=torch.float16):
                 out = net(x)
         else:

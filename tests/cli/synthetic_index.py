@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from index.schema import STATUS_OK
-from index.store import IndexStore
+from index.catalog.schema import STATUS_OK
+from index.directory import IndexStore
 
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200)]
 

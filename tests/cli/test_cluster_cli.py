@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from index.catalog import Catalog
-from index.clusters import latest_members
+from index.catalog.database import Catalog
+from index.catalog.clusters import latest_members
 from tests.cli.synthetic_index import make_index
 
 runner = CliRunner()
@@ -91,8 +91,8 @@ def test_missing_backend_is_a_one_line_install_hint(synthetic, monkeypatch):
 
 
 def test_beyond_memory_says_so_and_sample_works(synthetic, monkeypatch):
-    import retrieval.cluster
-    monkeypatch.setattr(retrieval.cluster, "available_memory", lambda: 2 * 10 * 10 * 4)
+    import retrieval.clustering.kmedoids
+    monkeypatch.setattr(retrieval.clustering.kmedoids, "available_memory", lambda: 2 * 10 * 10 * 4)
     result = invoke("cluster", "--index", synthetic.index, "-k", "3")
     assert result.exit_code == 1 and "--sample" in result.output
     result = invoke("cluster", "--index", synthetic.index, "-k", "3", "--sample", "10", "--json")

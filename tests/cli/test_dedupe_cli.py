@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from index.catalog import Catalog
-from index.hashes import hash_counts
+from index.catalog.database import Catalog
+from index.catalog.hashes import hash_counts
 from tests.conftest import PHOTOS, copy_photos
 from tests.retrieval.dedupe.photos import digest, make_library
 

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from retrieval.evaluate import evaluate_embeddings
+from retrieval.evaluation.metrics import evaluate_embeddings
 from tests.cli.synthetic_index import make_index
 
 runner = CliRunner()

@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.main import app
-from retrieval.checkpoint import CONFIG_FILE, save_checkpoint
-from retrieval.models import EmbeddingNet, create_backbone
+from retrieval.models.checkpoint import CONFIG_FILE, save_checkpoint
+from retrieval.models.load import EmbeddingNet, create_backbone
 from tests.conftest import PHOTOS, TINY_MODEL, copy_photos
 
 runner = CliRunner()
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CAPPED_BUILD = """
 import re, resource, sys
 from cli.main import app
-import retrieval.indexing  # torch, timm and faiss load before the cap (cli.main no longer imports them)
+import retrieval.collection.build  # torch, timm and faiss load before the cap (cli.main no longer imports them)
 size = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) << 10
 resource.setrlimit(resource.RLIMIT_AS, (size + (3 << 30), size + (3 << 30)))
 app(sys.argv[1:])

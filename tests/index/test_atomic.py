@@ -29,7 +29,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_an_impossible_target_is_a_clear_error(tmp_path):
-    from index.catalog import Catalog
+    from index.catalog.database import Catalog
     from index.errors import RetrError
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from index.binary import hamming, pairs_within, plan, search_within, similar_pairs, similar_to
+from index.hamming import hamming, pairs_within, plan, search_within, similar_pairs, similar_to
 
 
 def _brute(codes, radius):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from index.catalog import Catalog
-from index.schema import STATUS_ERROR, STATUS_OK
+from index.catalog.database import Catalog
+from index.catalog.schema import STATUS_ERROR, STATUS_OK
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,7 +1,7 @@
 import pytest
 
-from index.catalog import Catalog
-from index.clusters import latest_members, latest_run, run_members, store_run
+from index.catalog.database import Catalog
+from index.catalog.clusters import latest_members, latest_run, run_members, store_run
 
 
 @pytest.fixture()

@@ -1,7 +1,7 @@
 import numpy as np
 
-from index.catalog import Catalog
-from index.hashes import hash_counts, ids_with_sha256, load_hashes, pending_hashes, store_hashes
+from index.catalog.database import Catalog
+from index.catalog.hashes import hash_counts, ids_with_sha256, load_hashes, pending_hashes, store_hashes
 
 
 def _catalog(tmp_path):

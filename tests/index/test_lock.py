@@ -9,7 +9,7 @@ import pytest
 
 from index.errors import RetrError
 from index.lock import FolderLock
-from index.store import IndexStore
+from index.directory import IndexStore
 from tests.conftest import TINY_MODEL, copy_photos
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def test_the_lock_is_released_when_its_holder_dies(tmp_path):
 def _writer_holding_the_lock(photos: Path, ix: Path, flag: Path, go: Path, db: str | None) -> subprocess.Popen:
     """A build (the real code path) that pauses after its first committed batch until ``go`` exists."""
     script = (f"import sys, time, os; sys.path.insert(0, {str(ROOT)!r})\n"
-              "from retrieval.indexing import BuildOptions, build_index\n"
+              "from retrieval.collection.build import BuildOptions, build_index\n"
               "def pause(n):\n"
               f"    open({str(flag)!r}, 'w').close()\n"
               "    deadline = time.time() + 120\n"

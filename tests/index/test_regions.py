@@ -5,8 +5,8 @@ import pytest
 from index.manifest import Manifest, ids_digest, read_manifest, write_manifest
 from index.regions import (MARKER, RegionIndex, RegionRecord, ImageDone, best_per_parent, clear_regions,
                            pending_images, region_counts, region_ids, region_rows, replace_regions)
-from index.schema import STATUS_OK
-from index.store import IndexStore
+from index.catalog.schema import STATUS_OK
+from index.directory import IndexStore
 
 DIM = 4
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from index.errors import RetrError
-from retrieval import cluster as C
-from retrieval.clustering import write_elbow
+from retrieval.clustering import kmedoids as C
+from retrieval.clustering.run import write_elbow
 
 HAS_SKLEARN_EXTRA = importlib.util.find_spec("sklearn_extra") is not None
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from index.errors import RetrError
-from retrieval.evaluate import (clustering_agreement, drop_self, evaluate_embeddings, map_at_r, precision_at_1,
+from retrieval.evaluation.metrics import (clustering_agreement, drop_self, evaluate_embeddings, map_at_r, precision_at_1,
                                 r_precision, recall_at_k)
 
 # three queries, their labels and the labels of their four nearest neighbours (nearest first);

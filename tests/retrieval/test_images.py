@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.extract import Preprocess
-from retrieval.images import (MAX_PIXELS, NOT_REGULAR, ImageLoadError, check_resize, decode_sized, load_image,
+from retrieval.embed import Preprocess
+from retrieval.images.decode import (MAX_PIXELS, NOT_REGULAR, ImageLoadError, check_resize, decode_sized, load_image,
                               printable_path, read_bytes, scan)
 from tests.conftest import ODD, PHOTOS
 

@@ -12,9 +12,9 @@ from PIL import Image
 from index import vectors as V
 from index.atomic import file_sha256
 from index.errors import RetrError
-from index.store import VECTORS_FILE, IndexStore
-from retrieval.indexing import BuildOptions, build_index, index_info
-from retrieval.search import query_index
+from index.directory import VECTORS_FILE, IndexStore
+from retrieval.collection.build import BuildOptions, build_index, index_info
+from retrieval.collection.query import query_index
 from tests.conftest import ODD, TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ def test_kill_9_mid_build_then_resume(tmp_path, photos):
     # the child process hangs after its second batch is committed; then it is killed with SIGKILL
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
               "import time\n"
-              "from retrieval.indexing import BuildOptions, build_index\n"
+              "from retrieval.collection.build import BuildOptions, build_index\n"
               "calls = []\n"
               "def hang(n):\n"
               "    calls.append(n)\n"
@@ -115,7 +115,7 @@ def test_kill_9_mid_build_then_resume(tmp_path, photos):
               f"build_index([{str(photos)!r}], {str(tmp_path / 'ix')!r}, BuildOptions(model={TINY_MODEL!r}, "
               "random_weights=True, workers=0, batch_size=2), on_batch=hang)\n")
     proc = subprocess.Popen([sys.executable, "-c", script])
-    from index.catalog import Catalog
+    from index.catalog.database import Catalog
     deadline = time.time() + 300
     done = 0
     while time.time() < deadline and proc.poll() is None and done < 4:
@@ -160,7 +160,7 @@ def test_index_types_and_postgres_catalog(tmp_path, photos, tiny_opts, request):
 def test_an_impossible_index_type_is_refused_before_anything_is_embedded(tmp_path, photos, tiny_opts):
     import dataclasses
 
-    from index.catalog import Catalog
+    from index.catalog.database import Catalog
     build_index([photos], tmp_path / "ix", tiny_opts)
     before = index_info(tmp_path / "ix")
     for bad, why in (("bogus", "could not parse index string bogus"), ("IVF4,PQ7", "multiple of")):
@@ -228,7 +228,7 @@ def test_a_read_never_rewrites_a_faiss_file_out_of_step_it_searches_in_memory(tm
 
 def test_a_missing_or_empty_catalog_behind_a_manifest_is_an_error_and_nothing_is_written(tmp_path, photos,
                                                                                           tiny_opts):
-    from index.catalog import Catalog
+    from index.catalog.database import Catalog
     ix = tmp_path / "ix"
     build_index([photos], ix, tiny_opts)
     files = {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()}
@@ -260,7 +260,7 @@ def _perturbed_weights(tmp_path: Path) -> Path:
     """A weights file for the tiny model, different from its random (seed 0) weights."""
     import torch
 
-    from retrieval.models import load_model
+    from retrieval.models.load import load_model
     net = load_model(TINY_MODEL, pretrained=False).net
     state = {k: (v * 1.5 if v.is_floating_point() else v) for k, v in net.backbone.state_dict().items()}
     torch.save(state, tmp_path / "other.pt")
@@ -383,7 +383,7 @@ def test_a_read_only_index_is_refused_before_embedding_starts(tmp_path, photos, 
     build_index([photos], ix, tiny_opts)
     Image.open(photos / "china.jpg").crop((0, 0, 100, 100)).save(photos / "new.png")  # something to embed
     _read_only(ix, request)
-    import retrieval.indexing as indexing
+    import retrieval.collection.build as indexing
     monkeypatch.setattr(indexing, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(RetrError, match=r"cannot write the index folder .*ix: (Read-only file system|Permission "
                                         r"denied); the location is read-only"):
@@ -437,7 +437,7 @@ def test_write_errors_of_a_full_disk_are_one_line_errors(tmp_path, monkeypatch):
     from sqlalchemy.orm import Session
 
     from index.atomic import atomic_write_text
-    from index.catalog import Catalog
+    from index.catalog.database import Catalog
 
     def no_space(*args, **kwargs):
         raise RuntimeError("Error in void faiss::write_index(const Index*, IOWriter*, int) at index_write.cpp:499: "

@@ -10,10 +10,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from index.errors import RetrError
-from retrieval.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
-from retrieval.extract import Preprocess, embed_images
-from retrieval.models import EmbeddingNet, create_backbone, load_model
-from retrieval.weights import load_into, packaged_weights, read_state_dict
+from retrieval.models.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
+from retrieval.embed import Preprocess, embed_images
+from retrieval.models.load import EmbeddingNet, create_backbone, load_model
+from retrieval.models.weights import load_into, packaged_weights, read_state_dict
 from tests.conftest import PHOTOS, TINY_MODEL
 
 
@@ -93,7 +93,7 @@ def test_preprocess_split_matches_timm_transform_exactly():
 
 
 def test_cuda_requested_without_gpu_is_a_clear_error(monkeypatch):
-    from retrieval.models import resolve_device
+    from retrieval.models.load import resolve_device
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(RetrError, match="no CUDA GPU"):

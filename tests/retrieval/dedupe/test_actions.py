@@ -100,11 +100,11 @@ def test_delete_needs_yes_then_deletes_only_duplicates(found):
 def test_catalog_rows_leave_with_the_move_and_come_back_with_undo(found):
     import numpy as np
 
-    from index.catalog import Catalog
+    from index.catalog.database import Catalog
     from retrieval.dedupe.actions import CatalogLink
     from retrieval.dedupe.run import _find
     from retrieval.dedupe.collection import from_index
-    from index.store import IndexStore
+    from index.directory import IndexStore
 
     tmp, files, _, keeps = found
     cat = Catalog.for_index(tmp / "idx")

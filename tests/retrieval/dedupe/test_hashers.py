@@ -4,7 +4,7 @@ from PIL import Image
 
 from index.errors import RetrError
 from retrieval.dedupe.hashers import HASHERS, Hasher, HasherRegistry, get_hasher, pack, unpack
-from retrieval.dedupe.hashing import HashJob, hash_bytes, hash_file, hash_files
+from retrieval.dedupe.parallel_hashing import HashJob, hash_bytes, hash_file, hash_files
 from tests.retrieval.dedupe.photos import photo
 
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from index.catalog import Catalog
+from index.catalog.database import Catalog
 from index.errors import RetrError
 from retrieval.dedupe.actions import CatalogLink, move_duplicates, undo
 from tests.retrieval.dedupe.photos import digest, exact_group

@@ -4,7 +4,7 @@ import pytest
 
 from retrieval.dedupe.finder import DedupeOptions
 from retrieval.dedupe.hashers import get_hasher
-from retrieval.dedupe.hashing import HashJob, hash_file
+from retrieval.dedupe.parallel_hashing import HashJob, hash_file
 from retrieval.dedupe.run import dedupe_paths
 from tests.retrieval.dedupe.photos import make_library
 

@@ -6,10 +6,10 @@ import pytest
 from PIL import Image
 
 from index.regions import RegionIndex, region_rows
-from index.store import IndexStore
-from retrieval.indexing import BuildOptions, build_index
+from index.directory import IndexStore
+from retrieval.collection.build import BuildOptions, build_index
 from retrieval.regions import RegionOptions, RegionSettings, query_regions
-from retrieval.regions.grid import grid_boxes
+from retrieval.regions.sources.grid import grid_boxes
 from tests.conftest import PHOTOS, TINY_MODEL, copy_photos
 
 PASTE = (236, 134, 346, 244)  # where the cat's head lands in the rocket photo: inside its lower-right quadrant
@@ -81,7 +81,7 @@ def test_region_boxes_are_drawn_where_they_are_on_html_thumbnails(tmp_path):
 
     import numpy as np
 
-    from retrieval.gallery import thumbnail_uri
+    from retrieval.images.gallery import thumbnail_uri
     Image.new("RGB", (1000, 800), (0, 0, 255)).save(tmp_path / "big.jpg")  # JPEG draft decodes it smaller
     uri = thumbnail_uri(tmp_path / "big.jpg", 200, box=(500, 400, 1000, 800))
     thumb = np.array(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")).astype(int)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from index.errors import RetrError
 from retrieval.regions import RegionSettings, make_source, region_crops
-from retrieval.regions.coco import decode_rle
+from retrieval.regions.sources.coco import decode_rle
 from tests.conftest import DATA, PHOTOS
 
 FIXTURE = DATA / "regions_coco.json"

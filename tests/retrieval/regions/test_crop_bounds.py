@@ -1,10 +1,10 @@
 """Region crops stay within what the model can resize safely (issue 11, item 7)."""
 from PIL import Image
 
-from retrieval.regions.extract import region_crops
+from retrieval.regions.embed import region_crops
 from retrieval.regions.proposal import Proposal
 from retrieval.regions.settings import RegionSettings
-from retrieval.regions.source import RegionSource
+from retrieval.regions.sources.base import RegionSource
 
 
 class FixedBoxes(RegionSource):

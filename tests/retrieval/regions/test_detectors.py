@@ -5,7 +5,7 @@ from PIL import Image
 
 from index.errors import RetrError
 from retrieval.regions import SourceOptions, make_source
-from retrieval.regions import detectors as D
+from retrieval.regions.sources import detectors as D
 
 
 @pytest.fixture

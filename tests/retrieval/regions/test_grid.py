@@ -4,7 +4,7 @@ from PIL import Image
 
 from index.errors import RetrError
 from retrieval.regions import make_source
-from retrieval.regions.grid import grid_boxes, window_boxes
+from retrieval.regions.sources.grid import grid_boxes, window_boxes
 
 
 def coverage(boxes, width, height):

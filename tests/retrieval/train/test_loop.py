@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from index.errors import RetrError
-from retrieval.checkpoint import load_checkpoint, read_config
+from retrieval.models.checkpoint import load_checkpoint, read_config
 from retrieval.train import STATE_FILE, TrainConfig, train
 from retrieval.train import loop as loop_mod
 from retrieval.train.loop import Trainer
@@ -48,8 +48,8 @@ def test_checkpoint_round_trip(run, colour_set):
 
 
 def test_checkpoint_works_with_index_build(run, tmp_path, colour_set):
-    from retrieval.indexing import BuildOptions, build_index
-    from retrieval.search import query_index
+    from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.collection.query import query_index
     _, out = run
     folder = tmp_path / "photos"
     folder.mkdir()

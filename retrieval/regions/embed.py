@@ -15,13 +15,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from index.regions import ImageDone, PendingImage, RegionRecord
-from retrieval.extract import Embedder, Preprocess, default_workers
-from retrieval.images import MAX_ASPECT, ImageLoadError, decode_sized, read_bytes
-from retrieval.models import LoadedModel
+from retrieval.embed import Embedder, Preprocess, default_workers
+from retrieval.images.decode import MAX_ASPECT, ImageLoadError, decode_sized, read_bytes
+from retrieval.models.load import LoadedModel
 from retrieval.regions.postprocess import crop, select
 from retrieval.regions.proposal import Proposal
 from retrieval.regions.settings import RegionSettings
-from retrieval.regions.source import RegionSource
+from retrieval.regions.sources.base import RegionSource
 
 
 def region_crops(image: Image.Image, source: RegionSource, settings: RegionSettings,

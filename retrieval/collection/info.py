@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from index.clusters import latest_run
+from index.catalog.clusters import latest_run
 from index.errors import RetrError
-from index.store import IndexStore
+from index.directory import IndexStore
 
 
 def index_info(index_dir: str | Path, db_url: str | None = None) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from index.errors import RetrError
-from index.store import Hit, IndexStore
-from retrieval.extract import embed_images
-from retrieval.images import ImageLoadError, check_files, load_image
-from retrieval.indexing import BuildOptions, model_for_index
+from index.directory import Hit, IndexStore
+from retrieval.embed import embed_images
+from retrieval.images.decode import ImageLoadError, check_files, load_image
+from retrieval.collection.build import BuildOptions, model_for_index
 
 
 @dataclasses.dataclass

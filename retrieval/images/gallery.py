@@ -11,7 +11,7 @@ from typing import Sequence
 from PIL import ImageDraw
 
 from index.atomic import atomic_write_text
-from retrieval.images import ImageLoadError, decode_sized, read_bytes
+from retrieval.images.decode import ImageLoadError, decode_sized, read_bytes
 
 THUMB = 192
 

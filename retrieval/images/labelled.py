@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from index.errors import RetrError
-from retrieval.images import IMAGE_EXTENSIONS
+from retrieval.images.decode import IMAGE_EXTENSIONS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from index.errors import RetrError
-from index.store import IndexStore
+from index.directory import IndexStore
 from index.vectors import Searcher, exact_search, recall_against
-from retrieval.evaluate import drop_self
+from retrieval.evaluation.metrics import drop_self
 
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 EFS = (16, 32, 64, 128, 256, 512)

@@ -4,9 +4,9 @@ from __future__ import annotations
 from PIL import Image
 
 from index.errors import RetrError
-from retrieval.models import resolve_device
+from retrieval.models.load import resolve_device
 from retrieval.regions.proposal import Proposal
-from retrieval.regions.source import RegionSource, SourceOptions
+from retrieval.regions.sources.base import RegionSource, SourceOptions
 
 MIN_FACE = 20  # pixels: the smallest face MTCNN's image pyramid looks for
 

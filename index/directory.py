@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from index.atomic import file_sha256
-from index.catalog import CATALOG_FILE, Catalog, Mode
+from index.catalog.database import CATALOG_FILE, Catalog, Mode
 from index.errors import CatalogMissing, RetrError
 from index.lock import FolderLock
 from index.manifest import MANIFEST_FILE, Manifest, ids_digest, read_manifest, write_manifest

@@ -10,9 +10,9 @@ from torch import nn
 
 from index.atomic import atomic_path, atomic_write_text
 from index.errors import RetrError
-from retrieval.models import (EmbeddingNet, LoadedModel, ModelInfo, check_data_config, create_backbone,
+from retrieval.models.load import (EmbeddingNet, LoadedModel, ModelInfo, check_data_config, create_backbone,
                               is_whole, make_transform)
-from retrieval.weights import file_digest
+from retrieval.models.weights import file_digest
 
 FORMAT = "retr-checkpoint"
 VERSION = 1

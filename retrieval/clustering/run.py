@@ -8,10 +8,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from index.clusters import store_run
+from index.catalog.clusters import store_run
 from index.errors import RetrError
-from index.store import IndexStore
-from retrieval.cluster import DEFAULT_METHOD, Clustering, best_by_silhouette, cluster_vectors
+from index.directory import IndexStore
+from retrieval.clustering.kmedoids import DEFAULT_METHOD, Clustering, best_by_silhouette, cluster_vectors
 
 HTML_MEMBERS = 48  # tiles shown per cluster in the HTML report (the medoid first)
 
@@ -128,7 +128,7 @@ def _elbow_path(html: Path | None, index_dir: Path) -> Path:
 
 def write_html(out: Path, clusters: Sequence[ClusterInfo], best: Clustering) -> Path:
     """A self-contained gallery: one section per cluster, its medoid first, then its nearest members."""
-    from retrieval.gallery import Tile, write_gallery
+    from retrieval.images.gallery import Tile, write_gallery
     rows = []
     for c in clusters:
         shown = min(len(c.members), HTML_MEMBERS)

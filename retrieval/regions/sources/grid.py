@@ -7,7 +7,7 @@ from PIL import Image
 
 from index.errors import RetrError
 from retrieval.regions.proposal import Proposal
-from retrieval.regions.source import RegionSource
+from retrieval.regions.sources.base import RegionSource
 
 GRID_LEVELS = (1, 2, 3, 4)  # cells per side at each pyramid level (1: the whole image)
 WINDOW_SIZES = (0.6, 0.4, 0.25)  # square window sides as fractions of the shorter image side

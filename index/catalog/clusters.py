@@ -7,8 +7,8 @@ from typing import Any, Sequence
 
 from sqlalchemy import func, insert, select
 
-from index.catalog import Catalog
-from index.schema import ClusterMember, ClusterRun
+from index.catalog.database import Catalog
+from index.catalog.schema import ClusterMember, ClusterRun
 
 _INSERT_CHUNK = 5000
 

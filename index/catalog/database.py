@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from index.errors import CatalogMissing, RetrError, write_hint
 from index.lock import PgLock
-from index.schema import STATUS_ERROR, STATUS_OK, Base, Image
+from index.catalog.schema import STATUS_ERROR, STATUS_OK, Base, Image
 
 CATALOG_FILE = "catalog.sqlite"
 # read: an existing catalog, no schema change; write: an existing catalog, missing tables and columns

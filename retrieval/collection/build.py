@@ -14,12 +14,12 @@ from typing import Any, Callable, Sequence
 
 from index import vectors as V
 from index.manifest import Manifest, ids_digest, model_key, write_manifest
-from index.schema import STATUS_ERROR, STATUS_OK
-from index.store import IndexStore
-from retrieval.extract import Embedder, embed_files
-from retrieval.images import FileInfo, scan
-from retrieval.index_info import index_info  # noqa: F401 - importable from here too
-from retrieval.models import DEFAULT_MODEL, LoadedModel, is_checkpoint, load_model
+from index.catalog.schema import STATUS_ERROR, STATUS_OK
+from index.directory import IndexStore
+from retrieval.embed import Embedder, embed_files
+from retrieval.images.decode import FileInfo, scan
+from retrieval.collection.info import index_info  # noqa: F401 - importable from here too
+from retrieval.models.load import DEFAULT_MODEL, LoadedModel, is_checkpoint, load_model
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """The built-in region sources, registered once by name."""
 from __future__ import annotations
 
-from retrieval.regions.coco import CocoSource
-from retrieval.regions.detectors import DetectorSource
-from retrieval.regions.grid import GridSource, WindowSource
-from retrieval.regions.mtcnn import MTCNNSource
-from retrieval.regions.source import register_source
+from retrieval.regions.sources.coco import CocoSource
+from retrieval.regions.sources.detectors import DetectorSource
+from retrieval.regions.sources.grid import GridSource, WindowSource
+from retrieval.regions.sources.mtcnn import MTCNNSource
+from retrieval.regions.sources.base import register_source
 
 register_source("grid", GridSource.from_arg, "n x n grid cells at each pyramid level (grid:1,2,3,4)")
 register_source("windows", WindowSource.from_arg,

@@ -14,10 +14,10 @@ from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor
 
 from index.errors import RetrError
-from retrieval.models import resolve_device
+from retrieval.models.load import resolve_device
 from retrieval.regions.proposal import Proposal
-from retrieval.regions.source import RegionSource, SourceOptions
-from retrieval.weights import read_state_dict
+from retrieval.regions.sources.base import RegionSource, SourceOptions
+from retrieval.models.weights import read_state_dict
 
 
 @dataclasses.dataclass(frozen=True)

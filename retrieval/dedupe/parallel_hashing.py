@@ -13,7 +13,7 @@ import os
 from typing import Iterator, Sequence
 
 from retrieval.dedupe.hashers import Hasher, get_hasher
-from retrieval.images import ImageLoadError, decode_sized, read_bytes
+from retrieval.images.decode import ImageLoadError, decode_sized, read_bytes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from timm.data import create_transform, resolve_model_data_config
 from torch import nn
 
 from index.errors import RetrError
-from retrieval.weights import file_digest, load_into, packaged_weights, read_state_dict
+from retrieval.models.weights import file_digest, load_into, packaged_weights, read_state_dict
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 MAX_INPUT_SIDE = 2048  # a model input side beyond this is a mistake in a config, not a model to run
@@ -110,7 +110,7 @@ def load_model(spec: str | Path = DEFAULT_MODEL, *, weights: str | Path | None =
                pretrained: bool = True, embedding_dim: int | None = None) -> LoadedModel:
     """Resolve a model spec into a ready embedding network (on CPU, eval mode) and its transform."""
     if is_checkpoint(spec):
-        from retrieval.checkpoint import load_checkpoint
+        from retrieval.models.checkpoint import load_checkpoint
         if weights is not None:
             raise RetrError("--weights cannot be combined with a checkpoint directory (it has its own)")
         return load_checkpoint(spec)

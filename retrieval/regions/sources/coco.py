@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from index.errors import RetrError
 from retrieval.regions.proposal import Proposal
-from retrieval.regions.source import RegionSource, SourceOptions
+from retrieval.regions.sources.base import RegionSource, SourceOptions
 
 
 def decode_rle(rle: dict[str, Any]) -> np.ndarray:

@@ -10,8 +10,8 @@ from typing import Sequence
 import numpy as np
 
 from index.errors import RetrError
-from retrieval.evaluate import DEFAULT_KS, RecallReport, clustering_agreement, evaluate_embeddings
-from retrieval.labelled import LabelledSet, read_labelled
+from retrieval.evaluation.metrics import DEFAULT_KS, RecallReport, clustering_agreement, evaluate_embeddings
+from retrieval.images.labelled import LabelledSet, read_labelled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +89,8 @@ def evaluate_split(split: Split, vectors: np.ndarray, row_of: dict[str, int], ks
 
 
 def _embed(paths: list[str], opts: RecallOptions) -> tuple[np.ndarray, dict[str, int]]:
-    from retrieval.extract import embed_files
-    from retrieval.models import DEFAULT_MODEL, load_model
+    from retrieval.embed import embed_files
+    from retrieval.models.load import DEFAULT_MODEL, load_model
     model = load_model(opts.model or DEFAULT_MODEL, weights=opts.weights, pretrained=not opts.random_weights)
     parts, row_of = [np.zeros((0, model.info.dim), np.float32)], {}
     for batch in embed_files(model, paths, batch_size=opts.batch_size, workers=opts.workers,
@@ -103,7 +103,7 @@ def _embed(paths: list[str], opts: RecallOptions) -> tuple[np.ndarray, dict[str,
 
 def _stored(paths: list[str], opts: RecallOptions) -> tuple[np.ndarray, dict[str, int], dict[str, int]]:
     """(vectors, path -> row, path -> catalog id) of the paths the index holds vectors for."""
-    from index.store import IndexStore
+    from index.directory import IndexStore
     with IndexStore.open(opts.index_dir, opts.db_url) as store:
         rows = store.catalog.image_rows(paths)
         ids = {p: r.id for p, r in rows.items() if r.has_vector}
@@ -116,8 +116,8 @@ def _stored(paths: list[str], opts: RecallOptions) -> tuple[np.ndarray, dict[str
 
 
 def _agreement(split: Split, ids: dict[str, int], opts: RecallOptions) -> tuple[float, float]:
-    from index.clusters import latest_members
-    from index.store import IndexStore
+    from index.catalog.clusters import latest_members
+    from index.directory import IndexStore
     with IndexStore.open(opts.index_dir, opts.db_url) as store:
         members = latest_members(store.catalog)
     if members is None:

@@ -14,15 +14,15 @@ from PIL import Image
 
 from index.errors import RetrError
 from index.regions import RegionHit, RegionIndex
-from index.store import Hit, IndexStore
-from retrieval.extract import Embedder, embed_images
-from retrieval.indexing import BuildOptions, model_for_index
-from retrieval.regions.extract import region_crops
+from index.directory import Hit, IndexStore
+from retrieval.embed import Embedder, embed_images
+from retrieval.collection.build import BuildOptions, model_for_index
+from retrieval.regions.embed import region_crops
 from retrieval.regions.postprocess import clip_box
 from retrieval.regions.proposal import Box
 from retrieval.regions.settings import RegionSettings
-from retrieval.regions.source import SourceOptions, make_source
-from retrieval.search import load_queries
+from retrieval.regions.sources.base import SourceOptions, make_source
+from retrieval.collection.query import load_queries
 
 
 @dataclasses.dataclass

@@ -17,8 +17,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
-from retrieval.images import ImageLoadError, check_resize, decode_sized, read_bytes
-from retrieval.models import LoadedModel, resolve_device
+from retrieval.images.decode import ImageLoadError, check_resize, decode_sized, read_bytes
+from retrieval.models.load import LoadedModel, resolve_device
 
 
 @dataclasses.dataclass

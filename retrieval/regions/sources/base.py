@@ -66,7 +66,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 def make_source(spec: str, options: SourceOptions = SourceOptions()) -> RegionSource:
     """The source a spec names: ``NAME`` or ``NAME:ARG`` (``coco:FILE``, ``grid:1,2,3``)."""
-    from retrieval.regions import builtin  # noqa: F401 - registers the built-in sources once
+    from retrieval.regions.sources import builtin  # noqa: F401 - registers the built-in sources once
 
     name, arg = parse_spec(spec)
     entry = SOURCES.get(name)
@@ -76,6 +76,6 @@ def make_source(spec: str, options: SourceOptions = SourceOptions()) -> RegionSo
 
 
 def known_sources() -> dict[str, str]:
-    from retrieval.regions import builtin  # noqa: F401
+    from retrieval.regions.sources import builtin  # noqa: F401
 
     return {name: entry.help for name, entry in sorted(SOURCES.items())}

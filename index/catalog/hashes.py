@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 from sqlalchemy import and_, delete, func, select
 
-from index.catalog import Catalog
-from index.schema import STATUS_ERROR, Image, ImageHash
+from index.catalog.database import Catalog
+from index.catalog.schema import STATUS_ERROR, Image, ImageHash
 
 _CHUNK = 500
 

@@ -1,0 +1,1 @@
+"""An index directory seen from retrieval: building it, querying it, describing it."""

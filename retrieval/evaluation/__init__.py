@@ -1,0 +1,1 @@
+"""Evaluation: retrieval metrics, recall@K of a model or index, the served index against exact search."""

@@ -1,0 +1,1 @@
+"""Image files: finding and decoding them safely, labelled sets, HTML galleries."""

@@ -1,0 +1,1 @@
+"""Embedding models: timm backbones with an optional head, their weights, retr checkpoints."""

@@ -1,0 +1,1 @@
+"""Region sources: detectors, faces, annotation files and grid windows, registered by name."""
