@@ -136,4 +136,4 @@ def test_no_import_cycles():
 
 def test_cycles_finds_a_cycle():
     graph = {"a": {"b"}, "b": {"c", "x"}, "c": {"a", "d"}, "d": set(), "e": {"e"}, "x": {"a"}}
-    assert cycles(graph) == {("a", "b", "c", "x"): ("a", "b", "x")}
+    assert cycles(graph) == {("a", "b", "c", "x"): ("a", "b", "c")}
