@@ -78,7 +78,8 @@ def test_index_dedupe_updates_the_catalog_and_check_exit_codes(lib):
     from tests.retrieval.dedupe.photos import photo
     photo("camera").save(other)
     res = runner.invoke(app, ["dedupe", "--check", str(other), "--index", str(idx)])
-    assert res.exit_code == 0, res.output and "no duplicate" in res.output
+    assert res.exit_code == 0, res.output
+    assert res.output == f"{other}: no duplicate in the catalog\n"
 
     res = runner.invoke(app, ["dedupe", "--index", str(idx), "--delete", "--yes", "--workers", "1"])
     assert res.exit_code == 0, res.output
