@@ -21,7 +21,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from retrieval.dedupe.parallel_hashing import HashJob, default_workers, hash_files  # noqa: E402
+from retrieval.dedupe.parallel_hashing import HashJob, hash_files  # noqa: E402
+from retrieval.workers import process_pool_workers as default_workers  # noqa: E402
 
 
 def make_files(folder: Path, n: int) -> list[str]:

@@ -27,10 +27,10 @@ def cluster(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
     from retrieval.clustering.run import ClusterOptions, cluster_index
     progress = None
     if show_progress(quiet):
-        from tqdm import tqdm
+        from retrieval.progress import progress_bar
 
         def progress(ks):
-            return tqdm(ks, unit="k", desc="clustering", dynamic_ncols=True)
+            return progress_bar(iterable=ks, unit="k", desc="clustering")
     opts = ClusterOptions(k=k, k_min=k_min, k_max=k_max, method=method, sample=sample, seed=seed, html=html, db_url=db)
     with user_errors():
         report = cluster_index(index, opts, progress=progress)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -19,6 +18,8 @@ from torchvision.transforms import functional as TF
 
 from retrieval.images.decode import ImageLoadError, check_resize, decode_sized, read_bytes
 from retrieval.models.load import LoadedModel, resolve_device
+from retrieval.progress import progress_bar
+from retrieval.workers import loader_workers
 
 
 @dataclasses.dataclass
@@ -89,10 +90,6 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"items": items, "batch": torch.stack([it["tensor"] for it in good]) if good else None}
 
 
-def default_workers() -> int:
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
 class Embedder:
     """A model on a device, ready to embed preprocessed batches."""
 
@@ -123,15 +120,11 @@ def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 3
                 embedder: Embedder | None = None) -> Iterator[ExtractBatch]:
     """Embed image files in batches; undecodable files come back as errors, never as exceptions."""
     embedder = embedder or Embedder(model, device)
-    workers = default_workers() if workers is None else workers
+    workers = loader_workers() if workers is None else workers
     loader = DataLoader(_FileDataset(paths, embedder.prep), batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate, pin_memory=embedder.cuda, shuffle=False,
                         prefetch_factor=4 if workers else None, persistent_workers=False)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(paths), unit="img", desc="embedding", dynamic_ncols=True)
-    try:
+    with progress_bar(len(paths), desc="embedding", enabled=progress) as bar:
         for chunk in loader:
             items = chunk["items"]
             vecs = embedder(chunk["batch"]) if chunk["batch"] is not None else \
@@ -143,11 +136,7 @@ def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 3
                 ok=[items.index(it) for it in good],
                 infos=[{k: it[k] for k in ("sha256", "bytes", "width", "height")} for it in good],
                 errors=[(paths[it["i"]], it["error"]) for it in items if "error" in it])
-            if bar is not None:
-                bar.update(len(items))
-    finally:
-        if bar is not None:
-            bar.close()
+            bar.update(len(items))
 
 
 def embed_images(model: LoadedModel, images: Sequence[Image.Image], *, batch_size: int = 32,

@@ -9,11 +9,12 @@ import concurrent.futures as cf
 import dataclasses
 import hashlib
 import multiprocessing
-import os
 from typing import Iterator, Sequence
 
 from retrieval.dedupe.hashers import Hasher, get_hasher
 from retrieval.images.decode import ImageLoadError, decode_sized, read_bytes
+from retrieval.progress import progress_bar
+from retrieval.workers import process_pool_workers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +67,6 @@ def _hash_chunk(paths: Sequence[str], job: HashJob) -> list[HashResult]:
     return [hash_file(p, job) for p in paths]
 
 
-def default_workers() -> int:
-    """One process per core (hashing is CPU-bound and holds the GIL in imagehash's numpy code)."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 def _context() -> multiprocessing.context.BaseContext:
     """fork where available: workers only run PIL, numpy and imagehash, and fork needs no ``__main__``
     guard in the caller's script (spawn and forkserver re-import it)."""
@@ -82,26 +78,18 @@ def hash_files(paths: Sequence[str], job: HashJob = HashJob(), *, workers: int |
                chunk: int = 64, progress: bool = False) -> Iterator[HashResult]:
     """Hash ``paths`` over ``workers`` processes (1: in this process), yielding results in input order."""
     job.hasher()  # fail fast on an unknown name, before any process starts
-    workers = default_workers() if workers is None else max(1, int(workers))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(paths), unit="img", desc=f"hashing ({job.kind})", dynamic_ncols=True)
+    # one process per core: hashing is CPU-bound and holds the GIL in imagehash's numpy code
+    workers = process_pool_workers() if workers is None else max(1, int(workers))
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
-    try:
+    with progress_bar(len(paths), desc=f"hashing ({job.kind})", enabled=progress) as bar:
         if workers == 1 or len(chunks) <= 1:
             for part in chunks:
                 results = _hash_chunk(part, job)
-                if bar is not None:
-                    bar.update(len(results))
+                bar.update(len(results))
                 yield from results
             return
         ctx = _context()
         with cf.ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
             for results in pool.map(_hash_chunk, chunks, [job] * len(chunks)):
-                if bar is not None:
-                    bar.update(len(results))
+                bar.update(len(results))
                 yield from results
-    finally:
-        if bar is not None:
-            bar.close()

@@ -15,13 +15,15 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from index.regions import ImageDone, PendingImage, RegionRecord
-from retrieval.embed import Embedder, Preprocess, default_workers
+from retrieval.embed import Embedder, Preprocess
 from retrieval.images.decode import MAX_ASPECT, ImageLoadError, decode_sized, read_bytes
 from retrieval.models.load import LoadedModel
+from retrieval.progress import progress_bar
 from retrieval.regions.postprocess import crop, select
 from retrieval.regions.proposal import Proposal
 from retrieval.regions.settings import RegionSettings
 from retrieval.regions.sources.base import RegionSource
+from retrieval.workers import loader_workers
 
 
 def region_crops(image: Image.Image, source: RegionSource, settings: RegionSettings,
@@ -71,37 +73,33 @@ def embed_regions(model: LoadedModel, source: RegionSource, settings: RegionSett
                   embedder: Embedder | None = None) -> Iterator[tuple[list[ImageDone], list[RegionFailure]]]:
     """For each step of a few images: the regions of each (with vectors), and the images that failed."""
     embedder = embedder or Embedder(model, device)
-    workers = (default_workers() if workers is None else workers) if source.in_workers else 0
+    workers = (loader_workers() if workers is None else workers) if source.in_workers else 0
     loader = DataLoader(_RegionDataset(items, source, settings, embedder.prep), batch_size=images_per_step,
                         num_workers=workers, collate_fn=list, shuffle=False,
                         prefetch_factor=2 if workers else None)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(items), unit="img", desc="regions", dynamic_ncols=True)
-    try:
+    with progress_bar(len(items), desc="regions", enabled=progress) as bar:
         for step in loader:
-            good = [it for it in step if "error" not in it]
-            stacks = [it["tensors"] for it in good if it["tensors"] is not None]
-            crops = torch.cat(stacks) if stacks else torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
-            vectors = np.concatenate([np.zeros((0, model.info.dim), np.float32)] + [
-                embedder(crops[s:s + batch_size]) for s in range(0, len(crops), batch_size)])
-            done, pos = [], 0
-            for it in good:
-                item = items[it["i"]]
-                records = []
-                for box, label, score, area in it["regions"]:
-                    records.append(RegionRecord(box=box, vector=vectors[pos], label=label, score=score,
-                                                mask_area=area))
-                    pos += 1
-                # the marker records the content read now: if the file changed since the image was
-                # embedded, its regions are made again once the image is
-                done.append(ImageDone(item.id, it["sha256"], it["size"], records))
-            failed = [RegionFailure(items[it["i"]].id, items[it["i"]].path, it["error"]) for it in step
-                      if "error" in it]
-            yield done, failed
-            if bar is not None:
-                bar.update(len(step))
-    finally:
-        if bar is not None:
-            bar.close()
+            yield _embed_step(step, items, model, embedder, batch_size)
+            bar.update(len(step))
+
+
+def _embed_step(step: list[dict[str, Any]], items: Sequence[PendingImage], model: LoadedModel,
+                embedder: Embedder, batch_size: int) -> tuple[list[ImageDone], list[RegionFailure]]:
+    """The regions (with vectors) of one step's images, and the images that failed."""
+    good = [it for it in step if "error" not in it]
+    stacks = [it["tensors"] for it in good if it["tensors"] is not None]
+    crops = torch.cat(stacks) if stacks else torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
+    vectors = np.concatenate([np.zeros((0, model.info.dim), np.float32)] + [
+        embedder(crops[s:s + batch_size]) for s in range(0, len(crops), batch_size)])
+    done, pos = [], 0
+    for it in good:
+        item = items[it["i"]]
+        records = []
+        for box, label, score, area in it["regions"]:
+            records.append(RegionRecord(box=box, vector=vectors[pos], label=label, score=score, mask_area=area))
+            pos += 1
+        # the marker records the content read now: if the file changed since the image was
+        # embedded, its regions are made again once the image is
+        done.append(ImageDone(item.id, it["sha256"], it["size"], records))
+    failed = [RegionFailure(items[it["i"]].id, items[it["i"]].path, it["error"]) for it in step if "error" in it]
+    return done, failed

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from index.atomic import atomic_path
 from index.errors import RetrError
 from retrieval.models.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
-from retrieval.embed import default_workers
+from retrieval.progress import progress_bar
 from retrieval.models.load import (DEFAULT_MODEL, MAX_INPUT_SIDE, EmbeddingNet, create_backbone, is_checkpoint,
                               make_transform)
 from retrieval.train import distributed
@@ -32,6 +32,7 @@ from retrieval.train.miners import MINERS, create_miner
 from retrieval.train.offline_mining import confusion_rate, hard_negatives
 from retrieval.train.samplers import PKSampler, RandomBatchSampler, check_pk
 from retrieval.train.validation import knn_recall
+from retrieval.workers import loader_workers
 
 STATE_FILE = "train_state.pt"
 
@@ -285,7 +286,7 @@ class Trainer:
                                      steps=steps, seed=config.seed, rank=self.ctx.rank, world_size=world)
             transform = metric_transform(self.data_config, min_crop=config.min_crop)
         self.steps = steps
-        self.workers = default_workers() if config.workers is None else config.workers
+        self.workers = loader_workers() if config.workers is None else config.workers
         self.loader = DataLoader(TrainDataset(self.train_set, transform), batch_sampler=self.sampler,
                                  num_workers=self.workers, collate_fn=collate, pin_memory=self.cuda,
                                  persistent_workers=False)
@@ -398,7 +399,6 @@ class Trainer:
         return float(loss.detach())
 
     def _train_epoch(self) -> dict[str, float]:
-        from tqdm import tqdm
         self.module.train()
         if self.config.freeze_bn:
             # small P x K batches of a new domain would overwrite the pretrained running statistics (and,
@@ -407,8 +407,8 @@ class Trainer:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
         self.sampler.set_epoch(self.epoch)
-        bar = tqdm(total=self.steps, desc=f"epoch {self.epoch + 1}/{self.config.epochs}", unit="step",
-                   disable=not (self.progress and self.ctx.is_main), dynamic_ncols=True)
+        bar = progress_bar(self.steps, desc=f"epoch {self.epoch + 1}/{self.config.epochs}", unit="step",
+                           enabled=self.progress and self.ctx.is_main)
         losses, seen, busy = [], 0, 0.0
         start = time.perf_counter()
         for batch in self.loader:
