@@ -18,6 +18,8 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import nn
 
+from retrieval.registry import Registry
+
 Indices = tuple[torch.Tensor, ...]
 
 
@@ -94,21 +96,11 @@ class NTXentLoss(MetricLoss):
         return self(torch.cat([z1, z2]), torch.cat([ids, ids]))
 
 
-LOSSES: dict[str, Callable[..., MetricLoss]] = {}
-
-
-def register_loss(name: str, factory: Callable[..., MetricLoss]) -> None:
-    if name in LOSSES:
-        raise ValueError(f"a loss named {name!r} is already registered")
-    LOSSES[name] = factory
+LOSSES: Registry[Callable[..., MetricLoss]] = Registry("loss")
+LOSSES.register("contrastive", ContrastiveLoss)
+LOSSES.register("triplet", TripletLoss)
+LOSSES.register("ntxent", NTXentLoss)
 
 
 def create_loss(name: str, **kwargs) -> MetricLoss:
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name](**kwargs)
-
-
-register_loss("contrastive", ContrastiveLoss)
-register_loss("triplet", TripletLoss)
-register_loss("ntxent", NTXentLoss)
+    return LOSSES.get(name)(**kwargs)

@@ -9,14 +9,13 @@
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import nn
 
+from retrieval.registry import Registry
 from retrieval.train.losses import euclidean
 
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -34,6 +33,11 @@ class Miner(nn.Module):
 
     def mine(self, embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
         raise NotImplementedError
+
+    @classmethod
+    def create(cls, *, margin: float) -> "Miner":
+        """The miner for a training run's loss margin (most miners do not use it)."""
+        return cls()
 
 
 class AllTripletsMiner(Miner):
@@ -60,6 +64,10 @@ class SemiHardMiner(Miner):
     def mine(self, embeddings, labels):
         return self.miner(embeddings, labels)
 
+    @classmethod
+    def create(cls, *, margin: float) -> "SemiHardMiner":
+        return cls(margin)
+
 
 class DistanceWeightedMiner(Miner):
     """Wu et al.'s sampling; the embeddings must be L2-normalised (the paper's unit sphere)."""
@@ -74,23 +82,12 @@ class DistanceWeightedMiner(Miner):
         return self.miner(embeddings, labels)
 
 
-MINERS: dict[str, Callable[..., Miner]] = {}
-
-
-def register_miner(name: str, factory: Callable[..., Miner]) -> None:
-    if name in MINERS:
-        raise ValueError(f"a miner named {name!r} is already registered")
-    MINERS[name] = factory
+MINERS: Registry[type[Miner]] = Registry("miner")
+MINERS.register("all", AllTripletsMiner)
+MINERS.register("batch-hard", BatchHardMiner)
+MINERS.register("semi-hard", SemiHardMiner)
+MINERS.register("distance-weighted", DistanceWeightedMiner)
 
 
 def create_miner(name: str, *, margin: float = 0.2) -> Miner:
-    if name not in MINERS:
-        raise ValueError(f"unknown miner {name!r}; known: {', '.join(sorted(MINERS))}")
-    factory = MINERS[name]
-    return factory(margin=margin) if factory is SemiHardMiner else factory()
-
-
-register_miner("all", AllTripletsMiner)
-register_miner("batch-hard", BatchHardMiner)
-register_miner("semi-hard", SemiHardMiner)
-register_miner("distance-weighted", DistanceWeightedMiner)
+    return MINERS.get(name).create(margin=margin)

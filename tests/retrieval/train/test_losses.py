@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from retrieval.train.losses import ContrastiveLoss, NTXentLoss, TripletLoss, create_loss, register_loss
+from index.errors import RetrError
+from retrieval.train.losses import LOSSES, ContrastiveLoss, NTXentLoss, TripletLoss, create_loss
 
 EMB = torch.tensor([[0.0, 0.0], [0.3, 0.1], [1.0, 0.2], [0.9, 1.1], [-0.5, 0.4], [0.2, -0.7]])
 LABELS = torch.tensor([0, 0, 1, 1, 2, 0])
@@ -117,8 +118,19 @@ def test_losses_reject_bad_settings_and_shapes():
 
 
 def test_loss_registry():
+    assert LOSSES.names() == ["contrastive", "triplet", "ntxent"]
     assert isinstance(create_loss("triplet", margin=0.1), TripletLoss)
-    with pytest.raises(ValueError, match="known: contrastive, ntxent, triplet"):
+    assert create_loss("triplet", margin=0.1).margin == 0.1
+    with pytest.raises(RetrError, match="unknown loss 'arcface'; known: contrastive, ntxent, triplet"):
         create_loss("arcface")
     with pytest.raises(ValueError, match="already registered"):
-        register_loss("triplet", TripletLoss)
+        LOSSES.register("triplet", TripletLoss)
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_every_loss_is_finite_and_reaches_the_embeddings(name):
+    emb = EMB.clone().requires_grad_(True)
+    loss = create_loss(name)(emb, LABELS)
+    loss.backward()
+    assert loss.ndim == 0 and math.isfinite(loss.item()) and loss.item() > 0
+    assert emb.grad is not None and torch.isfinite(emb.grad).all() and emb.grad.abs().sum() > 0

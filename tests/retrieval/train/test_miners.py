@@ -4,7 +4,8 @@ import itertools
 import pytest
 import torch
 
-from retrieval.train.miners import MINERS, create_miner, register_miner
+from index.errors import RetrError
+from retrieval.train.miners import MINERS, SemiHardMiner, create_miner
 
 # 1-D points on a line (as 2-D): class 0 at 0.0, 0.2, 1.0; class 1 at 0.5, 3.0
 EMB = torch.tensor([[0.0, 0.0], [0.2, 0.0], [1.0, 0.0], [0.5, 0.0], [3.0, 0.0]])
@@ -80,8 +81,22 @@ def test_distance_weighted_prefers_negatives_by_inverse_density():
 
 
 def test_miner_registry():
-    assert set(MINERS) == {"all", "batch-hard", "semi-hard", "distance-weighted"}
-    with pytest.raises(ValueError, match="known: all, batch-hard"):
+    assert MINERS.names() == ["all", "batch-hard", "semi-hard", "distance-weighted"]
+    with pytest.raises(RetrError, match="unknown miner 'hardest'; known: all, batch-hard"):
         create_miner("hardest")
     with pytest.raises(ValueError, match="already registered"):
-        register_miner("all", MINERS["all"])
+        MINERS.register("all", MINERS.get("all"))
+
+
+def test_only_the_semi_hard_miner_takes_the_margin():
+    miner = create_miner("semi-hard", margin=0.7)
+    assert isinstance(miner, SemiHardMiner) and miner.margin == 0.7
+
+
+@pytest.mark.parametrize("name", MINERS.names())
+def test_every_miner_returns_valid_triplets(name):
+    emb = torch.nn.functional.normalize(EMB + torch.tensor([0.0, 1.0]), dim=1)
+    a, p, n = create_miner(name, margin=0.5)(emb, LABELS)
+    assert len(a) == len(p) == len(n)
+    for i, j, k in zip(a.tolist(), p.tolist(), n.tolist()):
+        assert i != j and LABELS[i] == LABELS[j] != LABELS[k]
