@@ -1,8 +1,9 @@
 """Retrieval metrics as the metric-learning literature defines them, and their evaluation over embeddings.
 
 The metric functions are pure: they take the labels of each query's ranked neighbours (nearest first)
-and the query labels. ``evaluate_embeddings`` finds the neighbours with the k-NN function it is given
-(faiss exact search by default), never counting a query as its own neighbour.
+and the query labels. ``nearest_others`` finds the neighbours with the k-NN function it is given
+(faiss exact search by default), never counting a query as its own neighbour; ``evaluate_embeddings``
+(`retr eval`) and training validation both use it.
 
 - recall@k: a query scores 1 if any of its k nearest neighbours shares its label (Sohn 2016, Song 2016).
 - precision@1: the share of queries whose nearest neighbour shares their label.
@@ -122,6 +123,25 @@ def drop_self(positions: np.ndarray, self_positions: np.ndarray) -> np.ndarray:
     return positions[~mask].reshape(len(positions), positions.shape[1] - 1)
 
 
+def exact_knn(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The default ``Knn``: faiss exact inner-product search."""
+    from index.ann.searcher import exact_search
+    return exact_search(database, queries, k)
+
+
+def nearest_others(gallery: np.ndarray, queries: np.ndarray, k: int, self_positions: np.ndarray | None = None,
+                   *, knn: Knn = exact_knn) -> np.ndarray:
+    """Gallery positions [n, k] of each query's ``k`` nearest neighbours, best first, never the query itself.
+
+    ``self_positions`` gives each query's own position in the gallery (-1: not in it); None: no query is.
+    """
+    if self_positions is None or not (np.asarray(self_positions) >= 0).any():
+        _, pos = knn(gallery, queries, k)
+        return np.asarray(pos, dtype=np.int64)[:, :k]
+    _, pos = knn(gallery, queries, k + 1)
+    return drop_self(np.asarray(pos, dtype=np.int64), np.asarray(self_positions, dtype=np.int64))[:, :k]
+
+
 # -- evaluation over embeddings --------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -147,14 +167,68 @@ class RecallReport:
         return out
 
 
-def _exact_knn(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    from index.vectors import exact_search
-    return exact_search(database, queries, k)
+@dataclasses.dataclass(frozen=True)
+class _Encoded:
+    """Queries and gallery with labels as integer codes; only queries with another same-label item kept."""
+
+    classes: np.ndarray  # code -> label
+    queries: np.ndarray
+    query_codes: np.ndarray
+    gallery_codes: np.ndarray
+    self_positions: np.ndarray  # each kept query's own gallery position, -1 when absent
+    relevant: np.ndarray  # R of each kept query: same-label gallery items other than itself
+    excluded: int
+
+
+def _encode(queries: np.ndarray, query_labels: Sequence[Any], gallery_labels: Sequence[Any],
+            self_positions: np.ndarray) -> _Encoded:
+    classes, codes = np.unique(np.asarray(list(query_labels) + list(gallery_labels), dtype=str),
+                               return_inverse=True)
+    ql, gl = codes[:len(queries)], codes[len(queries):]
+    own = (self_positions >= 0) & (gl[np.maximum(self_positions, 0)] == ql)
+    relevant = np.bincount(gl, minlength=len(classes))[ql] - own
+    keep = relevant >= 1
+    if not keep.any():
+        raise RetrError("no query has another image of its class in the gallery; nothing to evaluate")
+    return _Encoded(classes, queries[keep], ql[keep], gl, self_positions[keep], relevant[keep],
+                    int((~keep).sum()))
+
+
+def _neighbour_labels(gallery: np.ndarray, data: _Encoded, width: int, knn: Knn) -> tuple[np.ndarray, float]:
+    """(label codes of each query's ``width`` nearest others, -1 = none; seconds spent searching).
+
+    Queries are searched in chunks so the neighbour table of a large set never fills memory.
+    """
+    chunk = max(1, _NEIGHBOUR_BYTES // (8 * (width + 1)))
+    labels = np.empty((len(data.queries), width), np.int64)
+    seconds = 0.0
+    for lo in range(0, len(data.queries), chunk):
+        t = time.perf_counter()
+        pos = nearest_others(gallery, data.queries[lo:lo + chunk], width, data.self_positions[lo:lo + chunk],
+                             knn=knn)
+        seconds += time.perf_counter() - t
+        labels[lo:lo + chunk] = np.where(pos >= 0, data.gallery_codes[np.maximum(pos, 0)], -1)
+    return labels, seconds
+
+
+def _per_class(data: _Encoded, labels: np.ndarray, hits: dict[int, np.ndarray], rp: np.ndarray,
+               mp: np.ndarray) -> dict[str, dict[str, float]]:
+    ql = data.query_codes
+    per_class = {}
+    for code in np.unique(ql):
+        sel = ql == code
+        row: dict[str, float] = {"n": int(sel.sum())}
+        row.update({f"recall@{k}": float(h[sel].mean()) for k, h in hits.items()})
+        row.update({"precision@1": float(hits[1][sel].mean()) if 1 in hits else
+                    float((labels[sel, 0] == code).mean()),
+                    "r_precision": float(rp[sel].mean()), "map@r": float(mp[sel].mean())})
+        per_class[str(data.classes[code])] = row
+    return per_class
 
 
 def evaluate_embeddings(queries: np.ndarray, query_labels: Sequence[Any], gallery: np.ndarray | None = None,
                         gallery_labels: Sequence[Any] | None = None, *, ks: Sequence[int] = DEFAULT_KS,
-                        knn: Knn = _exact_knn, query_in_gallery: np.ndarray | None = None) -> RecallReport:
+                        knn: Knn = exact_knn, query_in_gallery: np.ndarray | None = None) -> RecallReport:
     """recall@k, precision@1, R-precision, MAP@R (overall and per class) of ``queries`` against ``gallery``.
 
     Without a gallery every query searches all the others. ``query_in_gallery`` gives each query's own
@@ -171,49 +245,19 @@ def evaluate_embeddings(queries: np.ndarray, query_labels: Sequence[Any], galler
         raise ValueError("need one label per query and per gallery vector")
     self_pos = np.full(len(queries), -1, np.int64) if query_in_gallery is None \
         else np.asarray(query_in_gallery, dtype=np.int64)
-
-    classes, codes = np.unique(np.asarray(list(query_labels) + list(gallery_labels), dtype=str),
-                               return_inverse=True)
-    ql, gl = codes[:len(queries)], codes[len(queries):]
-    own = (self_pos >= 0) & (gl[np.maximum(self_pos, 0)] == ql)
-    relevant = np.bincount(gl, minlength=len(classes))[ql] - own
-    keep = relevant >= 1
-    if not keep.any():
-        raise RetrError("no query has another image of its class in the gallery; nothing to evaluate")
     available = len(gallery) - int((self_pos >= 0).any())
+
+    data = _encode(queries, query_labels, gallery_labels, self_pos)
     if ks[-1] > available:
         raise RetrError(f"k={ks[-1]} is more than the {available} gallery images a query can retrieve")
+    labels, search_seconds = _neighbour_labels(gallery, data, max(ks[-1], int(data.relevant.max())), knn)
 
-    q_vecs, ql, self_pos, relevant = queries[keep], ql[keep], self_pos[keep], relevant[keep]
-    width = max(ks[-1], int(relevant.max()))
-    extra = int((self_pos >= 0).any())
-    chunk = max(1, _NEIGHBOUR_BYTES // (8 * (width + extra)))
-    labels = np.empty((len(q_vecs), width), np.int64)
-    search_seconds = 0.0
-    for lo in range(0, len(q_vecs), chunk):
-        t = time.perf_counter()
-        _, pos = knn(gallery, q_vecs[lo:lo + chunk], width + extra)
-        search_seconds += time.perf_counter() - t
-        pos = np.asarray(pos, dtype=np.int64)
-        if extra:
-            pos = drop_self(pos, self_pos[lo:lo + chunk])
-        pos = pos[:, :width]
-        labels[lo:lo + chunk] = np.where(pos >= 0, gl[np.maximum(pos, 0)], -1)
-
+    ql = data.query_codes
     hits = {k: recall_hits(labels, ql, k) for k in ks}
-    rp = r_precision_scores(labels, ql, relevant)
-    mp = map_at_r_scores(labels, ql, relevant)
-    per_class = {}
-    for code in np.unique(ql):
-        sel = ql == code
-        row: dict[str, float] = {"n": int(sel.sum())}
-        row.update({f"recall@{k}": float(h[sel].mean()) for k, h in hits.items()})
-        row.update({"precision@1": float(hits[1][sel].mean()) if 1 in hits else
-                    float((labels[sel, 0] == code).mean()),
-                    "r_precision": float(rp[sel].mean()), "map@r": float(mp[sel].mean())})
-        per_class[str(classes[code])] = row
+    rp = r_precision_scores(labels, ql, data.relevant)
+    mp = map_at_r_scores(labels, ql, data.relevant)
     return RecallReport(
         n=int(len(ql)), recall={k: float(h.mean()) for k, h in hits.items()},
         precision_at_1=precision_at_1(labels, ql), r_precision=float(rp.mean()), map_at_r=float(mp.mean()),
-        per_class=per_class, excluded=int((~keep).sum()),
+        per_class=_per_class(data, labels, hits, rp, mp), excluded=data.excluded,
         seconds={"search": search_seconds, "metrics": time.perf_counter() - start - search_seconds})

@@ -16,7 +16,7 @@ _EXPORTS = {
                      "SemiHardMiner", "create_miner"], "retrieval.train.miners"),
     "hard_negatives": "retrieval.train.offline_mining",
     **dict.fromkeys(["PKSampler", "RandomBatchSampler", "check_pk"], "retrieval.train.samplers"),
-    **dict.fromkeys(["knn_recall", "recall_at_k"], "retrieval.train.validation"),
+    "knn_recall": "retrieval.train.validation",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

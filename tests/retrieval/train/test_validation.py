@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from retrieval.train.offline_mining import hard_negatives
-from retrieval.train.validation import knn_recall, recall_at_k
+from retrieval.evaluation.metrics import recall_at_k
+from retrieval.train.validation import knn_recall
 
 
 def test_recall_at_k_by_hand():
@@ -10,7 +11,7 @@ def test_recall_at_k_by_hand():
     q = np.array([0, 1, 1])
     assert recall_at_k(nbr, q, 1) == pytest.approx(0.0)
     assert recall_at_k(nbr, q, 3) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match="k must be in 1..3"):
+    with pytest.raises(ValueError, match="4 neighbours needed but only 3 given"):
         recall_at_k(nbr, q, 4)
 
 
@@ -18,6 +19,10 @@ def test_knn_recall_excludes_the_query_itself():
     vecs = np.array([[1, 0], [0.99, 0.141], [0, 1], [0.141, 0.99]], np.float32)
     assert knn_recall(vecs, np.array([0, 0, 1, 1]), (1,)) == {"recall@1": 1.0}
     assert knn_recall(vecs, np.array([0, 1, 0, 1]), (1,)) == {"recall@1": 0.0}
+    # K beyond the n - 1 others is capped: recall@9 of four vectors is recall@3
+    assert knn_recall(vecs, np.array([0, 1, 0, 1]), (9,)) == {"recall@9": 1.0}
+    with pytest.raises(ValueError, match="at least 2 vectors"):
+        knn_recall(vecs[:1], np.array([0]))
 
 
 def test_hard_negatives_are_the_nearest_other_class_images():
