@@ -5,45 +5,48 @@ decoded at reduced size (PIL draft) when the hash resizes the image down anyway.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING, Any, Callable
+import abc
+from typing import TYPE_CHECKING, ClassVar
 
 from index.errors import RetrError
+from retrieval.registry import Registry
 
 if TYPE_CHECKING:
     import imagehash
     import numpy as np
     from PIL import Image
 
-# imagehash (with scipy and numpy behind it) is imported on first use, so the CLI's help text can read
-# the hashers' names and default radii without it
-HashFn = Callable[["Image.Image", int], "imagehash.ImageHash"]
+# imagehash (with scipy and numpy behind it) is imported inside ``compute``, so the CLI's help text can
+# read the hashers' names and default radii without it
 
 
-@dataclasses.dataclass(frozen=True)
-class Hasher:
-    """One imagehash function under a registry name.
+class Hasher(abc.ABC):
+    """One imagehash function: a subclass sets its name and defaults and writes ``compute``.
 
     ``default_size``: the hash_size (for colorhash: binbits) used when none is given.
     ``default_threshold``: Hamming radius for near-duplicates at the default size (benchmarks/dedupe_quality.py).
     ``draft_factor``: the hash resizes the image to about ``draft_factor * hash_size`` pixels first, so a JPEG
     may be decoded at any scale whose shorter side keeps a margin over that; None when the hash depends on the
-    full-resolution pixels (whash's scale follows the image size, colorhash counts every pixel).
+    full-resolution pixels.
     """
 
-    name: str
-    fn: HashFn
-    default_size: int
-    default_threshold: int
-    draft_factor: int | None
-    description: str
+    name: ClassVar[str]
+    default_size: ClassVar[int]
+    default_threshold: ClassVar[int]
+    draft_factor: ClassVar[int | None]
+    description: ClassVar[str]
+
+    @abc.abstractmethod
+    def compute(self, image: Image.Image, size: int) -> imagehash.ImageHash:
+        """The imagehash of ``image`` at a checked ``size``."""
+
+    def width(self, size: int) -> int:
+        """Bits of a hash of ``size`` (a size x size bit matrix unless a subclass says otherwise)."""
+        return size * size
 
     def bits(self, hash_size: int | None = None) -> int:
         """Width of the hash in bits."""
-        size = self.size(hash_size)
-        if self.name == "colorhash":
-            return 14 * size
-        return size * size
+        return self.width(self.size(hash_size))
 
     def nbytes(self, hash_size: int | None = None) -> int:
         """Bytes of the packed hash (bits rounded up to whole bytes; padding bits are zero)."""
@@ -53,8 +56,6 @@ class Hasher:
         size = self.default_size if hash_size is None else int(hash_size)
         if size < 2:
             raise RetrError(f"--hash-size must be at least 2 for {self.name}, got {size}")
-        if self.name == "whash" and size & (size - 1):
-            raise RetrError(f"whash needs a power-of-two --hash-size, got {size}")
         return size
 
     def threshold(self, hash_size: int | None = None) -> int:
@@ -70,11 +71,67 @@ class Hasher:
         return max(64, 4 * self.draft_factor * self.size(hash_size))
 
     def hash_image(self, image: Image.Image, hash_size: int | None = None) -> imagehash.ImageHash:
-        return self.fn(image, self.size(hash_size))
+        return self.compute(image, self.size(hash_size))
 
     def packed(self, image: Image.Image, hash_size: int | None = None) -> bytes:
         """The hash as packed bits (numpy.packbits, row-major), the form stored and searched."""
         return pack(self.hash_image(image, hash_size))
+
+
+# Default radii come from benchmarks/dedupe_quality.py (see the README's dedupe section for their P/R).
+class PHash(Hasher):
+    name, default_size, default_threshold, draft_factor = "phash", 8, 12, 4
+    description = "DCT of a 32x32 greyscale image (robust to resizing, compression, small edits)"
+
+    def compute(self, image, size):
+        import imagehash
+        return imagehash.phash(image, hash_size=size)
+
+
+class DHash(Hasher):
+    name, default_size, default_threshold, draft_factor = "dhash", 8, 5, 1
+    description = "horizontal gradient signs of a 9x8 greyscale image (fast)"
+
+    def compute(self, image, size):
+        import imagehash
+        return imagehash.dhash(image, hash_size=size)
+
+
+class AHash(Hasher):
+    name, default_size, default_threshold, draft_factor = "ahash", 8, 2, 1
+    description = "pixels above the mean of an 8x8 greyscale image (fastest, least robust)"
+
+    def compute(self, image, size):
+        import imagehash
+        return imagehash.average_hash(image, hash_size=size)
+
+
+class WHash(Hasher):
+    name, default_size, default_threshold, draft_factor = "whash", 8, 2, None  # scale follows the image size
+    description = "Haar wavelet low band (scale follows the image size: decoded at full size)"
+
+    def compute(self, image, size):
+        import imagehash
+        return imagehash.whash(image, hash_size=size)
+
+    def size(self, hash_size: int | None) -> int:
+        size = super().size(hash_size)
+        if size & (size - 1):
+            raise RetrError(f"whash needs a power-of-two --hash-size, got {size}")
+        return size
+
+
+class ColorHash(Hasher):
+    name, default_size, default_threshold, draft_factor = "colorhash", 3, 0, None  # counts every pixel
+    description = ("hue/saturation histogram (size = bits per bin): colour similarity, not a duplicate "
+                   "detector alone")
+
+    def compute(self, image, size):
+        import imagehash
+        return imagehash.colorhash(image, binbits=size)
+
+    def width(self, size: int) -> int:
+        return 14 * size  # imagehash's colorhash: 14 bins of ``size`` bits
 
 
 def pack(h: imagehash.ImageHash) -> bytes:
@@ -88,46 +145,9 @@ def unpack(bits: bytes, nbits: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bits, dtype=np.uint8))[:nbits].astype(bool)
 
 
-class HasherRegistry:
-    def __init__(self) -> None:
-        self._hashers: dict[str, Hasher] = {}
-
-    def register(self, hasher: Hasher) -> Hasher:
-        if hasher.name in self._hashers:
-            raise ValueError(f"hasher {hasher.name!r} is already registered")
-        self._hashers[hasher.name] = hasher
-        return hasher
-
-    def get(self, name: str) -> Hasher:
-        try:
-            return self._hashers[name]
-        except KeyError:
-            raise RetrError(f"unknown --hash {name!r}; known: {', '.join(self.names())}") from None
-
-    def names(self) -> list[str]:
-        return list(self._hashers)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._hashers
-
-
-def _imagehash() -> Any:
-    import imagehash
-    return imagehash
-
-
-HASHERS = HasherRegistry()
-# Default radii come from benchmarks/dedupe_quality.py (see the README's dedupe section for their P/R).
-HASHERS.register(Hasher("phash", lambda im, s: _imagehash().phash(im, hash_size=s), 8, 12, 4,
-                        "DCT of a 32x32 greyscale image (robust to resizing, compression, small edits)"))
-HASHERS.register(Hasher("dhash", lambda im, s: _imagehash().dhash(im, hash_size=s), 8, 5, 1,
-                        "horizontal gradient signs of a 9x8 greyscale image (fast)"))
-HASHERS.register(Hasher("ahash", lambda im, s: _imagehash().average_hash(im, hash_size=s), 8, 2, 1,
-                        "pixels above the mean of an 8x8 greyscale image (fastest, least robust)"))
-HASHERS.register(Hasher("whash", lambda im, s: _imagehash().whash(im, hash_size=s), 8, 2, None,
-                        "Haar wavelet low band (scale follows the image size: decoded at full size)"))
-HASHERS.register(Hasher("colorhash", lambda im, s: _imagehash().colorhash(im, binbits=s), 3, 0, None,
-                        "hue/saturation histogram (size = bits per bin): colour similarity, not a duplicate detector alone"))
+HASHERS: Registry[Hasher] = Registry("--hash")
+for _hasher in (PHash(), DHash(), AHash(), WHash(), ColorHash()):
+    HASHERS.register(_hasher.name, _hasher)
 
 DEFAULT_HASH = "phash"
 

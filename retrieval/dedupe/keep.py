@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Sequence
 
-from index.errors import RetrError
+from retrieval.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,27 +44,17 @@ def _first(c: Candidate) -> tuple:
     return (c.path,)
 
 
-KEEP_POLICIES: dict[str, KeyFn] = {}
-
-
-def register_policy(name: str, key: KeyFn) -> None:
-    if name in KEEP_POLICIES:
-        raise ValueError(f"keep policy {name!r} is already registered")
-    KEEP_POLICIES[name] = key
-
-
-for _name, _key in (("largest", _largest), ("highest-resolution", _resolution), ("oldest", _oldest),
-                    ("first", _first)):
-    register_policy(_name, _key)
+KEEP_POLICIES: Registry[KeyFn] = Registry("--keep policy")
+KEEP_POLICIES.register("largest", _largest)
+KEEP_POLICIES.register("highest-resolution", _resolution)
+KEEP_POLICIES.register("oldest", _oldest)
+KEEP_POLICIES.register("first", _first)
 
 DEFAULT_KEEP = "largest"
 
 
 def policy(name: str) -> KeyFn:
-    try:
-        return KEEP_POLICIES[name]
-    except KeyError:
-        raise RetrError(f"unknown --keep policy {name!r}; known: {', '.join(KEEP_POLICIES)}") from None
+    return KEEP_POLICIES.get(name)
 
 
 def choose_keep(candidates: Sequence[Candidate], name: str = DEFAULT_KEEP) -> int:

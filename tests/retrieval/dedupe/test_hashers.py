@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from index.errors import RetrError
-from retrieval.dedupe.hashers import HASHERS, Hasher, HasherRegistry, get_hasher, pack, unpack
+from retrieval.dedupe.hashers import HASHERS, get_hasher, pack, unpack
 from retrieval.dedupe.parallel_hashing import HashJob, hash_bytes, hash_file, hash_files
 from tests.retrieval.dedupe.photos import photo
 
@@ -27,18 +27,30 @@ def test_wraps_imagehash_exactly():
 
 
 def test_registry_rejects_duplicates_and_lists_known_names():
-    reg = HasherRegistry()
-    h = Hasher("x", lambda im, s: None, 8, 4, None, "")
-    reg.register(h)
+    assert HASHERS.names() == ["phash", "dhash", "ahash", "whash", "colorhash"]
     with pytest.raises(ValueError, match="already registered"):
-        reg.register(h)
-    with pytest.raises(RetrError, match="phash"):
+        HASHERS.register("phash", get_hasher("dhash"))
+    with pytest.raises(RetrError, match="unknown --hash 'nope'; known: ahash, colorhash, dhash, phash, whash"):
         get_hasher("nope")
+
+
+@pytest.mark.parametrize("name", HASHERS.names())
+def test_each_hasher_is_registered_under_its_own_name(name):
+    assert get_hasher(name).name == name
+
+
+def test_colorhash_width_is_14_bins_of_its_size():
+    hasher = get_hasher("colorhash")
+    assert hasher.bits() == 14 * 3 and hasher.bits(4) == 56 and hasher.nbytes(4) == 7
+    assert get_hasher("phash").bits(16) == 256
 
 
 def test_whash_needs_power_of_two():
     with pytest.raises(RetrError, match="power-of-two"):
         get_hasher("whash").size(6)
+    assert get_hasher("whash").size(16) == 16 and get_hasher("phash").size(6) == 6
+    with pytest.raises(RetrError, match="at least 2"):
+        get_hasher("phash").size(1)
 
 
 def test_draft_decode_keeps_the_phash(tmp_path):
