@@ -1,7 +1,7 @@
 """k-medoids clustering of embedding vectors with cosine distance.
 
 The default engine is FasterPAM from the ``kmedoids`` package; scikit-learn-extra's PAM and alternate
-are optional engines (the ``sklearn-extra`` extra). Each engine is a small function in a registry.
+are optional engines (the ``sklearn-extra`` extra). Each engine is a small function in ``ENGINES``.
 A dense n x n distance matrix is checked against the memory available before it is allocated; beyond
 it, ``sample`` clusters a random sample and assigns every vector to its nearest medoid with faiss.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from index.errors import RetrError
 from index.vectors import available_memory, exact_search
+from retrieval.registry import Registry
 
 # engine(symmetric float32 distances [n, n], k, seed) -> (medoid positions [k], label of each point [n] in 0..k-1)
 Engine = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
@@ -24,32 +25,13 @@ DENSE_SHARE = 0.5  # a dense distance matrix may take at most this share of the 
 SKLEARN_EXTRA_HINT = ("pip install cython setuptools && pip install --no-build-isolation "
                       "--no-binary scikit-learn-extra scikit-learn-extra")
 
-_ENGINES: dict[str, Engine] = {}
-_BYTES_PER_CELL: dict[str, int] = {}  # peak bytes per distance-matrix cell each engine needs
+
+@dataclasses.dataclass(frozen=True)
+class KMedoidsEngine:
+    run: Engine
+    bytes_per_cell: int = 4  # peak bytes per distance-matrix cell the engine needs
 
 
-def register_engine(name: str, bytes_per_cell: int = 4) -> Callable[[Engine], Engine]:
-    def add(fn: Engine) -> Engine:
-        if name in _ENGINES:
-            raise ValueError(f"k-medoids engine {name!r} is already registered")
-        _ENGINES[name] = fn
-        _BYTES_PER_CELL[name] = bytes_per_cell
-        return fn
-    return add
-
-
-def get_engine(name: str) -> Engine:
-    try:
-        return _ENGINES[name]
-    except KeyError:
-        raise RetrError(f"unknown clustering method {name!r}; known: {', '.join(sorted(_ENGINES))}") from None
-
-
-def engine_names() -> list[str]:
-    return sorted(_ENGINES)
-
-
-@register_engine("fasterpam")
 def fasterpam(distances: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """FasterPAM (Schubert & Rousseeuw 2021) with random initial medoids, from the kmedoids package.
 
@@ -81,9 +63,11 @@ def _sklearn_extra(method: str, init: str) -> Engine:
     return run
 
 
+ENGINES: Registry[KMedoidsEngine] = Registry("clustering method")
+ENGINES.register("fasterpam", KMedoidsEngine(fasterpam))
 # scikit-learn-extra works in float64: a copy of the matrix at twice the bytes, on top of ours
-register_engine("pam", bytes_per_cell=12)(_sklearn_extra("pam", "build"))
-register_engine("alternate", bytes_per_cell=12)(_sklearn_extra("alternate", "k-medoids++"))
+ENGINES.register("pam", KMedoidsEngine(_sklearn_extra("pam", "build"), bytes_per_cell=12))
+ENGINES.register("alternate", KMedoidsEngine(_sklearn_extra("alternate", "k-medoids++"), bytes_per_cell=12))
 
 
 # -- distances, memory --------------------------------------------------------------------------------------
@@ -109,7 +93,7 @@ def cosine_distances(vectors: np.ndarray) -> np.ndarray:
 
 
 def dense_bytes(n: int, method: str = DEFAULT_METHOD) -> int:
-    return n * n * _BYTES_PER_CELL.get(method, 4)
+    return n * n * ENGINES.get(method).bytes_per_cell
 
 
 def check_dense(n: int, method: str, memory: int | None = None) -> None:
@@ -117,7 +101,7 @@ def check_dense(n: int, method: str, memory: int | None = None) -> None:
     memory = available_memory() if memory is None else memory
     need = dense_bytes(n, method)
     if need > memory * DENSE_SHARE:
-        fits = int((memory * DENSE_SHARE / _BYTES_PER_CELL.get(method, 4)) ** 0.5)
+        fits = int((memory * DENSE_SHARE / ENGINES.get(method).bytes_per_cell) ** 0.5)
         raise RetrError(f"clustering {n} vectors with {method} needs a dense {n}x{n} distance matrix of "
                         f"{need / 2**30:.1f} GiB, more than half the {memory / 2**30:.1f} GiB available; "
                         f"use --sample N (N <= {fits}) to cluster a sample and assign the rest to the "
@@ -158,7 +142,7 @@ def _cluster_dense(distances: np.ndarray, k: int, method: str, seed: int) -> Clu
     import kmedoids
     _validate_k(k, len(distances))
     start = time.perf_counter()
-    medoids, labels = get_engine(method)(distances, k, seed)
+    medoids, labels = ENGINES.get(method).run(distances, k, seed)
     labels = labels.copy()
     labels[medoids] = np.arange(k)  # a medoid belongs to its own cluster even when a duplicate ties
     seconds = time.perf_counter() - start
@@ -198,7 +182,7 @@ def cluster_vectors(vectors: np.ndarray, ks: Iterable[int], *, method: str = DEF
     With ``sample`` (fewer than the vectors), a random sample of that size is clustered and every vector
     is assigned to its nearest medoid; loss and silhouette are then over all vectors.
     """
-    get_engine(method)
+    ENGINES.get(method)  # an unknown method fails before any work
     ks = list(ks)
     vectors = normalise(vectors)
     n = len(vectors)
