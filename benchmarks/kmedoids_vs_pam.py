@@ -40,7 +40,7 @@ def _child(method: str, k: int, seed: int, n_cpu: int | None, queue, init: str =
         r = kmedoids.fasterpam(_D if row_order else _D.T, k, init=init, random_state=seed, n_cpu=n_cpu)
         medoids = np.asarray(r.medoids, np.int64)
     else:
-        medoids, _ = C.get_engine(method)(_D, k, seed)
+        medoids, _ = C.ENGINES.get(method).run(_D, k, seed)
     seconds = time.perf_counter() - start
     loss = float(_D[:, medoids].min(axis=1).sum(dtype=np.float64))
     queue.put((seconds, loss))
@@ -115,7 +115,7 @@ def loss_across_datasets(n: int, k: int, datasets: int, limit: float, seeds: int
             continue
         ratios = []
         for seed in range(seeds):
-            medoids, _ = C.get_engine("fasterpam")(_D, k, seed)
+            medoids, _ = C.ENGINES.get("fasterpam").run(_D, k, seed)
             ratios.append(float(_D[:, medoids].min(axis=1).sum(dtype=np.float64)) / pam_loss)
         r = np.array(ratios)
         means.append(r.mean())

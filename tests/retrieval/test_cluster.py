@@ -53,7 +53,7 @@ def test_the_distance_matrix_is_exactly_symmetric_which_the_fasterpam_engine_rel
     d = C.cosine_distances(C.normalise(x))
     assert np.array_equal(d, d.T)
     assert d.dtype == np.float32 and np.all(np.diag(d) == 0)
-    medoids, labels = C.get_engine("fasterpam")(d, 7, 2)
+    medoids, labels = C.ENGINES.get("fasterpam").run(d, 7, 2)
     direct = kmedoids.fasterpam(np.ascontiguousarray(d), 7, init="random", random_state=2)
     np.testing.assert_array_equal(medoids, direct.medoids)
     np.testing.assert_array_equal(labels, direct.labels)
@@ -93,7 +93,7 @@ def test_bad_k_and_unknown_method_are_clear_errors():
     with pytest.raises(RetrError, match="known: alternate, fasterpam, pam"):
         C.cluster_vectors(x, [2], method="kmeans")
     with pytest.raises(ValueError, match="already registered"):
-        C.register_engine("fasterpam")(C.fasterpam)
+        C.ENGINES.register("fasterpam", C.KMedoidsEngine(C.fasterpam))
 
 
 def test_missing_sklearn_extra_says_how_to_install(monkeypatch):
