@@ -13,7 +13,9 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from cli.options import DEFAULT_INDEX, DbUrl, JsonOut, ModelSpec, Quiet, Workers, print_json, show_progress, user_errors
+from cli import render
+from cli.errors import user_errors
+from cli.options import DEFAULT_INDEX, DbUrl, HtmlOut, JsonOut, ModelSpec, Quiet, Workers, index_option, show_progress
 # light modules only (no imagehash, faiss, catalog or torch): the rest is imported inside the commands
 from retrieval.dedupe.hashers import DEFAULT_HASH, HASHERS
 from retrieval.dedupe.keep import DEFAULT_KEEP, KEEP_POLICIES
@@ -41,8 +43,7 @@ HashSize = Annotated[int | None, typer.Option("--hash-size", min=2, help="Hash s
                                               "bits per bin). Default: 8 (colorhash 3).")]
 Threshold = Annotated[int | None, typer.Option("--threshold", min=0, help="Hamming radius for near-duplicates. "
                                                f"Defaults (64-bit, from benchmarks): {_thresholds}.")]
-IndexOpt = Annotated[Path | None, typer.Option("--index", "-i", help=f"Index directory (default {DEFAULT_INDEX} "
-                                               "unless PATHs are given).", envvar="RETR_INDEX")]
+IndexOpt = Annotated[Path | None, index_option(f"Index directory (default {DEFAULT_INDEX} unless PATHs are given).")]
 
 
 @dedupe_app.command(DEFAULT_COMMAND)
@@ -55,7 +56,7 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
          keep: Annotated[str, typer.Option("--keep", help=f"Image to keep per group: {', '.join(KEEP_POLICIES)}.")]
          = DEFAULT_KEEP,
          csv: Annotated[Path | None, typer.Option("--csv", help="Write the groups as CSV.")] = None,
-         html: Annotated[Path | None, typer.Option("--html", help="Write side-by-side thumbnails as HTML.")] = None,
+         html: HtmlOut = None,
          move_to: Annotated[Path | None, typer.Option("--move-to", help="Move duplicates into this quarantine "
                                                       "folder (relative paths kept, manifest written).")] = None,
          manifest: Annotated[Path | None, typer.Option("--manifest", help="Manifest file for --move-to.")] = None,
@@ -87,52 +88,32 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
             result, done = dedupe_index(index or DEFAULT_INDEX, opts, action, db_url=db, workers=workers,
                                         progress=progress)
         _write_reports(result, csv, html)
-    _print_result(result, done, json_out)
+    if json_out:
+        return render.print_json({**result.to_json(), **({"action": done.to_json()} if done else {})})
+    typer.echo(render.dedupe_groups(result))
+    if done is not None:
+        typer.echo(render.dedupe_action(done))
 
 
 def _write_reports(result, csv: Path | None, html: Path | None) -> None:
-    from retrieval.dedupe import report as dedupe_report
+    from retrieval.dedupe import report
     if csv is not None:
-        dedupe_report.write_csv(result, csv)
+        report.write_csv(result, csv)
     if html is not None:
-        dedupe_report.write_html(result, html)
-
-
-def _print_result(result, done, json_out: bool) -> None:
-    from retrieval.dedupe import report as dedupe_report
-    if json_out:
-        print_json({**result.to_json(), **({"action": done.to_json()} if done else {})})
-        return
-    typer.echo(dedupe_report.table(result))
-    if done is not None:
-        _print_action(done, False)
+        report.write_html(result, html)
 
 
 def _print_action(done, json_out: bool) -> None:
-    from retrieval.images.decode import shown
     if json_out:
-        print_json(done.to_json())
-        return
-    verb = {"move": "moved", "delete": "deleted", "undo": "restored"}[done.action]
-    typer.echo(f"{verb} {len(done.done)} file(s); catalog rows {'restored' if done.action == 'undo' else 'removed'}: "
-               f"{done.catalog_rows}")
-    if done.manifest and done.action == "move":
-        manifest = shown(done.manifest)
-        typer.echo(f"manifest: {manifest}  (undo with: retr dedupe --undo {manifest})")
-    for path, reason in done.skipped:
-        typer.echo(f"  skipped {shown(path)}: {shown(reason)}")
+        return render.print_json(done.to_json())
+    typer.echo(render.dedupe_action(done))
 
 
 def _print_check(image: Path, matches, json_out: bool) -> None:
-    from retrieval.images.decode import shown
     if json_out:
-        print_json({"image": str(image), "duplicate": bool(matches), "matches": [m.to_json() for m in matches]})
-    elif matches:
-        typer.echo(f"{shown(str(image))} duplicates {len(matches)} catalogued image(s):")
-        for m in matches:
-            typer.echo(f"  {m.reason:>10} {m.distance:>7}  {shown(m.path)}")
+        render.print_json({"image": str(image), "duplicate": bool(matches), "matches": [m.to_json() for m in matches]})
     else:
-        typer.echo(f"{shown(str(image))}: no duplicate in the catalog")
+        typer.echo(render.dedupe_check(image, matches))
     if matches:
         raise typer.Exit(code=EXIT_DUPLICATE)
 
@@ -151,18 +132,5 @@ def calibrate(pairs: Annotated[Path, typer.Argument(help="CSV with path_a,path_b
         data = run_calibrate(pairs, hashes=hash, hash_size=hash_size, target_precision=target_precision,
                              workers=workers, progress=show_progress(quiet or json_out))
     if json_out:
-        print_json(data)
-        return
-    typer.echo(f"{data['pairs']} pairs ({data['duplicates']} duplicates); target precision {target_precision}")
-    typer.echo(f"{'hash':10} {'bits':>4} {'threshold':>9} {'precision':>9} {'recall':>7}   default")
-    for name, h in data["hashes"].items():
-        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        typer.echo(f"{name:10} {h['bits']:>4} {str(h['threshold'] if h['threshold'] is not None else '-'):>9} "
-                   f"{fmt(h['precision']):>9} {fmt(h['recall']):>7}   {h['default_threshold']}")
-    for err in data["errors"]:
-        typer.echo(f"  could not hash {err['path']}: {err['error']}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add `retr dedupe` (and `retr dedupe calibrate`) to the `retr` app."""
-    app.add_typer(dedupe_app, name="dedupe")
+        return render.print_json(data)
+    typer.echo(render.calibration(data, target_precision))

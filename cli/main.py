@@ -1,4 +1,4 @@
-"""The `retr` application: one typer app, each command group in its own module.
+"""The `retr` application: one typer app joining the command groups, each in its own module.
 
 Command modules import only typer and light constants at module level; torch, timm, faiss and the
 catalog are imported inside command bodies, so `--help` and usage errors start instantly
@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import cluster, dedupe, evaluate, index_cmd, query, train
-from cli.options import HELP_SETTINGS
+from cli import cluster, dedupe, evaluate, index_group, query, train
 
 app = typer.Typer(
     name="retr",
@@ -18,11 +17,18 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    **HELP_SETTINGS,
+    # Plain (click) help for every command, inherited by the groups: it wraps long option names and choice
+    # lists where rich's narrow columns cut them with "...", uses up to 120 columns of a wide terminal, and
+    # needs no rich import.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
-
-for module in (index_cmd, query, train, evaluate, cluster, dedupe):
-    module.register(app)
+app.add_typer(index_group.index_app, name="index")
+app.command("query")(query.query)
+app.add_typer(train.train_app, name="train")
+app.add_typer(evaluate.eval_app, name="eval")
+app.command("cluster")(cluster.cluster)
+app.add_typer(dedupe.dedupe_app, name="dedupe")
 
 
 def main() -> None:

@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
-from cli.options import (BatchSize, Device, JsonOut, ModelSpec, Quiet, RandomWeights, WeightsFile, Workers,
-                        print_json, show_progress, user_errors)
+from cli import render
+from cli.errors import user_errors
+from cli.options import (BatchSize, Device, JsonOut, ModelSpec, Quiet, RandomWeights, Seed, WeightsFile, Workers,
+                         show_progress, weights_path)
 
 train_app = typer.Typer(help="Train embedding models. The checkpoint directory is a --model spec.",
                         no_args_is_help=True)
@@ -34,12 +36,9 @@ MineEvery = Annotated[int, typer.Option("--mine-every", min=0, help="Offline har
 Split = Annotated[str, typer.Option("--split", help="Validation split: images, classes (class-disjoint) "
                                                     "or none.")]
 ValFraction = Annotated[float, typer.Option("--val-fraction", help="Share held out for validation.")]
-Seed = Annotated[int, typer.Option("--seed")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")]
 TrainBn = Annotated[bool, typer.Option("--train-bn", help="Update BatchNorm statistics (default: keep the "
                                                          "pretrained ones).")]
-
-
 MinCrop = Annotated[float, typer.Option("--min-crop", min=0.01, max=1.0,
                                         help="Smallest random-resized-crop scale of a training image "
                                              "(small, centred objects such as product shots want ~0.85).")]
@@ -50,21 +49,8 @@ def _run(config, data: Path, out: Path, resume: bool, quiet: bool, json_out: boo
     with user_errors():
         result = train(config, data, out, resume=resume, progress=show_progress(quiet))
     if json_out:
-        print_json(result.to_json())
-        return
-    typer.echo(f"{'epoch':>5} {'loss':>9} {'img/s':>8} " + " ".join(f"{k:>9}" for k in _recall_keys(result)))
-    for h in result.history:
-        typer.echo(f"{h['epoch']:>5} {h['loss']:>9.4f} {h['images_per_second']:>8.1f} "
-                   + " ".join(f"{h.get(k, float('nan')):>9.4f}" for k in _recall_keys(result)))
-    typer.echo(f"checkpoint: {result.out} ({result.train_images} training images, {result.val_images} "
-               f"validation; use it with --model {result.out})")
-    for skip in result.skipped:
-        typer.echo(f"  skipped {skip.get('path') or skip.get('class')}: {skip['reason']}")
-
-
-def _recall_keys(result) -> list[str]:
-    return sorted({k for h in result.history for k in h if k.startswith("recall@")},
-                  key=lambda k: int(k.split("@")[1]))
+        return render.print_json(result.to_json())
+    typer.echo(render.train_result(result))
 
 
 def _labelled(method: str):
@@ -81,7 +67,7 @@ def _labelled(method: str):
         from retrieval.train import TrainConfig
         with user_errors():
             config = TrainConfig(
-                method=method, model=model or DEFAULT_MODEL, weights=str(weights) if weights else None,
+                method=method, model=model or DEFAULT_MODEL, weights=weights_path(weights),
                 pretrained=not random_weights, embedding_dim=embedding_dim, image_size=image_size, epochs=epochs,
                 steps_per_epoch=steps_per_epoch, classes_per_batch=classes_per_batch,
                 images_per_class=images_per_class, batch_size=batch_size, optimizer=optimizer, lr=lr,
@@ -107,7 +93,7 @@ def simclr(data: Annotated[Path, typer.Argument(help="Any folder of images (labe
            image_size: ImageSize = None, epochs: Epochs = 10, steps_per_epoch: Steps = None,
            batch_size: BatchSize = 64, optimizer: Optim = "adamw", lr: Lr = 1e-3, grad_clip: Clip = 1.0,
            temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.1,
-           min_crop: Annotated[float, typer.Option("--min-crop", help="Smallest crop scale.")] = 0.2,
+           min_crop: MinCrop = 0.2,
            jitter: Annotated[float, typer.Option("--jitter", help="Colour jitter strength.")] = 0.4,
            jitter_p: Annotated[float, typer.Option("--jitter-p")] = 0.8,
            grayscale_p: Annotated[float, typer.Option("--grayscale-p")] = 0.2,
@@ -126,15 +112,10 @@ def simclr(data: Annotated[Path, typer.Argument(help="Any folder of images (labe
             from index.errors import RetrError
             raise RetrError(str(exc)) from None
         config = TrainConfig(
-            method="simclr", model=model or DEFAULT_MODEL, weights=str(weights) if weights else None,
+            method="simclr", model=model or DEFAULT_MODEL, weights=weights_path(weights),
             pretrained=not random_weights, embedding_dim=embedding_dim, projection_dim=projection_dim,
             image_size=image_size, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
             optimizer=optimizer, lr=lr, grad_clip=grad_clip, temperature=temperature, augment=augment,
             split=split, val_fraction=val_fraction, seed=seed, device=device, workers=workers,
             freeze_bn=not train_bn)
     _run(config, data, out, resume, quiet, json_out)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `retr train` to the `retr` app."""
-    app.add_typer(train_app, name="train")

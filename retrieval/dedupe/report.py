@@ -1,7 +1,6 @@
-"""Reports of duplicate groups: a readable table, CSV rows, and an HTML page of side-by-side thumbnails.
+"""Report files of duplicate groups: CSV rows, and an HTML page of side-by-side thumbnails.
 
-The table shows file names escaped (a newline as ``\\n``, a byte that is not UTF-8 as ``\\xff``), so every
-name keeps to one line and any name can be printed.
+(The readable table is printed by the CLI: cli/render.py.)
 """
 from __future__ import annotations
 
@@ -12,29 +11,8 @@ from pathlib import Path
 from index.atomic import atomic_write_text
 from retrieval.dedupe.finder import DedupeResult
 from retrieval.images.gallery import Tile, write_gallery
-from retrieval.images.decode import shown
 
 CSV_COLUMNS = ("group", "role", "path", "reason", "distance", "bytes", "width", "height")
-
-
-def table(result: DedupeResult) -> str:
-    """Groups as indented text: the kept image, then each duplicate with reason and distance."""
-    o = result.options
-    lines = [f"{result.n_images} images, {result.n_duplicates} duplicates in {len(result.groups)} groups "
-             f"({o.hash} size {o.hash_size}, radius {o.threshold}"
-             + (f", embeddings >= {o.similarity}" if o.embeddings else "") + f", keep {o.keep})"]
-    for n, g in enumerate(result.groups, 1):
-        lines.append(f"group {n}: keep {shown(g.keep.path)}")
-        for d in g.duplicates:
-            lines.append(f"  {d.reason:>14} {d.distance:>7}  {shown(d.item.path)}")
-    if result.aliases:
-        lines.append(f"{len(result.aliases)} path(s) reach a file listed under another path (a symlink or "
-                     "hard link): one image with it, never acted on:")
-        lines += [f"  {shown(a)} -> {shown(p)}" for a, p in result.aliases]
-    if result.errors:
-        lines.append(f"{len(result.errors)} file(s) could not be hashed:")
-        lines += [f"  {shown(p)}: {shown(e)}" for p, e in result.errors]
-    return "\n".join(lines)
 
 
 def csv_text(result: DedupeResult) -> str:
