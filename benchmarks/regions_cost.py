@@ -23,7 +23,8 @@ from PIL import Image  # noqa: E402
 from _common import real_photos  # noqa: E402
 from index.directory import IndexStore  # noqa: E402
 from retrieval.images.decode import to_rgb  # noqa: E402
-from retrieval.collection.build import BuildOptions, build_index, model_for_index  # noqa: E402
+from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.collection.model import index_model  # noqa: E402
 from retrieval.regions import RegionOptions, build_regions  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def main() -> None:
         rows = []
         for spec in args.sources:
             with IndexStore.open(Path(tmp) / "ix") as store:
-                model = model_for_index(store, BuildOptions())
+                model = index_model(store)
                 start = time.perf_counter()
                 report = build_regions(store, model, RegionOptions(spec), workers=1)
                 seconds = time.perf_counter() - start

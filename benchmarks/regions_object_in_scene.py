@@ -23,8 +23,10 @@ from PIL import Image  # noqa: E402
 
 from index.directory import IndexStore  # noqa: E402
 from retrieval.images.decode import to_rgb  # noqa: E402
-from retrieval.collection.build import BuildOptions, build_index, model_for_index  # noqa: E402
-from retrieval.regions import RegionOptions, build_regions, query_regions  # noqa: E402
+from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.collection.model import index_model  # noqa: E402
+from retrieval.collection.query import query_index  # noqa: E402
+from retrieval.regions import RegionOptions, build_regions  # noqa: E402
 
 # (photo, box in its original pixels): objects, each from a photo that is never a background
 OBJECTS = {
@@ -121,15 +123,15 @@ def main() -> None:
             start = time.perf_counter()
             build_index([gallery], ix, BuildOptions(workers=1))
             seconds["whole"] += time.perf_counter() - start
-            whole = query_regions(ix, [query_files[n] for n in names], k=1, regions=False)
+            whole = query_index(ix, [query_files[n] for n in names], k=1, regions=False)
             figures["whole"].append(recall_at_1(whole, truth, names))
             for spec in args.sources:
                 with IndexStore.open(ix) as store:
                     start = time.perf_counter()
-                    report = build_regions(store, model_for_index(store, BuildOptions()), RegionOptions(spec),
+                    report = build_regions(store, index_model(store), RegionOptions(spec),
                                            workers=1)
                     seconds[spec] = seconds.get(spec, 0.0) + time.perf_counter() - start
-                hits = query_regions(ix, [query_files[n] for n in names], k=1, regions=True)
+                hits = query_index(ix, [query_files[n] for n in names], k=1, regions=True)
                 figures.setdefault(spec, []).append(recall_at_1(hits, truth, names))
                 figures.setdefault(f"{spec} regions/image", []).append(report.total / len(list(gallery.iterdir())))
             print(f"trial {trial}: {len(names)} queries, {len(names) + args.distractors} gallery images; "

@@ -12,14 +12,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from index import vectors as V
+from index.ann.factory import check_index_type
 from index.manifest import Manifest, ids_digest, model_key, write_manifest
 from index.catalog.schema import STATUS_ERROR, STATUS_OK
 from index.directory import IndexStore
-from retrieval.embed import Embedder, embed_files
+from retrieval.embed import Embedder, ExtractBatch, embed_files
 from retrieval.images.decode import FileInfo, scan
-from retrieval.collection.info import index_info  # noqa: F401 - importable from here too
-from retrieval.models.load import DEFAULT_MODEL, LoadedModel, is_checkpoint, load_model
+from retrieval.collection.model import index_model
+from retrieval.models.load import LoadedModel
+from retrieval.regions.build import RegionOptions, RegionReport, build_regions, region_options_for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ class BuildOptions:
     workers: int | None = None
     device: str = "auto"
     progress: bool = False
-    regions: Any = None  # retrieval.regions.RegionOptions: also build the region index (issue 6)
+    regions: RegionOptions | None = None  # also build (or change) the region index
 
 
 @dataclasses.dataclass
@@ -46,7 +47,7 @@ class BuildReport:
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     factory: str = ""
-    regions: Any = None  # retrieval.regions.RegionReport when the index has regions
+    regions: RegionReport | None = None  # when the index has regions
     repaired: list[str] = dataclasses.field(default_factory=list)  # damage found and repaired, as said
 
     def to_json(self) -> dict[str, Any]:
@@ -54,24 +55,6 @@ class BuildReport:
                 "skipped": [{"path": p, "error": e} for p, e in self.skipped],
                 **({"regions": self.regions.to_json()} if self.regions is not None else {}),
                 **({"repaired": self.repaired} if self.repaired else {})}
-
-
-def model_for_index(store: IndexStore, opts: BuildOptions) -> LoadedModel:
-    """The model to embed with: the one the index was built with unless another is named (then checked)."""
-    recorded = store.manifest.model if store.manifest else None
-    if opts.model and recorded:  # refuse another model before loading it
-        asked = str(Path(opts.model).resolve()) if is_checkpoint(opts.model) else opts.model
-        if asked != recorded["spec"]:
-            store.check_model({"spec": asked, "dim": None, "weights": None})
-    spec = opts.model or (recorded["spec"] if recorded else DEFAULT_MODEL)
-    weights = opts.weights
-    if weights is None and opts.model is None and recorded:
-        weights = recorded.get("weights_file")
-    random = opts.random_weights or (opts.model is None and bool(recorded)
-                                     and str(recorded.get("weights", "")).startswith("random"))
-    model = load_model(spec, weights=weights, pretrained=not random)
-    store.check_model(model.info.identity())
-    return model
 
 
 def _identity(model: LoadedModel, weights: str | None) -> dict[str, Any]:
@@ -110,70 +93,81 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
     found = scan(roots)  # raises for a path that does not exist, before anything is written
     # the writer lock and the read-only check come before the model is loaded or anything embedded
     with IndexStore.open(index_dir, opts.db_url, mode="create", command="retr index build") as store:
-        model = model_for_index(store, opts)
+        model = index_model(store, opts.model, opts.weights, opts.random_weights)
         identity = _identity(model, opts.weights)
-        made_by = model_key(identity)
         index_type = opts.index_type or (store.manifest.index_type if store.manifest else "auto")
-        V.check_index_type(index_type, model.info.dim)  # before anything is embedded or recorded
-        damage = store.file_problem() if store.manifest is not None else None
-        if damage is not None and store.manifest.vectors == 0 and store.manifest.checksum is None:
-            damage = None  # a first build that stopped before its first faiss file: nothing was damaged
-        if store.manifest is None:  # record the model before the first vector is stored
-            # without a manifest, the catalog's vectors of another (or an unknown) model are embedded again
-            if stale := store.catalog.forget_vectors_not_of(made_by):
-                store.note(f"the index has no manifest and {stale} catalog vector(s) were made by another "
-                           f"model (or an unknown one): they are embedded again with {identity['spec']}")
-            store.manifest = Manifest(model=identity, dim=model.info.dim, factory="Flat", index_type=index_type,
-                                      vectors=0, ids_digest=ids_digest([]))
-            write_manifest(store.dir, store.manifest)
+        check_index_type(index_type, model.info.dim)  # before anything is embedded or recorded
+        damage = _start_manifest(store, identity, model.info.dim, index_type)
 
         rows = store.catalog.image_rows()
-        unlisted = [p for p, _ in found.errors]
-        todo, removed, unchanged = plan(found.files, rows, roots, unlisted)
+        todo, removed, unchanged = plan(found.files, rows, roots, [p for p, _ in found.errors])
         report = BuildReport(unchanged=unchanged)
         if removed:
             report.removed = store.catalog.delete_images(removed)
-
-        info = {f.path: f for f in todo}
         embedder = Embedder(model, opts.device) if todo else None
-        for batch in (embed_files(model, [f.path for f in todo], batch_size=opts.batch_size,
-                                  workers=opts.workers, progress=opts.progress, embedder=embedder)
-                      if todo else ()):
-            records = []
-            for pos, i in enumerate(batch.ok):
-                path = batch.paths[i]
-                records.append({"path": path, **batch.infos[pos], "mtime": info[path].mtime,
-                                "status": STATUS_OK, "error": None, "vector": batch.vectors[pos],
-                                "model": made_by})
-            for path, reason in batch.errors:
-                records.append({"path": path, "sha256": None, "bytes": info[path].bytes, "width": None,
-                                "height": None, "mtime": info[path].mtime, "status": STATUS_ERROR,
-                                "error": reason, "vector": None})
-            store.catalog.write_images(records)
-            for rec in records:
-                if rec["status"] != STATUS_OK:
-                    continue
-                if rec["path"] in rows:
-                    report.updated += 1
-                else:
-                    report.added += 1
-            if on_batch is not None:
-                on_batch(len(records))
+        if todo:
+            _embed_new(store, model, embedder, todo, rows, opts, report, on_batch)
 
         if report.added or report.updated or report.removed or not store.consistent() \
                 or index_type != store.manifest.index_type or store.manifest.checksum is None:
             store.rebuild(index_type=index_type, model=identity)
-        manifest = store.manifest
         if damage is not None:
-            store.note(f"{damage}: rebuilt it from the catalog's {manifest.vectors} vectors")
-        report.total = manifest.vectors
-        report.factory = manifest.factory
+            store.note(f"{damage}: rebuilt it from the catalog's {store.manifest.vectors} vectors")
+        report.total = store.manifest.vectors
+        report.factory = store.manifest.factory
         scanned = {f.path for f in found.files}
         report.skipped = [(p, e) for p, e in store.catalog.errors() if p in scanned] + list(found.errors)
-        from retrieval.regions.build import build_regions, region_options_for  # regions: issue 6
         if (regions := region_options_for(store, opts.regions)) is not None:
             report.regions = build_regions(store, model, regions, batch_size=opts.batch_size, workers=opts.workers,
                                            device=opts.device, progress=opts.progress, embedder=embedder)
         report.repaired = list(store.repairs)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _start_manifest(store: IndexStore, identity: dict[str, Any], dim: int, index_type: str) -> str | None:
+    """Record the model before the first vector is stored; return the damage found in the faiss file, if any."""
+    damage = store.file_problem() if store.manifest is not None else None
+    if damage is not None and store.manifest.vectors == 0 and store.manifest.checksum is None:
+        damage = None  # a first build that stopped before its first faiss file: nothing was damaged
+    if store.manifest is None:
+        # without a manifest, the catalog's vectors of another (or an unknown) model are embedded again
+        if stale := store.catalog.forget_vectors_not_of(model_key(identity)):
+            store.note(f"the index has no manifest and {stale} catalog vector(s) were made by another "
+                       f"model (or an unknown one): they are embedded again with {identity['spec']}")
+        store.manifest = Manifest(model=identity, dim=dim, factory="Flat", index_type=index_type,
+                                  vectors=0, ids_digest=ids_digest([]))
+        write_manifest(store.dir, store.manifest)
+    return damage
+
+
+def _embed_new(store: IndexStore, model: LoadedModel, embedder: Embedder, todo: Sequence[FileInfo],
+               rows: dict, opts: BuildOptions, report: BuildReport, on_batch: Callable[[int], None] | None) -> None:
+    """Embed the new and changed files, one catalog transaction per batch, counting them in ``report``."""
+    made_by = model_key(_identity(model, opts.weights))
+    info = {f.path: f for f in todo}
+    for batch in embed_files(model, [f.path for f in todo], batch_size=opts.batch_size, workers=opts.workers,
+                             progress=opts.progress, embedder=embedder):
+        records = _records(batch, info, made_by)
+        store.catalog.write_images(records)
+        for rec in records:
+            if rec["status"] == STATUS_OK:
+                if rec["path"] in rows:
+                    report.updated += 1
+                else:
+                    report.added += 1
+        if on_batch is not None:
+            on_batch(len(records))
+
+
+def _records(batch: ExtractBatch, info: dict[str, FileInfo], made_by: str) -> list[dict[str, Any]]:
+    """Catalog rows of one embedded batch: a vector per decoded file, the reason for each failure."""
+    records = []
+    for pos, i in enumerate(batch.ok):
+        path = batch.paths[i]
+        records.append({"path": path, **batch.infos[pos], "mtime": info[path].mtime, "status": STATUS_OK,
+                        "error": None, "vector": batch.vectors[pos], "model": made_by})
+    for path, reason in batch.errors:
+        records.append({"path": path, "sha256": None, "bytes": info[path].bytes, "width": None, "height": None,
+                        "mtime": info[path].mtime, "status": STATUS_ERROR, "error": reason, "vector": None})
+    return records

@@ -133,8 +133,8 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
         if opts.embeddings:
             from retrieval.embed import embed_images
             from retrieval.images.decode import load_image
-            from retrieval.collection.build import BuildOptions, model_for_index
-            model = model_for_index(store, BuildOptions())
+            from retrieval.collection.model import index_model
+            model = index_model(store)
             vec = embed_images(model, [load_image(image)])
             for hit in store.search(vec, k=50)[0]:
                 if hit.score >= opts.similarity and hit.path not in matches:

@@ -11,10 +11,10 @@ _EXPORTS = {
     **dict.fromkeys(["embed_regions", "region_crops"], "retrieval.regions.embed"),
     **dict.fromkeys(["crop", "select"], "retrieval.regions.postprocess"),
     "Proposal": "retrieval.regions.proposal",
-    **dict.fromkeys(["RegionQueryResult", "parse_box", "query_regions"], "retrieval.regions.query"),
+    **dict.fromkeys(["QueryPart", "RegionQueryResult", "parse_box", "query_parts"], "retrieval.regions.query"),
     "RegionSettings": "retrieval.regions.settings",
-    **dict.fromkeys(["SOURCES", "RegionSource", "SourceOptions", "known_sources", "make_source", "register_source"],
-                    "retrieval.regions.sources.base"),
+    **dict.fromkeys(["SOURCES", "known_sources", "make_source"], "retrieval.regions.sources"),
+    **dict.fromkeys(["RegionSource", "SourceOptions"], "retrieval.regions.sources.base"),
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

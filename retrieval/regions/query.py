@@ -1,28 +1,35 @@
-"""`retr query --regions / --box / --detect`: search with crops of the query, in either index.
+"""`retr query --regions / --box / --detect`: the parts of a query image searched, and region results.
 
 What is queried: the whole query image, a ``--box`` crop of it, or each region ``--detect`` finds
-with the index's region source. What is searched: the region index (``--regions``: parent images
-ranked by their best region) or the whole-image index.
+with the index's region source. What is searched (retrieval.collection.query): the region index
+(``--regions``: parent images ranked by their best region) or the whole-image index.
 """
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Sequence
 
 from PIL import Image
 
 from index.errors import RetrError
-from index.regions import RegionHit, RegionIndex
 from index.directory import Hit, IndexStore
-from retrieval.embed import Embedder, embed_images
-from retrieval.collection.build import BuildOptions, model_for_index
+from index.regions import RegionHit, RegionIndex
 from retrieval.regions.embed import region_crops
 from retrieval.regions.postprocess import clip_box
 from retrieval.regions.proposal import Box
 from retrieval.regions.settings import RegionSettings
-from retrieval.regions.sources.base import SourceOptions, make_source
-from retrieval.collection.query import load_queries
+from retrieval.regions.sources import make_source
+from retrieval.regions.sources.base import RegionSource, SourceOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryPart:
+    """One picture to embed and search with: a query image, or a part of it."""
+
+    query: str  # the query file
+    image: Image.Image
+    box: Box | None = None  # the part of the query image (None: all of it)
+    label: str | None = None
 
 
 @dataclasses.dataclass
@@ -52,53 +59,54 @@ def parse_box(text: str) -> Box:
     return values  # type: ignore[return-value]
 
 
-def _box_crop(image: Image.Image, box: Box, text: str) -> tuple[Box, Image.Image]:
-    clipped = clip_box(box, image.width, image.height)
-    if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
-        raise RetrError(f"--box {text} lies outside the query image ({image.width}x{image.height})")
-    return clipped, image.crop(tuple(int(round(v)) for v in clipped))
-
-
-def query_regions(index_dir: str | Path, images: Sequence[str | Path], *, k: int = 10, regions: bool = True,
-                  box: str | None = None, detect: bool = False, model: str | None = None,
-                  weights: str | None = None, device: str = "auto", db_url: str | None = None,
-                  nprobe: int | None = None, ef: int | None = None) -> list[RegionQueryResult]:
-    """Search with the query images (or their ``box`` crop, or each detected region)."""
-    if k < 1:
-        raise RetrError(f"-k must be at least 1, got {k}")
+def check_region_query(box: str | None, detect: bool) -> Box | None:
+    """The parsed ``--box``, refused together with ``--detect``."""
     if box is not None and detect:
         raise RetrError("--box and --detect cannot be combined: query with one crop or with every detected region")
-    the_box = parse_box(box) if box is not None else None
-    pictures = load_queries(images)
-    with IndexStore.open(index_dir, db_url) as store:
-        if store.manifest is None or store.manifest.vectors == 0 and not store.catalog.counts()["images"]:
-            raise RetrError(f"the index at {index_dir} holds no images yet")
-        loaded = model_for_index(store, BuildOptions(model=model, weights=weights, device=device))
-        region_index = RegionIndex(store)
-        state = region_index.state
-        if (regions or detect) and state is None:
-            raise RetrError(f"the index at {index_dir} has no regions: build it with "
-                            "`retr index build PATH --regions NAME`")
-        source = None
-        if detect:
-            source = make_source(state["spec"], SourceOptions(detector_weights=state.get("detector_weights"),
-                                                              device=device))
-            if not source.detects:
-                raise RetrError(f"the index's regions come from {state['spec']}, which cannot find regions in "
-                                "a new image; use --box x0,y0,x1,y1")
-        settings = RegionSettings(**state["settings"]) if detect else None
-        queries: list[tuple[str, Box | None, str | None, Image.Image]] = []
-        for path, picture in zip(images, pictures):
-            if the_box is not None:
-                clipped, piece = _box_crop(picture, the_box, box)
-                queries.append((str(path), clipped, None, piece))
-            elif source is not None:
-                proposals, crops = region_crops(picture, source, settings)
-                if not crops:  # nothing found: the whole image stands in, so the query still answers
-                    queries.append((str(path), None, None, picture))
-                queries += [(str(path), p.box, p.label, c) for p, c in zip(proposals, crops)]
-            else:
-                queries.append((str(path), None, None, picture))
-        vectors = embed_images(loaded, [q[3] for q in queries], embedder=Embedder(loaded, device))
-        hits = region_index.search(vectors, k) if regions else store.search(vectors, k, nprobe=nprobe, ef=ef)
-    return [RegionQueryResult(q[0], q[1], q[2], h) for q, h in zip(queries, hits)]
+    return parse_box(box) if box is not None else None
+
+
+def _box_part(path: str, image: Image.Image, box: Box) -> QueryPart:
+    clipped = clip_box(box, image.width, image.height)
+    if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
+        text = ",".join(f"{v:g}" for v in box)
+        raise RetrError(f"--box {text} lies outside the query image ({image.width}x{image.height})")
+    return QueryPart(path, image.crop(tuple(int(round(v)) for v in clipped)), clipped)
+
+
+def _detected_parts(path: str, image: Image.Image, source: RegionSource, settings: RegionSettings) -> list[QueryPart]:
+    proposals, crops = region_crops(image, source, settings)
+    if not crops:  # nothing found: the whole image stands in, so the query still answers
+        return [QueryPart(path, image)]
+    return [QueryPart(path, c, p.box, p.label) for p, c in zip(proposals, crops)]
+
+
+def _query_source(state: dict[str, Any], device: str) -> RegionSource:
+    """The index's region source, for finding regions in a query image."""
+    source = make_source(state["spec"], SourceOptions(detector_weights=state.get("detector_weights"), device=device))
+    if not source.detects:
+        raise RetrError(f"the index's regions come from {state['spec']}, which cannot find regions in "
+                        "a new image; use --box x0,y0,x1,y1")
+    return source
+
+
+def searched_regions(store: IndexStore, index_dir: object) -> RegionIndex:
+    """The index's region index; a one-line error when it has no regions."""
+    regions = RegionIndex(store)
+    if regions.state is None:
+        raise RetrError(f"the index at {index_dir} has no regions: build it with "
+                        "`retr index build PATH --regions NAME`")
+    return regions
+
+
+def query_parts(store: IndexStore, index_dir: object, paths: Sequence[str], pictures: Sequence[Image.Image], *,
+                box: Box | None, detect: bool, device: str) -> list[QueryPart]:
+    """What each query image searches with: its ``box`` crop, each region found in it, or all of it."""
+    if box is not None:
+        return [_box_part(path, picture, box) for path, picture in zip(paths, pictures)]
+    if detect:
+        state = searched_regions(store, index_dir).state
+        source, settings = _query_source(state, device), RegionSettings(**state["settings"])
+        return [part for path, picture in zip(paths, pictures)
+                for part in _detected_parts(path, picture, source, settings)]
+    return [QueryPart(path, picture) for path, picture in zip(paths, pictures)]

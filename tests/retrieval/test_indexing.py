@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from index import vectors as V
+from index.ann.factory import build
+from index.ann.searcher import ids_of, load, save
 from index.atomic import file_sha256
 from index.errors import RetrError
 from index.directory import VECTORS_FILE, IndexStore
-from retrieval.collection.build import BuildOptions, build_index, index_info
+from retrieval.collection.build import BuildOptions, build_index
+from retrieval.collection.info import index_info
 from retrieval.collection.query import query_index
 from tests.conftest import ODD, TINY_MODEL
 
@@ -38,8 +40,8 @@ def test_build_indexes_good_files_and_records_bad_ones(tmp_path, photos, tiny_op
         assert rows[str(photos / "odd" / "rotated.jpg")].width == 64  # EXIF-upright size
         assert rows[str(photos / "odd" / "empty.jpg")].status == "error"
         # faiss ids are exactly the catalog ids of embedded rows
-        index = V.load(tmp_path / "ix" / VECTORS_FILE)
-        assert set(V.ids_of(index)) == {r.id for r in rows.values() if r.status == "ok"}
+        index = load(tmp_path / "ix" / VECTORS_FILE)
+        assert set(ids_of(index)) == {r.id for r in rows.values() if r.status == "ok"}
     info = index_info(tmp_path / "ix")
     assert (info["images"], info["vectors"], info["errors"]) == (good, good, 5)
 
@@ -330,7 +332,7 @@ def test_a_garbled_or_truncated_faiss_file_is_never_served_and_a_build_rebuilds_
     path.write_bytes(path.read_bytes()[:100])  # truncated
     report = build_index([photos], ix, tiny_opts)
     assert report.unchanged == 12 and "damaged or truncated" in report.repaired[0]
-    assert V.load(path).ntotal == 12
+    assert load(path).ntotal == 12
     path.unlink()
     assert "is missing: rebuilt" in build_index([photos], ix, tiny_opts).repaired[0]
 
@@ -383,8 +385,8 @@ def test_a_read_only_index_is_refused_before_embedding_starts(tmp_path, photos, 
     build_index([photos], ix, tiny_opts)
     Image.open(photos / "china.jpg").crop((0, 0, 100, 100)).save(photos / "new.png")  # something to embed
     _read_only(ix, request)
-    import retrieval.collection.build as indexing
-    monkeypatch.setattr(indexing, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    import retrieval.collection.model as model_choice
+    monkeypatch.setattr(model_choice, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     with pytest.raises(RetrError, match=r"cannot write the index folder .*ix: (Read-only file system|Permission "
                                         r"denied); the location is read-only"):
         build_index([photos], ix, tiny_opts)
@@ -445,7 +447,7 @@ def test_write_errors_of_a_full_disk_are_one_line_errors(tmp_path, monkeypatch):
                            "device)")
     monkeypatch.setattr(faiss, "write_index", no_space)
     with pytest.raises(RetrError, match=r"cannot write .*v.faiss: .*No space left on device.*; the disk is full"):
-        V.save(V.build(np.eye(2, dtype=np.float32), np.arange(2), "Flat"), tmp_path / "v.faiss")
+        save(build(np.eye(2, dtype=np.float32), np.arange(2), "Flat"), tmp_path / "v.faiss")
     assert list(tmp_path.iterdir()) == []  # no temporary left behind
 
     def enospc(*args, **kwargs):

@@ -5,10 +5,12 @@ import shutil
 import pytest
 from PIL import Image
 
-from index.regions import RegionIndex, region_rows
+from index.catalog.regions import region_rows
+from index.regions import RegionIndex
 from index.directory import IndexStore
 from retrieval.collection.build import BuildOptions, build_index
-from retrieval.regions import RegionOptions, RegionSettings, query_regions
+from retrieval.collection.query import query_index
+from retrieval.regions import RegionOptions, RegionSettings
 from retrieval.regions.sources.grid import grid_boxes
 from tests.conftest import PHOTOS, TINY_MODEL, copy_photos
 
@@ -35,12 +37,12 @@ def test_a_pasted_crop_is_found_at_rank_1_through_the_region_index(tmp_path):
 
     report = build_index([gallery], tmp_path / "ix", BuildOptions(workers=0, regions=RegionOptions("grid:1,2")))
     assert report.regions.images == 5 and report.regions.total == 25
-    hit = query_regions(tmp_path / "ix", [tmp_path / "query.jpg"], k=3)[0].results[0]
+    hit = query_index(tmp_path / "ix", [tmp_path / "query.jpg"], k=3, regions=True)[0].results[0]
     assert (hit.rank, hit.path) == (1, str(gallery / "rocket_with_cat.jpg"))
     assert hit.region.box == (192.0, 128.0, 384.0, 256.0)  # the quadrant that holds the pasted head
     # --box: the head cut out of a bigger query image finds it too
     Image.open(PHOTOS / "chelsea.jpg").save(tmp_path / "cat.jpg")
-    boxed = query_regions(tmp_path / "ix", [tmp_path / "cat.jpg"], k=1, box="119,17,272,170")[0]
+    boxed = query_index(tmp_path / "ix", [tmp_path / "cat.jpg"], k=1, regions=True, box="119,17,272,170")[0]
     assert boxed.box == (119.0, 17.0, 272.0, 170.0) and boxed.results[0].path.endswith("rocket_with_cat.jpg")
 
 
