@@ -1,4 +1,4 @@
-"""A region source and the registry that names them (`--regions NAME[:ARGS]`)."""
+"""What a region source is: ``RegionSource`` (proposes regions of an image) and the options it may need."""
 from __future__ import annotations
 
 import abc
@@ -7,7 +7,6 @@ from typing import Callable
 
 from PIL import Image
 
-from index.errors import RetrError
 from retrieval.regions.proposal import Proposal
 
 
@@ -40,42 +39,5 @@ class RegionSource(abc.ABC):
         return self.spec
 
 
+# (argument after "NAME:", options) -> source
 SourceFactory = Callable[[str | None, SourceOptions], RegionSource]
-
-
-@dataclasses.dataclass(frozen=True)
-class SourceEntry:
-    name: str
-    factory: SourceFactory  # (argument after "NAME:", options) -> source
-    help: str
-
-
-SOURCES: dict[str, SourceEntry] = {}
-
-
-def register_source(name: str, factory: SourceFactory, help: str) -> None:
-    if name in SOURCES:
-        raise ValueError(f"a region source named {name!r} is already registered")
-    SOURCES[name] = SourceEntry(name, factory, help)
-
-
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    name, sep, arg = spec.partition(":")
-    return name.strip().lower(), (arg if sep else None)
-
-
-def make_source(spec: str, options: SourceOptions = SourceOptions()) -> RegionSource:
-    """The source a spec names: ``NAME`` or ``NAME:ARG`` (``coco:FILE``, ``grid:1,2,3``)."""
-    from retrieval.regions.sources import builtin  # noqa: F401 - registers the built-in sources once
-
-    name, arg = parse_spec(spec)
-    entry = SOURCES.get(name)
-    if entry is None:
-        raise RetrError(f"unknown region source {spec!r}; known: {', '.join(sorted(SOURCES))}")
-    return entry.factory(arg, options)
-
-
-def known_sources() -> dict[str, str]:
-    from retrieval.regions.sources import builtin  # noqa: F401
-
-    return {name: entry.help for name, entry in sorted(SOURCES.items())}

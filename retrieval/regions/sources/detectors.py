@@ -6,6 +6,7 @@ Weights resolve in order: ``--detector-weights FILE``, torchvision's cached down
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,9 +16,10 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from index.errors import RetrError
 from retrieval.models.load import resolve_device
+from retrieval.models.weights import read_state_dict
 from retrieval.regions.proposal import Proposal
 from retrieval.regions.sources.base import RegionSource, SourceOptions
-from retrieval.models.weights import read_state_dict
+from retrieval.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,18 +29,20 @@ class Detector:
     weights: Any  # the torchvision weights enum entry (its URL, categories)
 
 
-def detectors() -> dict[str, Detector]:
-    """The torchvision detectors by source name (built on call: nothing is imported at module import)."""
+@functools.cache
+def detectors() -> Registry[Detector]:
+    """The torchvision detectors by source name (built on first call: torchvision's detection models are
+    imported only when a detector is asked for)."""
     from torchvision.models import detection as D
 
-    return {
-        "fasterrcnn": Detector("fasterrcnn_resnet50_fpn_v2", D.fasterrcnn_resnet50_fpn_v2,
-                               D.FasterRCNN_ResNet50_FPN_V2_Weights.DEFAULT),
-        "retinanet": Detector("retinanet_resnet50_fpn_v2", D.retinanet_resnet50_fpn_v2,
-                              D.RetinaNet_ResNet50_FPN_V2_Weights.DEFAULT),
-        "maskrcnn": Detector("maskrcnn_resnet50_fpn_v2", D.maskrcnn_resnet50_fpn_v2,
-                             D.MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT),
-    }
+    registry: Registry[Detector] = Registry("detector")
+    registry.register("fasterrcnn", Detector("fasterrcnn_resnet50_fpn_v2", D.fasterrcnn_resnet50_fpn_v2,
+                                             D.FasterRCNN_ResNet50_FPN_V2_Weights.DEFAULT))
+    registry.register("retinanet", Detector("retinanet_resnet50_fpn_v2", D.retinanet_resnet50_fpn_v2,
+                                            D.RetinaNet_ResNet50_FPN_V2_Weights.DEFAULT))
+    registry.register("maskrcnn", Detector("maskrcnn_resnet50_fpn_v2", D.maskrcnn_resnet50_fpn_v2,
+                                           D.MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT))
+    return registry
 
 
 def cached_weights(weights: Any) -> Path | None:
@@ -74,22 +78,17 @@ class DetectorSource(RegionSource):
     """``fasterrcnn`` / ``retinanet`` / ``maskrcnn``: COCO objects (boxes; masks from Mask R-CNN)."""
 
     def __init__(self, name: str, options: SourceOptions = SourceOptions()):
-        table = detectors()
-        if name not in table:
-            raise RetrError(f"unknown detector {name!r}; known: {', '.join(sorted(table))}")
+        self.detector = detectors().get(name)
         super().__init__(name)
-        self.detector = table[name]
         self.options = options
         self._net: torch.nn.Module | None = None
         self._device: torch.device | None = None
 
     @classmethod
-    def factory(cls, name: str) -> Callable[[str | None, SourceOptions], "DetectorSource"]:
-        def make(arg: str | None, options: SourceOptions) -> "DetectorSource":
-            if arg:
-                raise RetrError(f"the {name} region source takes no argument, got {name}:{arg}")
-            return cls(name, options)
-        return make
+    def from_arg(cls, name: str, arg: str | None, options: SourceOptions) -> "DetectorSource":
+        if arg:
+            raise RetrError(f"the {name} region source takes no argument, got {name}:{arg}")
+        return cls(name, options)
 
     def key(self) -> str:
         weights = self.options.detector_weights

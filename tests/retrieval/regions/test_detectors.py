@@ -52,7 +52,7 @@ def test_detector_outputs_become_labelled_proposals_with_masks(monkeypatch):
 def test_a_real_detector_runs_from_a_weights_file(name, tmp_path, no_cached_weights):
     """The real torchvision network, loaded from a --detector-weights file (random weights: none ship offline)."""
     from safetensors.torch import save_file
-    detector = D.detectors()[name]
+    detector = D.detectors().get(name)
     torch.manual_seed(0)
     net = detector.builder(weights=None, weights_backbone=None, num_classes=len(detector.weights.meta["categories"]))
     weights = tmp_path / f"{name}.safetensors"
