@@ -13,7 +13,8 @@ from retrieval.embed import Embedder
 from retrieval.models.load import LoadedModel
 from retrieval.regions.embed import embed_regions
 from retrieval.regions.settings import RegionSettings
-from retrieval.regions.sources.base import RegionSource, SourceOptions, make_source
+from retrieval.regions.sources import make_source
+from retrieval.regions.sources.base import RegionSource, SourceOptions
 
 
 @dataclasses.dataclass(frozen=True)
