@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from index.atomic import atomic_path
 from index.errors import RetrError
+from retrieval.registry import Registry
 from retrieval.models.checkpoint import CONFIG_FILE, save_checkpoint
 from retrieval.progress import progress_bar
 from retrieval.models.backbones import MAX_INPUT_SIDE, create_backbone, make_transform
@@ -29,9 +30,9 @@ from retrieval.train import distributed
 from retrieval.train.augment import AugmentConfig, TwoViews, metric_transform, simclr_transform
 from retrieval.train.data import ImageSet, TrainDataset, collate, drop_small_classes, read_images, split
 from retrieval.train.losses import create_loss
-from retrieval.train.miners import MINERS, create_miner
+from retrieval.train.miners import MINERS, Miner, create_miner
 from retrieval.train.offline_mining import confusion_rate, hard_negatives
-from retrieval.train.samplers import PKSampler, RandomBatchSampler, check_pk
+from retrieval.train.samplers import EpochSampler, PKSampler, RandomBatchSampler, check_pk
 from retrieval.train.validation import knn_recall
 from retrieval.workers import loader_workers
 
@@ -40,28 +41,69 @@ STATE_FILE = "train_state.pt"
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """A trainer: its loss, default margin and miner, and whether it needs labels."""
+    """A labelled metric-learning method: its loss, default margin and miner; P x K batches of augmented images."""
 
     loss: str
-    labelled: bool
     margin: float | None = None
     miner: str | None = None
+    labelled: bool = True
+
+    def create_loss(self, config: TrainConfig) -> nn.Module:
+        return create_loss(self.loss, margin=config.resolved_margin)
+
+    def create_miner(self, config: TrainConfig) -> Miner | None:
+        miner = config.resolved_miner
+        return create_miner(miner, margin=config.resolved_margin or 0.2) if miner else None
+
+    def projection_dim(self, config: TrainConfig) -> int | None:
+        """The width of a projection head the loss sees instead of the embedding (None: no head)."""
+        return None
+
+    def batches(self, config: TrainConfig, images: ImageSet, data_config: dict[str, Any],
+                ctx: distributed.DistContext) -> tuple[EpochSampler, Callable, int]:
+        """(batch sampler, training transform, steps per epoch)."""
+        batch = check_pk(config.batch_size, config.classes_per_batch, config.images_per_class)
+        steps = _steps_per_epoch(config, len(images), batch, ctx.world_size)
+        sampler = PKSampler(images.labels, config.classes_per_batch, config.images_per_class, steps=steps,
+                            seed=config.seed, rank=ctx.rank, world_size=ctx.world_size)
+        return sampler, metric_transform(data_config, min_crop=config.min_crop), steps
 
 
-METHODS: dict[str, Method] = {}
+@dataclasses.dataclass(frozen=True)
+class TwoViewMethod(Method):
+    """Self-supervised (SimCLR): random batches of two augmented views per image, a projection head, no labels."""
+
+    labelled: bool = False
+
+    def create_loss(self, config: TrainConfig) -> nn.Module:
+        return create_loss(self.loss, temperature=config.temperature)
+
+    def create_miner(self, config: TrainConfig) -> Miner | None:
+        return None  # every other view in the batch is a negative
+
+    def projection_dim(self, config: TrainConfig) -> int | None:
+        return config.projection_dim
+
+    def batches(self, config: TrainConfig, images: ImageSet, data_config: dict[str, Any],
+                ctx: distributed.DistContext) -> tuple[EpochSampler, Callable, int]:
+        batch = config.batch_size or 64
+        steps = _steps_per_epoch(config, len(images), batch, ctx.world_size)
+        sampler = RandomBatchSampler(len(images), batch, steps=steps, seed=config.seed, rank=ctx.rank,
+                                     world_size=ctx.world_size)
+        return sampler, TwoViews(simclr_transform(data_config, config.augment)), steps
 
 
-def register_method(name: str, method: Method) -> None:
-    if name in METHODS:
-        raise ValueError(f"a training method named {name!r} is already registered")
-    METHODS[name] = method
+def _steps_per_epoch(config: TrainConfig, n: int, batch: int, world_size: int) -> int:
+    """The configured steps, else about one pass over the training images."""
+    return config.steps_per_epoch or max(1, n // (batch * world_size))
 
 
-register_method("contrastive", Method(loss="contrastive", labelled=True, margin=0.8))
+METHODS: Registry[Method] = Registry("training method")
+METHODS.register("contrastive", Method(loss="contrastive", margin=0.8))
 # semi-hard by default: batch-hard from a fresh head collapsed every embedding to one point (loss = margin)
 # on Fashion-MNIST; semi-hard and distance-weighted did not
-register_method("triplet", Method(loss="triplet", labelled=True, margin=0.2, miner="semi-hard"))
-register_method("simclr", Method(loss="ntxent", labelled=False))
+METHODS.register("triplet", Method(loss="triplet", margin=0.2, miner="semi-hard"))
+METHODS.register("simclr", TwoViewMethod(loss="ntxent"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,15 +141,14 @@ class TrainConfig:
     augment: AugmentConfig = AugmentConfig()
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise RetrError(f"unknown training method {self.method!r}; known: {', '.join(sorted(METHODS))}")
+        METHODS.get(self.method)  # an unknown name is an error that lists the known ones
         if self.optimizer not in ("adamw", "sgd"):
             raise RetrError(f"unknown --optimizer {self.optimizer!r}; use adamw or sgd")
         if self.epochs < 1:
             raise RetrError(f"--epochs must be >= 1, got {self.epochs}")
         if self.mine_every < 0:
             raise RetrError(f"--mine-every must be >= 0, got {self.mine_every}")
-        if self.mine_every and not METHODS[self.method].labelled:
+        if self.mine_every and not self.spec.labelled:
             raise RetrError("--mine-every (offline hard negatives) needs labels; SimCLR has none")
         if self.resolved_miner is not None and self.resolved_miner not in MINERS:
             raise RetrError(f"unknown --miner {self.resolved_miner!r}; known: {', '.join(sorted(MINERS))}, none")
@@ -120,7 +161,7 @@ class TrainConfig:
 
     @property
     def spec(self) -> Method:
-        return METHODS[self.method]
+        return METHODS.get(self.method)
 
     @property
     def resolved_margin(self) -> float | None:
@@ -238,61 +279,67 @@ def start_backbone(config: TrainConfig) -> tuple[nn.Module, str, str]:
     return backbone, config.model, digest
 
 
+def _check_out(out: Path, resume: bool) -> Path:
+    """The training-state file in ``out``, after checking ``out`` suits a new run or a resumed one."""
+    if out.exists() and not out.is_dir():
+        raise RetrError(f"--out {out} is not a folder (a checkpoint is a directory)")
+    state_path = out / STATE_FILE
+    if resume and not state_path.is_file():
+        raise RetrError(f"--resume: {out} holds no training state ({STATE_FILE}) to resume")
+    if not resume and (state_path.is_file() or (out / CONFIG_FILE).is_file()):
+        raise RetrError(f"{out} already holds a training run; pass --resume to continue it or "
+                        f"choose another --out")
+    return state_path
+
+
 class Trainer:
     """One training run: built from a config and data, then ``run()``."""
 
     def __init__(self, config: TrainConfig, data: str | Path | ImageSet, out: str | Path, *,
                  resume: bool = False, progress: bool = False):
         self.config, self.out, self.resume, self.progress = config, Path(out), resume, progress
-        if self.out.exists() and not self.out.is_dir():
-            raise RetrError(f"--out {self.out} is not a folder (a checkpoint is a directory)")
-        state_path = self.out / STATE_FILE
-        if resume and not state_path.is_file():
-            raise RetrError(f"--resume: {self.out} holds no training state ({STATE_FILE}) to resume")
-        if not resume and (state_path.is_file() or (self.out / CONFIG_FILE).is_file()):
-            raise RetrError(f"{self.out} already holds a training run; pass --resume to continue it or "
-                            f"choose another --out")
+        state_path = _check_out(self.out, resume)
         self.ctx = distributed.setup(config.device)
         _seed_everything(config.seed)
         self.train_set, self.val_set = prepare_data(config, data)
         self.skipped: list[dict[str, str]] = list(self.train_set.skipped)
         self._bad: set[int] = set()
+        self._build_model()
+        self._build_data()
+        self._build_optimiser()
+        self.epoch, self.step = 0, 0
+        self.history: list[dict[str, Any]] = []
+        self.initial: dict[str, float] = {}
+        if resume:
+            self._load_state(state_path)
 
+    def _build_model(self) -> None:
+        """The embedding net (and the method's projection head) on the device, wrapped for DDP; loss, miner."""
+        config, method = self.config, self.config.spec
         backbone, self.backbone_name, self.digest = start_backbone(config)
         self.data_config = data_config_for(backbone, config.image_size)
         self.net = EmbeddingNet(backbone, config.embedding_dim)
-        simclr = not config.spec.labelled
-        self.module = TrainModule(self.net, config.projection_dim if simclr else None).to(self.ctx.device)
+        self.module = TrainModule(self.net, method.projection_dim(config)).to(self.ctx.device)
         self.cuda = self.ctx.device.type == "cuda"
         if self.cuda:
             self.module = self.module.to(memory_format=torch.channels_last)
         self.model = distributed.wrap(self.module, self.ctx)
+        self.loss_fn = method.create_loss(config)
+        self.miner = method.create_miner(config)
 
-        self.loss_fn = create_loss(config.spec.loss, **(
-            {"temperature": config.temperature} if simclr else {"margin": config.resolved_margin}))
-        self.miner = create_miner(config.resolved_miner, margin=config.resolved_margin or 0.2) \
-            if config.resolved_miner and not simclr else None
-
-        world = self.ctx.world_size
-        if simclr:
-            batch = config.batch_size or 64
-            steps = config.steps_per_epoch or max(1, len(self.train_set) // (batch * world))
-            self.sampler = RandomBatchSampler(len(self.train_set), batch, steps=steps, seed=config.seed,
-                                              rank=self.ctx.rank, world_size=world)
-            transform: Callable = TwoViews(simclr_transform(self.data_config, config.augment))
-        else:
-            batch = check_pk(config.batch_size, config.classes_per_batch, config.images_per_class)
-            steps = config.steps_per_epoch or max(1, len(self.train_set) // (batch * world))
-            self.sampler = PKSampler(self.train_set.labels, config.classes_per_batch, config.images_per_class,
-                                     steps=steps, seed=config.seed, rank=self.ctx.rank, world_size=world)
-            transform = metric_transform(self.data_config, min_crop=config.min_crop)
-        self.steps = steps
-        self.workers = loader_workers() if config.workers is None else config.workers
+    def _build_data(self) -> None:
+        """The method's sampler and training transform, the loader over them, and the eval transform."""
+        self.sampler, transform, self.steps = self.config.spec.batches(self.config, self.train_set,
+                                                                       self.data_config, self.ctx)
+        self.workers = loader_workers() if self.config.workers is None else self.config.workers
         self.loader = DataLoader(TrainDataset(self.train_set, transform), batch_sampler=self.sampler,
                                  num_workers=self.workers, collate_fn=collate, pin_memory=self.cuda,
                                  persistent_workers=False)
         self.eval_transform = make_transform(self.data_config)
 
+    def _build_optimiser(self) -> None:
+        """The optimiser, its one-cycle schedule over every step, and mixed precision on CUDA."""
+        config = self.config
         params = [p for p in self.module.parameters() if p.requires_grad]
         if config.optimizer == "adamw":
             self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=config.lr,
@@ -301,15 +348,10 @@ class Trainer:
             self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                              weight_decay=config.weight_decay, nesterov=True)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=config.lr,
-                                                             total_steps=config.epochs * steps)
+                                                             total_steps=config.epochs * self.steps)
         self.amp_dtype = torch.bfloat16 if self.cuda and torch.cuda.is_bf16_supported() else torch.float16
         self.use_amp = self.cuda and config.amp
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
-        self.epoch, self.step = 0, 0
-        self.history: list[dict[str, Any]] = []
-        self.initial: dict[str, float] = {}
-        if resume:
-            self._load_state(state_path)
 
     # ---- resumable state: weights, optimiser, scheduler, counters, RNG (safe: weights_only) ----
     def _settings(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def check_pk(batch_size: int | None, p: int, k: int) -> int:
     return p * k
 
 
-class _Sharded:
+class EpochSampler:
     """Common part: ``steps`` batches per rank per epoch, drawn for all ranks, rank r takes r::world."""
 
     def __init__(self, steps: int, seed: int, rank: int, world_size: int):
@@ -49,7 +49,7 @@ class _Sharded:
         raise NotImplementedError
 
 
-class RandomBatchSampler(_Sharded):
+class RandomBatchSampler(EpochSampler):
     """``batch_size`` distinct random images per batch (SimCLR)."""
 
     def __init__(self, n: int, batch_size: int, *, steps: int, seed: int = 0, rank: int = 0, world_size: int = 1):
@@ -63,7 +63,7 @@ class RandomBatchSampler(_Sharded):
         return rng.choice(self.n, self.batch_size, replace=False).tolist()
 
 
-class PKSampler(_Sharded):
+class PKSampler(EpochSampler):
     """Batches of P distinct classes x K images. A class with fewer than K images gives all it has and
     repeats some (different augmentations of the same image); a batch always holds exactly P x K indices.
 
