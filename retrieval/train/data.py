@@ -86,8 +86,12 @@ def drop_small_classes(images: ImageSet, minimum: int = 2) -> ImageSet:
         {"class": images.classes[c], "reason": f"only {counts[c]} image(s); a class needs {minimum} "
                                                f"for positive pairs"} for c in small]
     keep = np.flatnonzero(~np.isin(images.labels, small))
-    kept = images.subset(keep)
-    kept = dataclasses.replace(kept, skipped=tuple(skipped))
+    # the left-out classes leave ``classes`` too, and labels are renumbered to stay 0..n_classes-1
+    kept_classes = [c for c in range(len(images.classes)) if c not in small]
+    code = np.full(len(images.classes), -1, np.int64)
+    code[kept_classes] = np.arange(len(kept_classes))
+    kept = ImageSet([images.items[i] for i in keep], code[images.labels[keep]],
+                    tuple(images.classes[c] for c in kept_classes), tuple(skipped))
     n_classes = len(np.unique(kept.labels))
     if n_classes < 2:
         raise RetrError(f"metric learning needs at least 2 classes with {minimum}+ images each; the data "
