@@ -6,10 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from index.catalog.database import Catalog
-from index.catalog.hashes import hash_counts
-from tests.conftest import PHOTOS, copy_photos
-from tests.retrieval.dedupe.photos import digest, make_library
+from tests.retrieval.dedupe.libraries import catalog_index, linked_library
+from tests.retrieval.dedupe.photos import make_library, photo
 
 runner = CliRunner()
 
@@ -17,15 +15,6 @@ runner = CliRunner()
 @pytest.fixture
 def lib(tmp_path):
     return tmp_path, make_library(tmp_path / "lib")
-
-
-def _catalog_index(tmp_path, files):
-    """An index directory holding only catalog rows (what `retr index build` records, minus vectors)."""
-    cat = Catalog.for_index(tmp_path / "idx")
-    cat.write_images([{"path": str(p), "sha256": digest(p), "bytes": p.stat().st_size, "width": 1, "height": 1,
-                       "mtime": p.stat().st_mtime, "status": "ok"} for k, p in files.items() if k != "astro_q40"])
-    cat.close()
-    return tmp_path / "idx"
 
 
 def test_paths_json_has_the_issue_keys(lib):
@@ -52,6 +41,7 @@ def test_table_move_and_undo(lib):
     assert sum(p.exists() for p in files.values()) == 4
     res = runner.invoke(app, ["dedupe", "--undo", str(tmp / "m.jsonl")])
     assert res.exit_code == 0, res.output
+    assert res.output == "restored 4 file(s); catalog rows restored: 0\n"
     assert all(p.exists() for p in files.values())
 
 
@@ -62,20 +52,21 @@ def test_delete_without_yes_is_refused(lib):
     assert "--yes" in res.output and all(p.exists() for p in files.values())
 
 
-def test_index_dedupe_updates_the_catalog_and_check_exit_codes(lib):
+def test_index_dedupe_json_and_check_exit_codes(lib):
     tmp, files = lib
-    idx = _catalog_index(tmp, files)
+    idx = catalog_index(tmp, files)
     res = runner.invoke(app, ["dedupe", "--index", str(idx), "--json", "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["n_duplicates"] == 3
-    assert hash_counts(Catalog.for_index(idx)) == {("phash", 8): 7}  # computed once, stored
 
     res = runner.invoke(app, ["dedupe", "--check", str(files["astro_q40"]), "--index", str(idx), "--json"])
     assert res.exit_code == 3, res.output
     found = json.loads(res.output)
-    assert found["duplicate"] and {m["path"] for m in found["matches"]} >= {str(files["astro"])}
+    assert set(found) == {"image", "duplicate", "matches"} and found["duplicate"] is True
+    assert set(found["matches"][0]) == {"path", "distance", "reason"}
+    res = runner.invoke(app, ["dedupe", "--check", str(files["astro_q40"]), "--index", str(idx)])
+    assert res.exit_code == 3 and res.output.startswith(f"{files['astro_q40']} duplicates "), res.output
     other = tmp / "other.jpg"
-    from tests.retrieval.dedupe.photos import photo
     photo("camera").save(other)
     res = runner.invoke(app, ["dedupe", "--check", str(other), "--index", str(idx)])
     assert res.exit_code == 0, res.output
@@ -83,8 +74,19 @@ def test_index_dedupe_updates_the_catalog_and_check_exit_codes(lib):
 
     res = runner.invoke(app, ["dedupe", "--index", str(idx), "--delete", "--yes", "--workers", "1"])
     assert res.exit_code == 0, res.output
-    rows = Catalog.for_index(idx).image_rows()
-    assert len(rows) == 4 and all(os.path.exists(p) for p in rows)
+    assert "deleted 3 file(s); catalog rows removed: 3" in res.output
+
+
+def test_files_left_in_place_are_listed_after_the_action_line(tmp_path):
+    lib = linked_library(tmp_path)
+    (lib / "x.jpg").rename(lib / "zz.jpg")  # z_copy.jpg is kept; zz.jpg, its duplicate, is also album/x.jpg
+    (lib / "album" / "x.jpg").unlink()
+    (lib / "album" / "x.jpg").symlink_to(os.path.join("..", "zz.jpg"))
+    res = runner.invoke(app, ["dedupe", str(lib), "--workers", "1", "--delete", "--yes"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[-2:] == [
+        "deleted 0 file(s); catalog rows removed: 0",
+        f"  skipped {lib / 'zz.jpg'}: the same file is also reached as {lib / 'album' / 'x.jpg'}; left in place"]
 
 
 def test_calibrate_subcommand(lib):
@@ -110,31 +112,6 @@ def test_usage_errors(lib):
     assert runner.invoke(app, ["dedupe", str(tmp / "nope")]).exit_code == 1
 
 
-def test_check_with_embeddings_finds_what_the_hash_misses(lib, tmp_path):
-    from PIL import ImageOps
-
-    from tests.conftest import TINY_MODEL
-    from tests.retrieval.dedupe.photos import photo
-    _, files = lib
-    idx = tmp_path / "emb-idx"
-    res = runner.invoke(app, ["index", "build", str(tmp_path / "lib"), "--index", str(idx), "--model", TINY_MODEL,
-                              "--random-weights", "--workers", "0", "--json"])
-    assert res.exit_code == 0, res.output
-    mirrored = tmp_path / "mirrored.jpg"  # a mirror image: its phash is far from the original's
-    ImageOps.mirror(photo("astronaut")).save(mirrored, quality=80)
-    args = ["dedupe", "--check", str(mirrored), "--index", str(idx), "--threshold", "4", "--json"]
-    res = runner.invoke(app, args)
-    assert res.exit_code == 0 and json.loads(res.output)["matches"] == [], res.output
-    res = runner.invoke(app, args + ["--embeddings", "--similarity", "0.5"])
-    assert res.exit_code == 3, res.output
-    matches = json.loads(res.output)["matches"]
-    assert {m["reason"] for m in matches} == {"embedding"}
-    astro = {str(files[k]) for k in ("astro", "astro_small", "astro_q40", "astro_crop")}
-    assert {m["path"] for m in matches[:4]} == astro  # the astronaut's copies are the nearest
-    assert [m["distance"] for m in matches] == sorted(m["distance"] for m in matches)
-    assert all(0 <= m["distance"] <= 0.5 for m in matches)
-
-
 def test_bad_threshold_or_similarity_is_a_one_line_error(lib):
     tmp, files = lib
     res = runner.invoke(app, ["dedupe", str(tmp / "lib"), "--threshold", "99", "--workers", "1"])
@@ -142,88 +119,6 @@ def test_bad_threshold_or_similarity_is_a_one_line_error(lib):
     res = runner.invoke(app, ["dedupe", "--check", str(files["astro"]), "--index", str(tmp / "idx"),
                               "--embeddings", "--similarity", "0"])
     assert res.exit_code == 1 and "--similarity must be in (0, 1]" in res.output
-
-
-def _linked_library(tmp_path):
-    """lib/x.jpg, lib/album/x.jpg -> ../x.jpg (the same file), and lib/z_copy.jpg (a real copy)."""
-    lib = tmp_path / "lib"
-    (lib / "album").mkdir(parents=True)
-    shutil.copyfile(PHOTOS / "coffee.jpg", lib / "x.jpg")
-    (lib / "album" / "x.jpg").symlink_to(os.path.join("..", "x.jpg"))
-    shutil.copyfile(PHOTOS / "coffee.jpg", lib / "z_copy.jpg")
-    shutil.copyfile(PHOTOS / "brick.jpg", lib / "brick.jpg")
-    return lib
-
-
-@pytest.mark.parametrize("mode", ["folder", "index"])
-@pytest.mark.parametrize("act", ["delete", "move"])
-def test_a_symlink_and_its_target_are_one_image(tmp_path, mode, act):
-    lib = _linked_library(tmp_path)
-    files = {k: lib / k for k in ("x.jpg", "album/x.jpg", "z_copy.jpg", "brick.jpg")}
-    source = [str(lib)] if mode == "folder" else ["--index", str(_catalog_index(tmp_path, files))]
-    action = ["--delete", "--yes"] if act == "delete" else ["--move-to", str(tmp_path / "q"),
-                                                            "--manifest", str(tmp_path / "m.jsonl")]
-    res = runner.invoke(app, ["dedupe", *source, "--workers", "1", "--json", *action])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
-    assert data["n_images"] == 3 and data["aliases"] == [{"path": str(files["album/x.jpg"]),
-                                                          "same_file_as": str(files["x.jpg"])}]
-    assert [(g["keep"], [d["path"] for d in g["duplicates"]]) for g in data["groups"]] == \
-        [(str(files["x.jpg"]), [str(files["z_copy.jpg"])])]
-    assert [d["path"] for d in data["action"]["done"]] == [str(files["z_copy.jpg"])]
-    assert not files["z_copy.jpg"].exists()
-    assert files["album/x.jpg"].is_symlink() and digest(files["album/x.jpg"]) == digest(PHOTOS / "coffee.jpg")
-    if mode == "index":
-        assert set(Catalog.for_index(tmp_path / "idx").image_rows()) == \
-            {str(files[k]) for k in ("x.jpg", "album/x.jpg", "brick.jpg")}
-    if act == "move":
-        res = runner.invoke(app, ["dedupe", "--undo", str(tmp_path / "m.jsonl")])
-        assert res.exit_code == 0 and "restored 1 file(s)" in res.output, res.output
-        assert files["z_copy.jpg"].read_bytes() == files["x.jpg"].read_bytes()
-
-
-def test_a_duplicate_that_other_paths_reach_is_left_in_place(tmp_path):
-    lib = _linked_library(tmp_path)
-    (lib / "x.jpg").rename(lib / "zz.jpg")  # now z_copy.jpg is kept (path order) and zz.jpg is its duplicate
-    (lib / "album" / "x.jpg").unlink()
-    (lib / "album" / "x.jpg").symlink_to(os.path.join("..", "zz.jpg"))
-    res = runner.invoke(app, ["dedupe", str(lib), "--workers", "1", "--json", "--delete", "--yes"])
-    assert res.exit_code == 0, res.output
-    skipped = json.loads(res.output)["action"]["skipped"]
-    assert skipped == [{"path": str(lib / "zz.jpg"),
-                        "reason": f"the same file is also reached as {lib / 'album' / 'x.jpg'}; left in place"}]
-    assert (lib / "zz.jpg").exists() and (lib / "album" / "x.jpg").exists()
-
-
-def test_a_stale_catalog_is_checked_before_any_delete(tmp_path):
-    from tests.conftest import TINY_MODEL
-    dd = tmp_path / "dd"
-    for sub in ("orig", "sub", "sub2"):
-        copy_photos(dd / sub, ("coffee",))
-    copy_photos(dd / "orig", ("brick", "rocket"))
-    copy_photos(dd / "sub", ("brick",))
-    idx = str(tmp_path / "idd")
-    res = runner.invoke(app, ["index", "build", str(dd), "--index", idx, "--model", TINY_MODEL, "--random-weights",
-                              "--workers", "0", "--json"])
-    assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["dedupe", "--index", idx, "--json", "--workers", "1"])
-    assert res.exit_code == 0 and json.loads(res.output)["n_duplicates"] == 3, res.output
-
-    (dd / "orig" / "coffee.jpg").unlink()  # the kept copy is gone
-    shutil.copyfile(PHOTOS / "camera.jpg", dd / "sub" / "brick.jpg")  # a duplicate is now a new, unique photo
-    res = runner.invoke(app, ["dedupe", "--index", idx, "--delete", "--yes", "--json", "--workers", "1"])
-    assert res.exit_code == 0, res.output
-    action = json.loads(res.output)["action"]
-    assert action["done"] == [] and action["catalog_rows"] == 0
-    reasons = {s["path"]: s["reason"] for s in action["skipped"]}
-    assert reasons == {
-        str(dd / "sub" / "coffee.jpg"): f"its kept copy {dd / 'orig' / 'coffee.jpg'} no longer exists; left in place",
-        str(dd / "sub2" / "coffee.jpg"): f"its kept copy {dd / 'orig' / 'coffee.jpg'} no longer exists; left in place",
-        str(dd / "sub" / "brick.jpg"): "changed since it was hashed (sha256 differs); left in place"}
-    assert (dd / "sub" / "coffee.jpg").exists() and (dd / "sub2" / "coffee.jpg").exists()
-    assert digest(dd / "sub" / "brick.jpg") == digest(PHOTOS / "camera.jpg")
-    res = runner.invoke(app, ["dedupe", "--index", idx, "--delete", "--yes", "--workers", "1"])
-    assert res.exit_code == 0 and "deleted 0 file(s)" in res.output and "changed since it was hashed" in res.output
 
 
 def test_a_newline_in_a_file_name_keeps_the_table_one_line_per_file(lib):
@@ -270,7 +165,7 @@ def test_a_hostile_undo_manifest_is_a_one_line_error(lib):
 def test_dedupe_actions_take_the_writer_lock_and_reports_do_not(lib):
     from index.lock import FolderLock
     tmp, files = lib
-    idx = _catalog_index(tmp, files)
+    idx = catalog_index(tmp, files)
     lock = FolderLock(idx, "retr index build")
     lock.acquire()
     try:
