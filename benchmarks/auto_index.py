@@ -15,7 +15,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 import numpy as np  # noqa: E402
 
 from _common import clustered_unit_vectors  # noqa: E402
-from index import vectors as V  # noqa: E402
+from index.ann.factory import build, build_tuned, choose_factory  # noqa: E402
+from index.ann.searcher import Searcher  # noqa: E402
+from index.ann.tune import recall_against  # noqa: E402
 
 
 def main() -> None:
@@ -36,25 +38,25 @@ def main() -> None:
           f"[{time.perf_counter() - t:.0f}s to make]")
 
     t = time.perf_counter()
-    auto, factory, params = V.build_tuned(db, ids, "auto")
+    auto, factory, params = build_tuned(db, ids, "auto")
     built = time.perf_counter() - t
-    candidate = V.choose_factory(args.n, args.dim, "auto")
+    candidate = choose_factory(args.n, args.dim, "auto")
     if factory != candidate:
         print(f"auto: {candidate} did not reach recall 0.96 at 2x the speed of exact search on the tuning sample; "
               f"served as {factory}")
     print(f"auto -> {factory}: built and tuned {params} in {built:.0f}s")
-    flat = V.build(db, ids, "Flat")
+    flat = build(db, ids, "Flat")
 
     best = {}
     for name, index, kw in (("flat", flat, {}), ("auto", auto, params), ("flat", flat, {}), ("auto", auto, params)):
         t = time.perf_counter()
-        _, found = V.Searcher(index).search(queries, args.k, **kw)
+        _, found = Searcher(index).search(queries, args.k, **kw)
         best[name] = min(best.get(name, 1e9), time.perf_counter() - t)
         if name == "flat":
             truth = found
         else:
             got = found
-    recall = V.recall_against(got, truth)
+    recall = recall_against(got, truth)
     print(f"flat: {args.queries / best['flat']:9.0f} queries/s")
     print(f"auto: {args.queries / best['auto']:9.0f} queries/s")
     print(f"auto recall@{args.k} vs exact: {recall:.4f}  (goal >= 0.95)")

@@ -16,7 +16,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import clustered_unit_vectors  # noqa: E402
-from index import vectors as V  # noqa: E402
+from index.ann.searcher import Searcher  # noqa: E402
 
 
 def best_of(fn, rounds: int = 3) -> float:
@@ -38,7 +38,7 @@ def main() -> None:
     db, queries = vecs[:args.n], vecs[args.n:]
     flat = faiss.IndexFlatIP(args.dim)
     flat.add(db)
-    searcher = V.Searcher(flat)
+    searcher = Searcher(flat)
     print(f"flat index {args.n} x {args.dim}, k={args.k}, faiss {faiss.__version__}, "
           f"{faiss.omp_get_max_threads()} threads; queries/s, best of 3")
     print(f"{'batch':>6} {'raw faiss':>10} {'retr':>10} {'retr/raw':>9}")

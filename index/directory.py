@@ -1,10 +1,8 @@
-"""An index directory: manifest, catalog and faiss file, kept consistent with each other.
+"""An index directory: manifest, catalog and the image vectors' faiss file, kept consistent with each other.
 
-The catalog is the source of truth. Before the faiss file is served, the store checks that it holds
-exactly the catalog's vectors (the ids digest in the manifest) and is the file that was written (its
-sha256 in the manifest). When it is not (an interrupted build, a catalog edited by dedupe, a deleted,
-garbled or truncated file), a store opened for writing rebuilds it from the stored vectors; a store
-opened for reading never writes: it searches the catalog's vectors in memory and says so.
+The catalog is the source of truth; vectors.faiss is a SyncedFile (index.synced_file): checked against
+the catalog and its recorded sha256 before it is served (an interrupted build, a catalog edited by
+dedupe, a deleted, garbled or truncated file), rebuilt by a writer, searched in memory by a reader.
 """
 from __future__ import annotations
 
@@ -16,19 +14,16 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from index.atomic import file_sha256
 from index.catalog.database import CATALOG_FILE, Catalog, Mode
+from index.catalog.schema import Image
 from index.errors import CatalogMissing, RetrError
 from index.lock import FolderLock
-from index.manifest import MANIFEST_FILE, Manifest, ids_digest, read_manifest, write_manifest
+from index.manifest import MANIFEST_FILE, Manifest, read_manifest, write_manifest
+from index.synced_file import FileRecord, SyncedFile
 
 if TYPE_CHECKING:
-    import faiss
+    from index.ann.searcher import Searcher
 
-    from index import vectors as V
-
-# faiss (index.vectors) is imported by the methods that build, load or search the faiss file, so reading
-# the manifest and catalog (`retr index info`) does not pay for it
 log = logging.getLogger(__name__)
 
 VECTORS_FILE = "vectors.faiss"
@@ -73,7 +68,7 @@ class IndexStore:
         self.manifest = manifest
         self.repairs: list[str] = []  # what was found wrong and done about it, as said to the user
         self._lock = lock
-        self._searcher: V.Searcher | None = None
+        self.images = ImageFile(self)
         self._paths: np.ndarray | None = None
 
     @property
@@ -183,90 +178,49 @@ class IndexStore:
 
     def file_problem(self) -> str | None:
         """Why vectors.faiss is not the file the manifest records (missing, or content changed); else None."""
-        path = self.dir / VECTORS_FILE
-        return faiss_file_problem(path, self.manifest.checksum if self.manifest else None)
+        return self.images.file_problem()
 
     def vectors_problem(self) -> str | None:
         """Why vectors.faiss cannot be served as it is; None when it holds exactly the catalog's vectors."""
-        if self.manifest is None:
-            return f"the index at {self.dir} has no manifest"
-        problem = self.file_problem()
-        if problem is None and ids_digest(self.catalog.vector_ids()) != self.manifest.ids_digest:
-            problem = f"{self.dir / VECTORS_FILE} is out of step with the catalog"
-        return problem
+        return self.images.problem()
 
     def consistent(self) -> bool:
         """Whether vectors.faiss holds exactly the catalog's vectors, as written."""
-        return self.vectors_problem() is None
+        return self.images.consistent()
+
+    def reconcile(self) -> bool:
+        """Rewrite vectors.faiss when it disagrees with the catalog; True when it was rewritten."""
+        return self.images.reconcile()
+
+    def searcher(self) -> Searcher:
+        """The searcher over vectors.faiss, verified or repaired (see SyncedFile.searcher)."""
+        return self.images.searcher()
 
     def rebuild(self, *, index_type: str | None = None, model: dict[str, Any] | None = None,
                 extra: dict[str, Any] | None = None) -> Manifest:
-        """Rebuild vectors.faiss from the catalog's stored vectors and write the manifest (atomically)."""
+        """Rebuild vectors.faiss from the catalog's stored vectors and write the manifest (atomically).
+
+        ``model`` (default: the manifest's) is recorded as the model of the index; ``extra`` is merged
+        into the manifest's extra settings.
+        """
         model = model or (self.manifest.model if self.manifest else None)
         if model is None:
             raise RetrError("cannot rebuild an index that has no model recorded")
         dim = int(model["dim"])
-        from index import vectors as V
         with self.write_access():
-            ids, vecs = V.stack_parts(list(self.catalog.iter_vectors(dim)), dim)
-            index_type = index_type or (self.manifest.index_type if self.manifest else "auto")
-            index, factory, search = V.build_tuned(vecs, ids, index_type)
-            checksum = V.save(index, self.dir / VECTORS_FILE)
-            keep_extra = dict(self.manifest.extra) if self.manifest else {}
-            keep_extra.update(extra or {})
-            manifest = Manifest(model=dict(model), dim=dim, factory=factory, index_type=index_type,
-                                vectors=int(index.ntotal), ids_digest=ids_digest(ids), search=search,
-                                extra=keep_extra, checksum=checksum)
-            write_manifest(self.dir, manifest)
+            record = self.images.write(index_type or (self.manifest.index_type if self.manifest else "auto"), dim)
+            self.record_vectors_file(record, model=model, extra=extra)
+        return self.manifest
+
+    def record_vectors_file(self, record: FileRecord, *, model: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        """Write the manifest of a newly written vectors.faiss, made by ``model``."""
+        keep_extra = dict(self.manifest.extra) if self.manifest else {}
+        keep_extra.update(extra or {})
+        manifest = Manifest(model=dict(model), dim=int(model["dim"]), extra=keep_extra,
+                            **dataclasses.asdict(record))
+        write_manifest(self.dir, manifest)
         self.manifest = manifest
-        self._searcher = None
         self._paths = None
-        return manifest
-
-    def reconcile(self) -> bool:
-        """Rewrite vectors.faiss when it disagrees with the catalog; True when it was rewritten.
-
-        A store opened for reading takes the writer lock for it; when another process holds the lock
-        (or the folder is read-only), the file is left as it is and a note says so.
-        """
-        if self.manifest is None or (problem := self.vectors_problem()) is None:
-            return False
-        try:
-            self.rebuild()
-        except RetrError as exc:
-            if self.writable:
-                raise
-            self.note(f"{problem}; it was not rewritten ({exc}); the next `retr index build` repairs it")
-            return False
-        return True
-
-    def searcher(self) -> V.Searcher:
-        """The searcher over vectors.faiss, or, when the file fails its checks, a repaired one.
-
-        A writable store rewrites the file; a read store builds an exact index of the catalog's vectors
-        in memory and never serves a file that failed verification.
-        """
-        from index import vectors as V
-        if self._searcher is None:
-            problem = self.vectors_problem()
-            if problem is not None and self.writable:
-                count = self.rebuild().vectors
-                self.note(f"{problem}: rebuilt it from the catalog's {count} vectors")
-                problem = None
-            if problem is None:
-                index = V.load(self.dir / VECTORS_FILE)
-            else:
-                index = self._from_catalog(problem)
-            self._searcher = V.Searcher(index)
-        return self._searcher
-
-    def _from_catalog(self, problem: str) -> faiss.Index:
-        """An exact in-memory index of the catalog's vectors, for a read store whose file failed its checks."""
-        from index import vectors as V
-        ids, vecs = V.stack_parts(list(self.catalog.iter_vectors(self.dim)), self.dim)
-        self.note(f"{problem}; searching the catalog's {len(ids)} vectors in memory (the file is left as "
-                  "it is: `retr index build` rewrites it)")
-        return V.build(vecs, ids, "Flat")
 
     def search(self, queries: np.ndarray, k: int = 10, *, nprobe: int | None = None,
                ef: int | None = None) -> SearchResults:
@@ -307,15 +261,6 @@ class IndexStore:
         return self.catalog.vectors_for(ids, self.dim)
 
 
-def faiss_file_problem(path: Path, checksum: str | None) -> str | None:
-    """Why a faiss file is not the one recorded (missing, or its sha256 differs); None when it is."""
-    if not path.is_file():
-        return f"{path} is missing"
-    if checksum is not None and file_sha256(path) != checksum:
-        return f"{path} does not match its checksum in the manifest (damaged or truncated)"
-    return None
-
-
 def _existing_catalog(index_dir: Path, db_url: str | None, manifest: Manifest | None, *, mode: Mode,
                       command: str | None = None) -> Catalog:
     """The catalog of an existing index (read or write): it must exist, and hold vectors when the manifest does."""
@@ -334,3 +279,25 @@ def _existing_catalog(index_dir: Path, db_url: str | None, manifest: Manifest | 
         raise RetrError(f"the catalog {catalog.safe_url} is empty but the manifest of {index_dir} records "
                         f"{recorded} vectors; {advice}")
     return catalog
+
+
+class ImageFile(SyncedFile):
+    """vectors.faiss: the image vectors, ids = catalog image ids; recorded in the manifest's own fields."""
+
+    name = VECTORS_FILE
+    table = Image
+    noun = "vectors"
+    absent = "has no manifest"
+
+    def __init__(self, store: IndexStore):
+        super().__init__(store)
+        self.store = store
+
+    def recorded(self) -> FileRecord | None:
+        m = self.store.manifest
+        return None if m is None else FileRecord(index_type=m.index_type, factory=m.factory, vectors=m.vectors,
+                                                 ids_digest=m.ids_digest, search=dict(m.search),
+                                                 checksum=m.checksum)
+
+    def record(self, record: FileRecord) -> None:
+        self.store.record_vectors_file(record, model=self.store.manifest.model)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from index.errors import CatalogMissing, RetrError, write_hint
 from index.lock import PgLock
-from index.catalog.schema import STATUS_ERROR, STATUS_OK, Base, Image
+from index.catalog.schema import STATUS_ERROR, Base, Image
 
 CATALOG_FILE = "catalog.sqlite"
 # read: an existing catalog, no schema change; write: an existing catalog, missing tables and columns
@@ -60,7 +60,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
-def _chunks(seq: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
+def chunks(seq: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
+    """``seq`` in slices of ``size``: ids for one IN (...) clause each."""
     for start in range(0, len(seq), size):
         yield seq[start:start + size]
 
@@ -208,7 +209,7 @@ class Catalog:
                 result = s.execute(select(*_ROW_COLUMNS)).all()
             else:
                 result = []
-                for chunk in _chunks(list(paths)):
+                for chunk in chunks(list(paths)):
                     result += s.execute(select(*_ROW_COLUMNS).where(Image.path.in_(chunk))).all()
         return {r[1]: ImageRow(*r[:9], has_vector=bool(r[9])) for r in result}
 
@@ -216,7 +217,7 @@ class Catalog:
         ids = sorted({int(i) for i in ids if int(i) >= 0})
         out: dict[int, ImageRow] = {}
         with self.session() as s:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 for r in s.execute(select(*_ROW_COLUMNS).where(Image.id.in_(chunk))):
                     out[r[0]] = ImageRow(*r[:9], has_vector=bool(r[9]))
         return out
@@ -226,7 +227,7 @@ class Catalog:
         ids = sorted({int(i) for i in ids if int(i) >= 0})
         out: dict[int, str] = {}
         with self.session() as s:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 out.update(s.execute(select(Image.id, Image.path).where(Image.id.in_(chunk))).all())
         return out
 
@@ -238,7 +239,7 @@ class Catalog:
         ids: list[int] = []
         with self.session() as s:
             existing: dict[str, int] = {}
-            for chunk in _chunks([r["path"] for r in records]):
+            for chunk in chunks([r["path"] for r in records]):
                 existing.update(s.execute(select(Image.path, Image.id).where(Image.path.in_(chunk))).all())
             for rec in records:
                 values = dict(rec)
@@ -256,16 +257,10 @@ class Catalog:
                 ids.append(image_id)
         return ids
 
-    def touch(self, updates: Sequence[tuple[int, float, int]]) -> None:
-        """Record a new mtime and size for rows whose content did not change: (id, mtime, bytes)."""
-        with self.session() as s:
-            for image_id, mtime, size in updates:
-                s.execute(update(Image).where(Image.id == image_id).values(mtime=mtime, bytes=size))
-
     def delete_images(self, ids: Iterable[int]) -> int:
         ids = sorted({int(i) for i in ids})
         with self.session() as s:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 s.execute(delete(Image).where(Image.id.in_(chunk)))
         return len(ids)
 
@@ -283,17 +278,12 @@ class Catalog:
         with self.session() as s:
             return s.scalar(select(Image.id).where(Image.vector.is_not(None)).limit(1)) is not None
 
-    def clear_vectors(self) -> None:
-        """Forget every vector (the model changed): every ok row will be embedded again."""
-        with self.session() as s:
-            s.execute(update(Image).where(Image.status == STATUS_OK).values(vector=None, status="pending"))
-
     # -- vectors ------------------------------------------------------------------------------------
 
-    def vector_ids(self) -> np.ndarray:
-        """Ids of the rows that hold a vector, ascending."""
+    def vector_ids(self, *, table: type = Image) -> np.ndarray:
+        """Ids of the rows of ``table`` (images, or regions) that hold a vector, ascending."""
         with self.session() as s:
-            ids = s.scalars(select(Image.id).where(Image.vector.is_not(None)).order_by(Image.id)).all()
+            ids = s.scalars(select(table.id).where(table.vector.is_not(None)).order_by(table.id)).all()
         return np.asarray(ids, dtype=np.int64)
 
     def iter_vectors(self, dim: int, batch: int = 20000, *, table: type = Image
@@ -316,7 +306,7 @@ class Catalog:
         """The stored vectors of ``ids``, in that order (a missing vector is an error)."""
         found: dict[int, bytes] = {}
         with self.session() as s:
-            for chunk in _chunks(sorted({int(i) for i in ids})):
+            for chunk in chunks(sorted({int(i) for i in ids})):
                 found.update(s.execute(select(Image.id, Image.vector)
                                        .where(Image.id.in_(chunk), Image.vector.is_not(None))).all())
         missing = [int(i) for i in ids if int(i) not in found]

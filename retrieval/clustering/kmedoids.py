@@ -14,7 +14,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from index.errors import RetrError
-from index.vectors import available_memory, exact_search
+from index.ann.factory import available_memory
+from index.ann.searcher import exact_search
 from retrieval.registry import Registry
 
 # engine(symmetric float32 distances [n, n], k, seed) -> (medoid positions [k], label of each point [n] in 0..k-1)

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from index.errors import RetrError
-from index.regions import RegionIndex, clear_regions, pending_images, replace_regions
+from index.catalog.regions import clear_regions, pending_images, replace_regions
+from index.regions import RegionIndex
 from index.directory import IndexStore
 from retrieval.embed import Embedder
 from retrieval.models.load import LoadedModel

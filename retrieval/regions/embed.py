@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from index.regions import ImageDone, PendingImage, RegionRecord
+from index.catalog.regions import ImageDone, PendingImage, RegionRecord
 from retrieval.embed import Embedder, Preprocess
 from retrieval.images.decode import MAX_ASPECT, ImageLoadError, decode_sized, read_bytes
 from retrieval.models.load import LoadedModel

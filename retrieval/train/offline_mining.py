@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from index.vectors import exact_search
+from index.ann.searcher import exact_search
 
 
 def hard_negatives(vectors: np.ndarray, labels: np.ndarray, m: int = 5, search_k: int = 64,

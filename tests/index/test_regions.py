@@ -1,61 +1,11 @@
-"""Region rows and regions.faiss, without any model: vectors are made up."""
+"""regions.faiss and the region search, without any model: vectors are made up."""
 import numpy as np
 import pytest
 
-from index.manifest import Manifest, ids_digest, read_manifest, write_manifest
-from index.regions import (MARKER, RegionIndex, RegionRecord, ImageDone, best_per_parent, clear_regions,
-                           pending_images, region_counts, region_ids, region_rows, replace_regions)
-from index.catalog.schema import STATUS_OK
+from index.catalog.regions import ImageDone, RegionRecord, replace_regions
 from index.directory import IndexStore
-
-DIM = 4
-
-
-def unit(*values):
-    v = np.asarray(values, dtype=np.float32)
-    return v / np.linalg.norm(v)
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = IndexStore.open(tmp_path / "ix", create=True)
-    write_manifest(store.dir, Manifest(model={"spec": "m", "weights": "w", "dim": DIM}, dim=DIM, factory="Flat",
-                                       index_type="auto", vectors=0, ids_digest=ids_digest([])))
-    store.manifest = read_manifest(store.dir)
-    store.catalog.write_images([
-        {"path": f"/p/{n}.jpg", "status": STATUS_OK, "sha256": f"sha-{n}", "width": 100, "height": 80,
-         "vector": unit(1, i, 0, 0)} for i, n in enumerate("abc")])
-    store.rebuild()
-    yield store
-    store.close()
-
-
-def ids_of(store):
-    return {p.rsplit("/", 1)[1][0]: r.id for p, r in store.catalog.image_rows().items()}
-
-
-def test_rows_point_at_their_parent_and_box_and_markers_track_content(store):
-    ids = ids_of(store)
-    assert {p.id for p in pending_images(store.catalog, "src")} == set(ids.values())
-    new = replace_regions(store.catalog, "src", [
-        ImageDone(ids["a"], "sha-a", (100, 80), [RegionRecord((1, 2, 30, 40), unit(0, 0, 1, 0), "cat", 0.9, 120.0),
-                                                 RegionRecord((50, 0, 100, 80), unit(0, 0, 0, 1))]),
-        ImageDone(ids["b"], "sha-b", (100, 80), [])])  # no region found is still an answer
-    rows = region_rows(store.catalog, new[0])
-    assert [(r.image_id, r.box, r.label, r.score, r.mask_area) for r in rows.values()] == [
-        (ids["a"], (1.0, 2.0, 30.0, 40.0), "cat", 0.9, 120.0), (ids["a"], (50.0, 0.0, 100.0, 80.0), None, None, None)]
-    assert new[1] == [] and region_counts(store.catalog) == {"regions": 2, "images": 2}
-    assert [p.id for p in pending_images(store.catalog, "src")] == [ids["c"]]
-    assert len(pending_images(store.catalog, "another source")) == 3
-    # changed content (a new sha256 on the same row) makes the image pending again
-    store.catalog.write_images([{"path": "/p/b.jpg", "status": STATUS_OK, "sha256": "sha-b2"}])
-    assert {p.id for p in pending_images(store.catalog, "src")} == {ids["b"], ids["c"]}
-    # replacing an image's regions drops its old ones
-    replace_regions(store.catalog, "src", [ImageDone(ids["a"], "sha-a", (100, 80),
-                                                     [RegionRecord((0, 0, 10, 10), unit(1, 1, 1, 1))])])
-    assert [r.box for r in region_rows(store.catalog, image_id=ids["a"]).values()] == [(0.0, 0.0, 10.0, 10.0)]
-    assert all(not r.label or not r.label.startswith(MARKER) for r in region_rows(store.catalog).values())
-    assert clear_regions(store.catalog) > 0 and len(region_ids(store.catalog)) == 0
+from index.regions import RegionIndex, best_per_parent
+from tests.index.small_index import ids_of, unit
 
 
 def test_region_index_ranks_parents_by_best_region_and_repairs_itself(store):

@@ -3,6 +3,7 @@ import pytest
 
 from index.catalog.database import Catalog
 from index.catalog.schema import STATUS_ERROR, STATUS_OK
+from index.errors import RetrError
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -48,6 +49,8 @@ def test_delete_removes_rows_and_vectors(catalog):
 
 def test_a_failed_transaction_writes_nothing(catalog):
     catalog.write_images([{"path": "/keep.jpg", "status": STATUS_OK}])
-    with pytest.raises(Exception):
+    # SQLite and PostgreSQL word the NOT NULL violation differently; both name the column
+    with pytest.raises(RetrError, match=r"^catalog .*(NOT NULL constraint failed: images\.status"
+                                        r"|null value in column \"status\")"):
         catalog.write_images([{"path": "/new.jpg", "status": STATUS_OK}, {"path": "/bad.jpg", "status": None}])
     assert set(catalog.image_rows()) == {"/keep.jpg"}

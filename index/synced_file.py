@@ -1,0 +1,179 @@
+"""A faiss file kept in step with the vectors of one catalog table: vectors.faiss (images), regions.faiss.
+
+The manifest records how the file was built (a FileRecord), with the digest of the ids it holds, which
+must agree with the catalog, and the file's sha256. A file that fails either check is never served: a
+writer rebuilds it from the catalog's stored vectors (atomically); a reader, which never writes,
+searches those vectors in memory and says so.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, ContextManager, Protocol
+
+import numpy as np
+
+from index.atomic import file_sha256
+from index.catalog.database import Catalog
+from index.errors import RetrError
+from index.manifest import ids_digest
+
+if TYPE_CHECKING:
+    import faiss
+
+    from index.ann.searcher import Searcher
+
+# faiss (index.ann) is imported by the methods that build, load or search the file, so reading the
+# manifest and the catalog (`retr index info`) does not pay for it
+
+
+@dataclasses.dataclass(frozen=True)
+class FileRecord:
+    """What the manifest records of a synced faiss file."""
+
+    index_type: str  # what was asked for: auto, flat, ... or a faiss factory string
+    factory: str = ""  # the faiss factory string built
+    vectors: int = 0
+    ids_digest: str | None = None  # digest of the sorted ids in the file (None: not written yet)
+    search: dict[str, int] = dataclasses.field(default_factory=dict)  # tuned nprobe / ef
+    checksum: str | None = None  # sha256 of the file as written (None: written by an older retr)
+
+
+class Owner(Protocol):
+    """The index directory a synced file lives in (IndexStore)."""
+
+    dir: Path
+    catalog: Catalog
+
+    @property
+    def writable(self) -> bool: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def write_access(self) -> ContextManager[None]: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class SyncedFile(abc.ABC):
+    """A faiss file holding the vectors of one catalog table under their ids.
+
+    A subclass names the file and the table, and reads and writes its FileRecord in the manifest.
+    """
+
+    name: ClassVar[str]  # the file's name in the index directory
+    table: ClassVar[type]  # the catalog table whose vectors it holds
+    noun: ClassVar[str]  # what it holds, as said to the user ("vectors", "region vectors")
+    absent: ClassVar[str]  # why there is nothing to serve when the manifest records no file
+
+    def __init__(self, owner: Owner):
+        self.owner = owner
+        self._searcher: Searcher | None = None
+
+    @abc.abstractmethod
+    def recorded(self) -> FileRecord | None:
+        """What the manifest records of the file; None when it records none."""
+
+    @abc.abstractmethod
+    def record(self, record: FileRecord) -> None:
+        """Write ``record`` into the manifest, once the file it describes is written."""
+
+    @property
+    def path(self) -> Path:
+        return self.owner.dir / self.name
+
+    def file_problem(self) -> str | None:
+        """Why the file is not the one recorded (missing, or its sha256 differs); None when it is."""
+        record = self.recorded()
+        if not self.path.is_file():
+            return f"{self.path} is missing"
+        if record is not None and record.checksum is not None and file_sha256(self.path) != record.checksum:
+            return f"{self.path} does not match its checksum in the manifest (damaged or truncated)"
+        return None
+
+    def problem(self) -> str | None:
+        """Why the file cannot be served as it is; None when it holds exactly the catalog's vectors."""
+        record = self.recorded()
+        if record is None:
+            return f"the index at {self.owner.dir} {self.absent}"
+        problem = self.file_problem()
+        if problem is None and record.ids_digest != ids_digest(self.owner.catalog.vector_ids(table=self.table)):
+            problem = f"{self.path} is out of step with the catalog"
+        return problem
+
+    def consistent(self) -> bool:
+        return self.problem() is None
+
+    def write(self, index_type: str, dim: int) -> FileRecord:
+        """Build the file from the catalog's stored vectors and write it atomically; what to record of it.
+
+        The caller holds write access and records the result.
+        """
+        from index.ann.factory import build_tuned
+        from index.ann.searcher import save
+        ids, vectors = self._catalog_vectors(dim)
+        index, factory, search = build_tuned(vectors, ids, index_type)
+        checksum = save(index, self.path)
+        self._searcher = None
+        return FileRecord(index_type=index_type, factory=factory, vectors=int(index.ntotal),
+                          ids_digest=ids_digest(ids), search=search, checksum=checksum)
+
+    def rebuild(self, index_type: str | None = None) -> FileRecord:
+        """Rewrite the file from the catalog (as ``index_type``, else as recorded) and record it."""
+        recorded = self.recorded()
+        if recorded is None:
+            raise RetrError(f"the index at {self.owner.dir} {self.absent}: there is no {self.name} to rebuild")
+        with self.owner.write_access():
+            record = self.write(index_type or recorded.index_type, self.owner.dim)
+            self.record(record)
+        return record
+
+    def reconcile(self) -> bool:
+        """Rewrite the file when it disagrees with the catalog; True when it was rewritten.
+
+        A reader takes the writer lock for it; when another process holds the lock (or the folder is
+        read-only), the file is left as it is and a note says so.
+        """
+        if self.recorded() is None or (problem := self.problem()) is None:
+            return False
+        try:
+            self.rebuild()
+        except RetrError as exc:
+            if self.owner.writable:
+                raise
+            self.owner.note(f"{problem}; it was not rewritten ({exc}); the next `retr index build` repairs it")
+            return False
+        return True
+
+    def searcher(self) -> Searcher:
+        """The searcher over the file, or, when it fails its checks, over a repaired one.
+
+        A writer rewrites the file; a reader builds an exact index of the catalog's vectors in memory
+        and never serves a file that failed verification.
+        """
+        from index.ann.searcher import Searcher, load
+        if self._searcher is None:
+            problem = self.problem()
+            if problem is not None and self.owner.writable:
+                count = self.rebuild().vectors
+                self.owner.note(f"{problem}: rebuilt it from the catalog's {count} {self.noun}")
+                problem = None
+            self._searcher = Searcher(load(self.path) if problem is None else self._in_memory(problem))
+        return self._searcher
+
+    def _in_memory(self, problem: str) -> faiss.Index:
+        """An exact index of the catalog's vectors, for a reader whose file failed its checks."""
+        from index.ann.factory import build
+        ids, vectors = self._catalog_vectors(self.owner.dim)
+        self.owner.note(f"{problem}; searching the catalog's {len(ids)} {self.noun} in memory (the file is "
+                        "left as it is: `retr index build` rewrites it)")
+        return build(vectors, ids, "Flat")
+
+    def _catalog_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every row of the table that holds a vector, in id order."""
+        parts = list(self.owner.catalog.iter_vectors(dim, table=self.table))
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
