@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from retrieval.clustering import kmedoids as C
+from retrieval.clustering.engines import sklearn_extra_kmedoids
 
 
 def data(n: int, dim: int = 128, centres: int = 40, seed: int = 0) -> np.ndarray:
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("--loss-datasets", type=int, default=5,
                         help="data sets (at the smallest size) over which to compare losses, 8 seeds each")
     args = parser.parse_args()
-    C.sklearn_extra_kmedoids()  # fail early with the install hint
+    sklearn_extra_kmedoids()  # fail early with the install hint
     print(f"cores: {os.cpu_count()}, k={args.k}, d=128, time limit per run {args.limit:.0f}s")
     for n in args.sizes:
         _D = C.cosine_distances(data(n))
