@@ -8,9 +8,10 @@ import typer
 from cli import render
 from cli.errors import user_errors
 from cli.options import DEFAULT_INDEX, DbUrl, HtmlOut, IndexDir, JsonOut, Quiet, Seed, show_progress
+from retrieval.clustering.engines import ENGINES
 
-Method = Annotated[str, typer.Option("--method", help="fasterpam (kmedoids package), or pam / alternate "
-                                     "(scikit-learn-extra, the optional sklearn-extra extra).")]
+Method = Annotated[str, typer.Option("--method", help=", ".join(f"{name} ({ENGINES.get(name).description})"
+                                                               for name in ENGINES) + ".")]
 
 
 def cluster(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,

@@ -10,6 +10,7 @@ from cli import render
 from cli.errors import user_errors
 from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
                         RandomWeights, WeightsFile, Workers, show_progress, weights_path)
+from retrieval.regions.sources import SOURCES
 
 index_app = typer.Typer(help="Build and inspect an index directory.", no_args_is_help=True)
 
@@ -19,8 +20,8 @@ IndexType = Annotated[str | None, typer.Option(
 
 # region index options (issue 6)
 Regions = Annotated[str | None, typer.Option(
-    "--regions", help="Also index regions: grid, windows, mtcnn (faces), coco:FILE, fasterrcnn, retinanet, "
-                      "maskrcnn. Default: the index's region source, if it has one.")]
+    "--regions", help=f"Also index regions: {', '.join(SOURCES.names())} (NAME:ARG, e.g. coco:FILE, "
+                      "grid:1,2). Default: the index's region source, if it has one.")]
 DetectorWeights = Annotated[Path | None, typer.Option("--detector-weights", help="Weights file for the "
                                                       "torchvision detectors (else torchvision's download).")]
 RegionScore = Annotated[float | None, typer.Option("--region-score", help="Drop regions scored below this (0.5).")]
