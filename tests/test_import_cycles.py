@@ -11,11 +11,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("retrieval", "index", "cli")
 
-# Cycles still being removed (issue 12): each entry is the sorted modules of one strongly connected group
-# (modules that all reach each other). The test checks this set is exact: a group that is fixed, or that
-# grows or shrinks, must be updated here.
-KNOWN_CYCLES: set[tuple[str, ...]] = set()
-
 
 def module_files() -> dict[str, Path]:
     """Dotted module name -> file, for every module of the packages."""
@@ -122,11 +117,8 @@ def test_the_graph_sees_lazy_and_submodule_imports():
 
 
 def test_no_import_cycles():
-    found = cycles(import_graph())
-    new = sorted(_shown(group, cycle) for group, cycle in found.items() if group not in KNOWN_CYCLES)
-    fixed = sorted(" ".join(group) for group in KNOWN_CYCLES - set(found))
-    assert not new, "import cycles:\n" + "\n".join(new)
-    assert not fixed, "no longer a cycle, so remove from KNOWN_CYCLES:\n" + "\n".join(fixed)
+    found = sorted(_shown(group, cycle) for group, cycle in cycles(import_graph()).items())
+    assert not found, "import cycles:\n" + "\n".join(found)
 
 
 def test_cycles_finds_a_cycle():
