@@ -5,8 +5,8 @@ decoded at reduced size (PIL draft) when the hash resizes the image down anyway.
 """
 from __future__ import annotations
 
-import abc
-from typing import TYPE_CHECKING, ClassVar
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable
 
 from index.errors import RetrError
 from retrieval.registry import Registry
@@ -16,12 +16,14 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-# imagehash (with scipy and numpy behind it) is imported inside ``compute``, so the CLI's help text can
-# read the hashers' names and default radii without it
+# imagehash (with scipy and numpy behind it) is imported on first use, so the CLI's help text can read
+# the hashers' names and default radii without it
+HashFn = Callable[["Image.Image", int], "imagehash.ImageHash"]
 
 
-class Hasher(abc.ABC):
-    """One imagehash function: a subclass sets its name and defaults and writes ``compute``.
+@dataclasses.dataclass(frozen=True)
+class Hasher:
+    """One imagehash function and its defaults; a subclass overrides what differs (width, size rule).
 
     ``default_size``: the hash_size (for colorhash: binbits) used when none is given.
     ``default_threshold``: Hamming radius for near-duplicates at the default size (benchmarks/dedupe_quality.py).
@@ -30,15 +32,12 @@ class Hasher(abc.ABC):
     full-resolution pixels.
     """
 
-    name: ClassVar[str]
-    default_size: ClassVar[int]
-    default_threshold: ClassVar[int]
-    draft_factor: ClassVar[int | None]
-    description: ClassVar[str]
-
-    @abc.abstractmethod
-    def compute(self, image: Image.Image, size: int) -> imagehash.ImageHash:
-        """The imagehash of ``image`` at a checked ``size``."""
+    name: str
+    compute: HashFn  # (image, checked size) -> imagehash.ImageHash
+    default_size: int
+    default_threshold: int
+    draft_factor: int | None
+    description: str
 
     def width(self, size: int) -> int:
         """Bits of a hash of ``size`` (a size x size bit matrix unless a subclass says otherwise)."""
@@ -78,41 +77,8 @@ class Hasher(abc.ABC):
         return pack(self.hash_image(image, hash_size))
 
 
-# Default radii come from benchmarks/dedupe_quality.py (see the README's dedupe section for their P/R).
-class PHash(Hasher):
-    name, default_size, default_threshold, draft_factor = "phash", 8, 12, 4
-    description = "DCT of a 32x32 greyscale image (robust to resizing, compression, small edits)"
-
-    def compute(self, image, size):
-        import imagehash
-        return imagehash.phash(image, hash_size=size)
-
-
-class DHash(Hasher):
-    name, default_size, default_threshold, draft_factor = "dhash", 8, 5, 1
-    description = "horizontal gradient signs of a 9x8 greyscale image (fast)"
-
-    def compute(self, image, size):
-        import imagehash
-        return imagehash.dhash(image, hash_size=size)
-
-
-class AHash(Hasher):
-    name, default_size, default_threshold, draft_factor = "ahash", 8, 2, 1
-    description = "pixels above the mean of an 8x8 greyscale image (fastest, least robust)"
-
-    def compute(self, image, size):
-        import imagehash
-        return imagehash.average_hash(image, hash_size=size)
-
-
 class WHash(Hasher):
-    name, default_size, default_threshold, draft_factor = "whash", 8, 2, None  # scale follows the image size
-    description = "Haar wavelet low band (scale follows the image size: decoded at full size)"
-
-    def compute(self, image, size):
-        import imagehash
-        return imagehash.whash(image, hash_size=size)
+    """whash: the Haar wavelet needs a power-of-two size."""
 
     def size(self, hash_size: int | None) -> int:
         size = super().size(hash_size)
@@ -122,16 +88,15 @@ class WHash(Hasher):
 
 
 class ColorHash(Hasher):
-    name, default_size, default_threshold, draft_factor = "colorhash", 3, 0, None  # counts every pixel
-    description = ("hue/saturation histogram (size = bits per bin): colour similarity, not a duplicate "
-                   "detector alone")
-
-    def compute(self, image, size):
-        import imagehash
-        return imagehash.colorhash(image, binbits=size)
+    """colorhash: 14 bins (hue and saturation) of ``size`` bits each, not a size x size matrix."""
 
     def width(self, size: int) -> int:
-        return 14 * size  # imagehash's colorhash: 14 bins of ``size`` bits
+        return 14 * size
+
+
+def _imagehash() -> Any:
+    import imagehash
+    return imagehash
 
 
 def pack(h: imagehash.ImageHash) -> bytes:
@@ -146,7 +111,19 @@ def unpack(bits: bytes, nbits: int) -> np.ndarray:
 
 
 HASHERS: Registry[Hasher] = Registry("--hash")
-for _hasher in (PHash(), DHash(), AHash(), WHash(), ColorHash()):
+# Default radii come from benchmarks/dedupe_quality.py (see the README's dedupe section for their P/R).
+for _hasher in (
+        Hasher("phash", lambda im, s: _imagehash().phash(im, hash_size=s), 8, 12, 4,
+               "DCT of a 32x32 greyscale image (robust to resizing, compression, small edits)"),
+        Hasher("dhash", lambda im, s: _imagehash().dhash(im, hash_size=s), 8, 5, 1,
+               "horizontal gradient signs of a 9x8 greyscale image (fast)"),
+        Hasher("ahash", lambda im, s: _imagehash().average_hash(im, hash_size=s), 8, 2, 1,
+               "pixels above the mean of an 8x8 greyscale image (fastest, least robust)"),
+        WHash("whash", lambda im, s: _imagehash().whash(im, hash_size=s), 8, 2, None,
+              "Haar wavelet low band (scale follows the image size: decoded at full size)"),
+        ColorHash("colorhash", lambda im, s: _imagehash().colorhash(im, binbits=s), 3, 0, None,
+                  "hue/saturation histogram (size = bits per bin): colour similarity, not a duplicate "
+                  "detector alone")):
     HASHERS.register(_hasher.name, _hasher)
 
 DEFAULT_HASH = "phash"
