@@ -19,12 +19,45 @@ from retrieval.collection.info import index_info
 from retrieval.collection.query import query_index
 from tests.conftest import ODD, TINY_MODEL
 
-ROOT = Path(__file__).resolve().parents[2]
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
-def counting(opts):
-    seen = []
-    return seen, (lambda n: seen.append(n))
+def _garble(path: Path) -> bytes:
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    for start in (len(data) // 4, len(data) // 2, 3 * len(data) // 4):
+        data[start:start + 256] = rng.integers(0, 256, 256, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def _read_only(folder: Path, request) -> None:
+    """Make ``folder`` read-only: a read-only bind mount as root (chmod does not stop root), else chmod."""
+    if os.geteuid() != 0:
+        for p in [folder, *folder.iterdir()]:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        request.addfinalizer(lambda: [p.chmod(0o755) for p in [folder, *folder.iterdir()]])
+        return
+    done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if done.returncode == 0:
+        request.addfinalizer(lambda: subprocess.run(["umount", str(folder)]))
+        done = subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must allow a read-only bind mount: {done.stderr.decode().strip()}")
+        pytest.skip(f"cannot make a read-only bind mount here: {done.stderr.decode().strip()}")
+
+
+def _tmpfs(folder: Path, size: str, request) -> None:
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs as root and must mount a tmpfs: {done.stderr.decode().strip()}")
+        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.decode().strip()}")
+    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(folder)]))
 
 
 def test_build_indexes_good_files_and_records_bad_ones(tmp_path, photos, tiny_opts):
@@ -44,20 +77,6 @@ def test_build_indexes_good_files_and_records_bad_ones(tmp_path, photos, tiny_op
         assert set(ids_of(index)) == {r.id for r in rows.values() if r.status == "ok"}
     info = index_info(tmp_path / "ix")
     assert (info["images"], info["vectors"], info["errors"]) == (good, good, 5)
-
-
-def test_query_equals_numpy_brute_force_over_catalog_vectors(tmp_path, photos, tiny_opts):
-    build_index([photos], tmp_path / "ix", tiny_opts)
-    results = query_index(tmp_path / "ix", [photos / "chelsea.jpg", photos / "rocket.jpg"], k=5)
-    with IndexStore.open(tmp_path / "ix") as store:
-        ids, vecs = next(store.catalog.iter_vectors(store.dim))
-        paths = store.catalog.paths_by_id(ids)
-        for r in results:
-            q = vecs[list(ids).index(next(i for i, p in paths.items() if p == r.query))]
-            order = np.argsort(-(vecs @ q))[:5]
-            assert [h.id for h in r.results] == [int(ids[i]) for i in order]
-            np.testing.assert_allclose([h.score for h in r.results], (vecs @ q)[order], atol=1e-5)
-    assert results[0].results[0].path == str(photos / "chelsea.jpg") and results[0].results[0].score > 0.999
 
 
 def test_rebuild_is_incremental_and_idempotent(tmp_path, photos, tiny_opts):
@@ -94,18 +113,9 @@ def test_interrupted_build_keeps_finished_batches_and_resumes(tmp_path, photos, 
     assert sum(seen) == 4 and report.added == 4 and report.total == 12  # ...and the resume repairs it
 
 
-def test_query_path_repairs_an_index_whose_faiss_file_lags(tmp_path, photos, tiny_opts):
-    build_index([photos], tmp_path / "ix", tiny_opts)
-    with IndexStore.open(tmp_path / "ix") as store:
-        row = store.catalog.image_rows()[str(photos / "flower.jpg")]
-        store.catalog.delete_images([row.id])  # e.g. another tool deleted a row
-    results = query_index(tmp_path / "ix", [photos / "flower.jpg"], k=12)
-    assert all(h.path != str(photos / "flower.jpg") for h in results[0].results)
-    assert len(results[0].results) == 11
-
-
 def test_kill_9_mid_build_then_resume(tmp_path, photos):
-    # the child process hangs after its second batch is committed; then it is killed with SIGKILL
+    # the child process hangs after its second batch is committed (and says so); then it is killed with SIGKILL
+    hanging = tmp_path / "hanging"
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
               "import time\n"
               "from retrieval.collection.build import BuildOptions, build_index\n"
@@ -113,24 +123,20 @@ def test_kill_9_mid_build_then_resume(tmp_path, photos):
               "def hang(n):\n"
               "    calls.append(n)\n"
               "    if len(calls) == 2:\n"
+              f"        open({str(hanging)!r}, 'w').close()\n"
               "        time.sleep(600)\n"
               f"build_index([{str(photos)!r}], {str(tmp_path / 'ix')!r}, BuildOptions(model={TINY_MODEL!r}, "
               "random_weights=True, workers=0, batch_size=2), on_batch=hang)\n")
     proc = subprocess.Popen([sys.executable, "-c", script])
-    from index.catalog.database import Catalog
-    deadline = time.time() + 300
-    done = 0
-    while time.time() < deadline and proc.poll() is None and done < 4:
-        time.sleep(0.2)
-        if (tmp_path / "ix" / "catalog.sqlite").exists():
-            try:
-                cat = Catalog.for_index(tmp_path / "ix")
-                done = cat.counts()["images"]
-                cat.close()
-            except Exception:  # the child may be creating the database right now
-                pass
-    proc.kill()
-    proc.wait()
+    deadline = time.monotonic() + 300
+    try:
+        while not hanging.exists():  # on_batch runs after its batch is committed: two batches are in the catalog
+            assert proc.poll() is None, f"the build exited ({proc.returncode}) before its second batch"
+            assert time.monotonic() < deadline, "the build did not finish two batches within 300 s"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
     with IndexStore.open(tmp_path / "ix") as store:
         assert store.catalog.counts()["images"] == 4  # two committed batches survive kill -9
         assert not store.consistent()
@@ -138,16 +144,6 @@ def test_kill_9_mid_build_then_resume(tmp_path, photos):
     report = build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True,
                                                                   workers=0, batch_size=8), on_batch=seen.append)
     assert sum(seen) == 12 - 4 and report.added == 8 and report.total == 12
-
-
-def test_wrong_model_for_an_index_is_refused(tmp_path, photos, tiny_opts):
-    build_index([photos], tmp_path / "ix", tiny_opts)
-    other = BuildOptions(model="test_resnet", random_weights=True, workers=0)
-    with pytest.raises(RetrError, match="model mismatch"):
-        build_index([photos], tmp_path / "ix", other)
-    with pytest.raises(RetrError, match="model mismatch"):
-        query_index(tmp_path / "ix", [photos / "coffee.jpg"], model="test_resnet")
-    assert index_info(tmp_path / "ix")["vectors"] == 12  # nothing lost
 
 
 def test_index_types_and_postgres_catalog(tmp_path, photos, tiny_opts, request):
@@ -184,19 +180,6 @@ def test_catalog_on_postgresql(tmp_path, photos, tiny_opts, pg_catalog_url):
     assert hit.path == str(photos / "gravel.jpg")
 
 
-def test_missing_paths_and_query_images_are_clear_errors(tmp_path, photos, tiny_opts):
-    with pytest.raises(RetrError, match="no such file or folder"):
-        build_index([tmp_path / "nope"], tmp_path / "ix", tiny_opts)
-    assert not (tmp_path / "ix").exists()
-    build_index([photos], tmp_path / "ix", tiny_opts)
-    with pytest.raises(RetrError, match="query image not found"):
-        query_index(tmp_path / "ix", [tmp_path / "missing.jpg"])
-    with pytest.raises(RetrError, match="cannot read query image"):
-        query_index(tmp_path / "ix", [ODD / "truncated.jpg"])
-    with pytest.raises(RetrError, match="no index at"):
-        query_index(tmp_path / "elsewhere", [photos / "coffee.jpg"])
-
-
 def test_unreadable_file_is_recorded_and_kept_out(tmp_path, photos, tiny_opts, monkeypatch):
     real_open = os.open  # images are read with os.open (regular files only)
     locked = str(photos / "coins.jpg")
@@ -211,84 +194,6 @@ def test_unreadable_file_is_recorded_and_kept_out(tmp_path, photos, tiny_opts, m
 
 
 # -- issue 11: data safety -----------------------------------------------------------------------------
-
-def test_a_read_never_rewrites_a_faiss_file_out_of_step_it_searches_in_memory(tmp_path, photos, tiny_opts):
-    build_index([photos], tmp_path / "ix", tiny_opts)
-    before = (tmp_path / "ix" / VECTORS_FILE).read_bytes()
-    with IndexStore.open(tmp_path / "ix") as store:
-        store.catalog.delete_images([store.catalog.image_rows()[str(photos / "flower.jpg")].id])
-    with IndexStore.open(tmp_path / "ix") as store:
-        hits = store.search(store.vectors_for([store.catalog.image_rows()[str(photos / "coffee.jpg")].id]), 12)[0]
-        assert len(hits) == 11 and hits[0].path == str(photos / "coffee.jpg")
-        assert "out of step with the catalog; searching the catalog's 11 vectors in memory" in store.repairs[0]
-        assert not store.writable
-    assert (tmp_path / "ix" / VECTORS_FILE).read_bytes() == before  # the read wrote nothing
-    assert build_index([photos], tmp_path / "ix", tiny_opts).added == 1  # the next write repairs the file
-    with IndexStore.open(tmp_path / "ix") as store:
-        assert store.consistent() and store.manifest.vectors == 12
-
-
-def test_a_missing_or_empty_catalog_behind_a_manifest_is_an_error_and_nothing_is_written(tmp_path, photos,
-                                                                                          tiny_opts):
-    from index.catalog.database import Catalog
-    ix = tmp_path / "ix"
-    build_index([photos], ix, tiny_opts)
-    files = {p.name: p.read_bytes() for p in ix.iterdir() if p.is_file()}
-    (ix / "catalog.sqlite").rename(tmp_path / "away.sqlite")
-    for read in (lambda: query_index(ix, [photos / "coffee.jpg"]), lambda: index_info(ix)):
-        with pytest.raises(RetrError, match=r"catalog sqlite:///.*catalog.sqlite does not exist but the manifest "
-                                            r"of .* records 12 vectors; restore the catalog"):
-            read()
-    assert not (ix / "catalog.sqlite").exists() and (ix / VECTORS_FILE).read_bytes() == files[VECTORS_FILE]
-    typo = tmp_path / "typo.sqlite"
-    with pytest.raises(RetrError, match="typo.sqlite does not exist but the manifest"):
-        index_info(ix, f"sqlite:///{typo}")
-    assert not typo.exists()  # no database is created by a read
-    import sqlite3
-    other = tmp_path / "other.sqlite"
-    sqlite3.connect(other).execute("CREATE TABLE notes (x)").connection.close()
-    with pytest.raises(RetrError, match=r"other.sqlite holds no retr catalog \(no images table\)"):
-        query_index(ix, [photos / "coffee.jpg"], db_url=f"sqlite:///{other}")
-    (tmp_path / "away.sqlite").rename(ix / "catalog.sqlite")
-    cat = Catalog.for_index(ix, mode="write")
-    cat.delete_images(cat.vector_ids())
-    cat.close()
-    with pytest.raises(RetrError, match="catalog.sqlite is empty but the manifest of .* records 12 vectors"):
-        query_index(ix, [photos / "coffee.jpg"])
-    assert (ix / VECTORS_FILE).read_bytes() == files[VECTORS_FILE]
-
-
-def _perturbed_weights(tmp_path: Path) -> Path:
-    """A weights file for the tiny model, different from its random (seed 0) weights."""
-    import torch
-
-    from retrieval.models.load import load_model
-    net = load_model(TINY_MODEL, pretrained=False).net
-    state = {k: (v * 1.5 if v.is_floating_point() else v) for k, v in net.backbone.state_dict().items()}
-    torch.save(state, tmp_path / "other.pt")
-    return tmp_path / "other.pt"
-
-
-def test_a_lost_manifest_and_another_model_re_embed_every_vector(tmp_path, photos, tiny_opts):
-    import dataclasses
-    ix = tmp_path / "ix"
-    build_index([photos], ix, tiny_opts)  # random weights
-    (ix / "manifest.json").unlink()
-    same = build_index([photos], ix, tiny_opts)  # the same model: its vectors are kept
-    assert (same.unchanged, same.updated, same.repaired) == (12, 0, [])
-    (ix / "manifest.json").unlink()
-    other = dataclasses.replace(tiny_opts, random_weights=False, weights=str(_perturbed_weights(tmp_path)))
-    report = build_index([photos], ix, other)
-    assert (report.unchanged, report.updated, report.total) == (0, 12, 12)
-    assert "12 catalog vector(s) were made by another model" in report.repaired[0]
-    fresh = build_index([photos], tmp_path / "fresh", other)
-    assert fresh.added == 12
-    with IndexStore.open(ix) as store, IndexStore.open(tmp_path / "fresh") as ref:
-        assert store.manifest.model["weights"] == ref.manifest.model["weights"] != "random:seed0"
-        rows, ref_rows = store.catalog.image_rows(), ref.catalog.image_rows()
-        paths = sorted(rows)
-        np.testing.assert_allclose(store.vectors_for([rows[p].id for p in paths]),
-                                   ref.vectors_for([ref_rows[p].id for p in paths]), atol=1e-5)
 
 
 def test_an_old_catalog_without_the_model_column_gets_it_and_null_means_the_manifest_model(tmp_path, photos,
@@ -305,15 +210,6 @@ def test_an_old_catalog_without_the_model_column_gets_it_and_null_means_the_mani
     assert (report.unchanged, report.updated) == (12, 0)
     columns = [r[1] for r in sqlite3.connect(ix / "catalog.sqlite").execute("PRAGMA table_info(images)")]
     assert "model" in columns
-
-
-def _garble(path: Path) -> bytes:
-    data = bytearray(path.read_bytes())
-    rng = np.random.default_rng(1)
-    for start in (len(data) // 4, len(data) // 2, 3 * len(data) // 4):
-        data[start:start + 256] = rng.integers(0, 256, 256, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-    return bytes(data)
 
 
 def test_a_garbled_or_truncated_faiss_file_is_never_served_and_a_build_rebuilds_it(tmp_path, photos, tiny_opts):
@@ -363,23 +259,6 @@ def test_a_damaged_manifest_is_a_one_line_error_before_anything_is_embedded(tmp_
     assert seen == [] and (ix / "manifest.json").read_bytes() == content
 
 
-def _read_only(folder: Path, request) -> None:
-    """Make ``folder`` read-only: a read-only bind mount as root (chmod does not stop root), else chmod."""
-    if os.geteuid() != 0:
-        for p in [folder, *folder.iterdir()]:
-            p.chmod(0o555 if p.is_dir() else 0o444)
-        request.addfinalizer(lambda: [p.chmod(0o755) for p in [folder, *folder.iterdir()]])
-        return
-    done = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
-    if done.returncode == 0:
-        request.addfinalizer(lambda: subprocess.run(["umount", str(folder)]))
-        done = subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True)
-    if done.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must allow a read-only bind mount: {done.stderr.decode().strip()}")
-        pytest.skip(f"cannot make a read-only bind mount here: {done.stderr.decode().strip()}")
-
-
 def test_a_read_only_index_is_refused_before_embedding_starts(tmp_path, photos, tiny_opts, request, monkeypatch):
     ix = tmp_path / "ix"
     build_index([photos], ix, tiny_opts)
@@ -390,17 +269,6 @@ def test_a_read_only_index_is_refused_before_embedding_starts(tmp_path, photos, 
     with pytest.raises(RetrError, match=r"cannot write the index folder .*ix: (Read-only file system|Permission "
                                         r"denied); the location is read-only"):
         build_index([photos], ix, tiny_opts)
-
-
-def _tmpfs(folder: Path, size: str, request) -> None:
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                          capture_output=True)
-    if done.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs as root and must mount a tmpfs: {done.stderr.decode().strip()}")
-        pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.decode().strip()}")
-    request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(folder)]))
 
 
 def test_a_full_disk_is_a_one_line_error_and_the_next_build_finishes(tmp_path, photos, tiny_opts, request):
