@@ -5,21 +5,14 @@ import os
 import kmedoids
 import numpy as np
 import pytest
-from PIL import Image
 
 from index.errors import RetrError
 from retrieval.clustering import kmedoids as C
 from retrieval.clustering.engines import SKLEARN_EXTRA_HINT
-from retrieval.clustering.run import write_elbow
+from tests.retrieval.clustering.blobs import blobs
+
 
 HAS_SKLEARN_EXTRA = importlib.util.find_spec("sklearn_extra") is not None
-
-
-def blobs(n_per=20, centres=4, dim=8, spread=0.15, seed=0):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(centres, dim))
-    x = np.concatenate([m + spread * rng.normal(size=(n_per, dim)) for m in means]).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def check_invariants(vectors, result):
@@ -34,6 +27,15 @@ def check_invariants(vectors, result):
     np.testing.assert_allclose(assigned, to_medoids.min(axis=1), atol=1e-5)
     # the loss is the sum of distances to the assigned medoids, recomputed independently
     assert result.loss == pytest.approx(assigned.sum(), rel=1e-4, abs=1e-4)
+
+
+@pytest.fixture
+def sklearn_extra():
+    """scikit-learn-extra (`make test` builds it from source); skipped locally without it, failed in CI."""
+    if not HAS_SKLEARN_EXTRA:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have scikit-learn-extra (the Makefile builds it; is a C compiler installed?)")
+        pytest.skip("scikit-learn-extra (optional extra) not installed")
 
 
 def test_fasterpam_invariants_and_same_result_as_the_engine_called_directly():
@@ -113,36 +115,9 @@ def test_missing_sklearn_extra_says_how_to_install(monkeypatch):
     assert "binary incompatibility" in message and SKLEARN_EXTRA_HINT in message
 
 
-@pytest.fixture
-def sklearn_extra():
-    """scikit-learn-extra (`make test` builds it from source); skipped locally without it, failed in CI."""
-    if not HAS_SKLEARN_EXTRA:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have scikit-learn-extra (the Makefile builds it; is a C compiler installed?)")
-        pytest.skip("scikit-learn-extra (optional extra) not installed")
-
-
 @pytest.mark.parametrize("method", ["pam", "alternate"])
 def test_sklearn_extra_engines_keep_the_invariants(method, sklearn_extra):
     x = blobs(n_per=10)
     (result,) = C.cluster_vectors(x, [4], method=method)
     check_invariants(x, result)
     assert result.method == method
-
-
-def test_elbow_png_is_written_without_matplotlib(tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError("no matplotlib")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    results = C.cluster_vectors(blobs(), range(2, 6))
-    out = write_elbow(tmp_path / "elbow.png", results, best_k=4)
-    with Image.open(out) as img:
-        assert img.format == "PNG" and img.width > 400
-        # the chosen k is drawn in red
-        rgb = np.asarray(img.convert("RGB")).reshape(-1, 3).astype(int)
-        assert ((rgb[:, 0] > 200) & (rgb[:, 1] < 80) & (rgb[:, 2] < 80)).any()

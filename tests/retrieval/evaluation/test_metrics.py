@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from index.errors import RetrError
-from retrieval.evaluation.metrics import (clustering_agreement, drop_self, evaluate_embeddings, map_at_r, precision_at_1,
-                                r_precision, recall_at_k)
+from retrieval.evaluation.metrics import (clustering_agreement, drop_self, evaluate_embeddings, map_at_r,
+                                          nearest_others, precision_at_1, r_precision, recall_at_k)
 
 # three queries, their labels and the labels of their four nearest neighbours (nearest first);
 # R = gallery images sharing the query's label
@@ -47,6 +47,22 @@ def test_drop_self_removes_the_query_or_the_last_column():
     positions = np.array([[0, 5, 6], [5, 1, 7], [8, 9, 4], [3, 2, 1]])
     out = drop_self(positions, np.array([0, 1, 2, -1]))
     np.testing.assert_array_equal(out, [[5, 6], [5, 7], [8, 9], [3, 2]])
+
+
+def test_nearest_others_never_returns_the_query_and_uses_the_knn_passed_in():
+    gallery = np.array([[1, 0], [0.9, 0.44], [0, 1], [0.44, 0.9]], np.float32)
+    calls = []
+
+    def knn(database, queries, k):
+        calls.append(k)
+        order = np.argsort(-(queries @ database.T), axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(queries @ database.T, order, axis=1), order
+
+    np.testing.assert_array_equal(nearest_others(gallery, gallery, 2, np.arange(4), knn=knn),
+                                  [[1, 3], [0, 3], [3, 1], [2, 1]])
+    # a query that is not in the gallery keeps its nearest, itself included when equal
+    np.testing.assert_array_equal(nearest_others(gallery, gallery[:1], 2, knn=knn), [[0, 1]])
+    assert calls == [3, 2]  # one extra neighbour only when a query may find itself
 
 
 def _brute_force(queries, q_labels, gallery, g_labels, own, ks):
