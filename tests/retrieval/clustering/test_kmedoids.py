@@ -1,4 +1,3 @@
-import builtins
 import importlib.util
 import os
 
@@ -10,6 +9,7 @@ from index.errors import RetrError
 from retrieval.clustering import kmedoids as C
 from retrieval.clustering.engines import SKLEARN_EXTRA_HINT
 from tests.retrieval.clustering.blobs import blobs
+from tests.retrieval.clustering.imports import fail_imports
 
 
 HAS_SKLEARN_EXTRA = importlib.util.find_spec("sklearn_extra") is not None
@@ -100,14 +100,7 @@ def test_bad_k_and_unknown_method_are_clear_errors():
 
 
 def test_missing_sklearn_extra_says_how_to_install(monkeypatch):
-    real_import = builtins.__import__
-
-    def fake_import(name, *args, **kwargs):
-        if name.startswith("sklearn_extra"):
-            raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
+    fail_imports(monkeypatch, "sklearn_extra", ValueError("numpy.dtype size changed, may indicate binary incompatibility"))
     with pytest.raises(RetrError) as err:
         C.cluster_vectors(blobs(n_per=3, centres=2), [2], method="pam")
     message = str(err.value)

@@ -1,22 +1,14 @@
-import builtins
-
 import numpy as np
 from PIL import Image
 
 from retrieval.clustering import kmedoids as C
 from retrieval.clustering.run import write_elbow
 from tests.retrieval.clustering.blobs import blobs
+from tests.retrieval.clustering.imports import fail_imports
 
 
 def test_elbow_png_is_written_without_matplotlib(tmp_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name.startswith("matplotlib"):
-            raise ImportError("no matplotlib")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    fail_imports(monkeypatch, "matplotlib", ImportError("no matplotlib"))
     results = C.cluster_vectors(blobs(), range(2, 6))
     out = write_elbow(tmp_path / "elbow.png", results, best_k=4)
     with Image.open(out) as img:
