@@ -65,10 +65,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(target, text.encode("utf-8"))
+    """Replace ``target`` with ``text`` (UTF-8) atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))

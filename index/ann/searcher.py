@@ -137,12 +137,6 @@ def _blas_from(threshold: int) -> Iterator[None]:
         faiss.cvar.distance_compute_blas_threshold = old
 
 
-def search(index: faiss.Index, queries: np.ndarray, k: int, *, nprobe: int | None = None,
-           ef: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest ids and scores (inner product); -1 ids pad when fewer than k exist."""
-    return Searcher(index).search(queries, k, nprobe=nprobe, ef=ef)
-
-
 def exact_search(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force inner-product k-NN: (scores, positions into ``database``)."""
     database = np.ascontiguousarray(database, dtype=np.float32)

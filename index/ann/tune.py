@@ -21,15 +21,10 @@ class TuneReport:
     exact_seconds: float  # the same sample by exact search
 
 
-def tune(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, *, k: int = 10,
-         target: float = TARGET_RECALL, sample: int = 500, seed: int = 0) -> dict[str, int]:
-    """The cheapest nprobe / efSearch reaching ``target`` recall@k against exact search, on a sample."""
-    return tune_report(index, vectors, ids, k=k, target=target, sample=sample, seed=seed).params
-
-
 def tune_report(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, *, k: int = 10,
                 target: float = TARGET_RECALL, sample: int = 500, seed: int = 0) -> TuneReport:
-    """``tune`` with what it found: the recall reached and the sample's time against exact search.
+    """The cheapest nprobe / efSearch reaching ``target`` recall@k against exact search, on a sample, with
+    what it found: the recall reached and the sample's time against exact search.
 
     Sampled collection vectors serve as queries with themselves left out of both result lists, so
     the trivial self-match does not flatter the recall that new queries will see. The largest value

@@ -3,7 +3,7 @@ import pytest
 
 from index.ann import factory as ann_factory
 from index.ann.factory import build, build_tuned, check_index_type, choose_factory
-from index.ann.searcher import exact_search, search
+from index.ann.searcher import Searcher, exact_search
 from index.ann.tune import TuneReport, recall_against
 from index.errors import RetrError
 from tests.index.ann.vectors import clustered, unit
@@ -48,7 +48,7 @@ def test_auto_falls_back_to_flat_when_no_approximate_setting_pays(monkeypatch, m
     q = db[:50]
     _, truth = exact_search(db, q, 10)
     if expect == "Flat":
-        assert recall_against(search(index, q, 10)[1], truth, ids) == 1.0
+        assert recall_against(Searcher(index).search(q, 10)[1], truth, ids) == 1.0
     # An explicit type is served as asked, whatever the tuning found.
     _, factory, params = build_tuned(db, ids, "hnsw")
     assert factory == "HNSW32" and params == {"ef": 64}

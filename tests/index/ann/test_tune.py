@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from index.ann.factory import build, choose_factory
-from index.ann.searcher import exact_search, ids_of, search
-from index.ann.tune import TARGET_RECALL, recall_against, tune, tune_report
+from index.ann.searcher import Searcher, exact_search, ids_of
+from index.ann.tune import TARGET_RECALL, recall_against, tune_report
 from tests.index.ann.vectors import clustered
 
 
@@ -13,11 +13,11 @@ def test_approximate_indexes_are_tuned_to_target_recall(kind):
     db = clustered(rng, 6000, 32)
     ids = np.arange(6000, dtype=np.int64) * 2
     index = build(db, ids, choose_factory(len(db), 32, kind))
-    params = tune(index, db, ids)
+    params = tune_report(index, db, ids).params
     assert params  # nprobe or ef chosen
     q = db[rng.choice(len(db), 200, replace=False)]
     _, truth = exact_search(db, q, 10)
-    _, got = search(index, q, 10, **params)
+    _, got = Searcher(index).search(q, 10, **params)
     assert recall_against(got, truth, ids) >= 0.93
     assert set(ids_of(index)) == set(ids)
 
@@ -34,5 +34,5 @@ def test_tune_report_on_unstructured_vectors():
     assert report.params["nprobe"] > 1 and report.seconds > 0 and report.exact_seconds > 0
     q = db[rng.choice(len(db), 200, replace=False)]
     _, truth = exact_search(db, q, 11)
-    _, got = search(index, q, 11, **report.params)
+    _, got = Searcher(index).search(q, 11, **report.params)
     assert abs(recall_against(got[:, 1:], truth[:, 1:], ids) - report.recall) < 0.05
