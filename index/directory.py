@@ -281,17 +281,13 @@ def _existing_catalog(index_dir: Path, db_url: str | None, manifest: Manifest | 
     return catalog
 
 
-class ImageFile(SyncedFile):
+class ImageFile(SyncedFile[IndexStore]):
     """vectors.faiss: the image vectors, ids = catalog image ids; recorded in the manifest's own fields."""
 
     name = VECTORS_FILE
     table = Image
     noun = "vectors"
     absent = "has no manifest"
-
-    def __init__(self, store: IndexStore):
-        super().__init__(store)
-        self.store = store
 
     def recorded(self) -> FileRecord | None:
         m = self.store.manifest

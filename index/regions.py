@@ -37,17 +37,13 @@ class RegionHit:
                 "region": self.region.to_json()}
 
 
-class RegionIndex(SyncedFile):
+class RegionIndex(SyncedFile[IndexStore]):
     """regions.faiss of an index directory, with the region state recorded in its manifest."""
 
     name = REGIONS_FILE
     table = Region
     noun = "region vectors"
     absent = "has no regions"
-
-    def __init__(self, store: IndexStore):
-        super().__init__(store)
-        self.store = store
 
     @property
     def state(self) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, ContextManager, Protocol
+from typing import TYPE_CHECKING, ClassVar, ContextManager, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -57,8 +57,11 @@ class Owner(Protocol):
     def note(self, message: str) -> None: ...
 
 
-class SyncedFile(abc.ABC):
-    """A faiss file holding the vectors of one catalog table under their ids.
+O = TypeVar("O", bound=Owner)
+
+
+class SyncedFile(abc.ABC, Generic[O]):
+    """A faiss file holding the vectors of one catalog table under their ids, in the folder of ``store``.
 
     A subclass names the file and the table, and reads and writes its FileRecord in the manifest.
     """
@@ -68,8 +71,8 @@ class SyncedFile(abc.ABC):
     noun: ClassVar[str]  # what it holds, as said to the user ("vectors", "region vectors")
     absent: ClassVar[str]  # why there is nothing to serve when the manifest records no file
 
-    def __init__(self, owner: Owner):
-        self.owner = owner
+    def __init__(self, store: O):
+        self.store = store
         self._searcher: Searcher | None = None
 
     @abc.abstractmethod
@@ -82,7 +85,7 @@ class SyncedFile(abc.ABC):
 
     @property
     def path(self) -> Path:
-        return self.owner.dir / self.name
+        return self.store.dir / self.name
 
     def file_problem(self) -> str | None:
         """Why the file is not the one recorded (missing, or its sha256 differs); None when it is."""
@@ -97,9 +100,9 @@ class SyncedFile(abc.ABC):
         """Why the file cannot be served as it is; None when it holds exactly the catalog's vectors."""
         record = self.recorded()
         if record is None:
-            return f"the index at {self.owner.dir} {self.absent}"
+            return f"the index at {self.store.dir} {self.absent}"
         problem = self.file_problem()
-        if problem is None and record.ids_digest != ids_digest(self.owner.catalog.vector_ids(table=self.table)):
+        if problem is None and record.ids_digest != ids_digest(self.store.catalog.vector_ids(table=self.table)):
             problem = f"{self.path} is out of step with the catalog"
         return problem
 
@@ -124,9 +127,9 @@ class SyncedFile(abc.ABC):
         """Rewrite the file from the catalog (as ``index_type``, else as recorded) and record it."""
         recorded = self.recorded()
         if recorded is None:
-            raise RetrError(f"the index at {self.owner.dir} {self.absent}: there is no {self.name} to rebuild")
-        with self.owner.write_access():
-            record = self.write(index_type or recorded.index_type, self.owner.dim)
+            raise RetrError(f"the index at {self.store.dir} {self.absent}: there is no {self.name} to rebuild")
+        with self.store.write_access():
+            record = self.write(index_type or recorded.index_type, self.store.dim)
             self.record(record)
         return record
 
@@ -141,9 +144,9 @@ class SyncedFile(abc.ABC):
         try:
             self.rebuild()
         except RetrError as exc:
-            if self.owner.writable:
+            if self.store.writable:
                 raise
-            self.owner.note(f"{problem}; it was not rewritten ({exc}); the next `retr index build` repairs it")
+            self.store.note(f"{problem}; it was not rewritten ({exc}); the next `retr index build` repairs it")
             return False
         return True
 
@@ -156,9 +159,9 @@ class SyncedFile(abc.ABC):
         from index.ann.searcher import Searcher, load
         if self._searcher is None:
             problem = self.problem()
-            if problem is not None and self.owner.writable:
+            if problem is not None and self.store.writable:
                 count = self.rebuild().vectors
-                self.owner.note(f"{problem}: rebuilt it from the catalog's {count} {self.noun}")
+                self.store.note(f"{problem}: rebuilt it from the catalog's {count} {self.noun}")
                 problem = None
             self._searcher = Searcher(load(self.path) if problem is None else self._in_memory(problem))
         return self._searcher
@@ -166,14 +169,14 @@ class SyncedFile(abc.ABC):
     def _in_memory(self, problem: str) -> faiss.Index:
         """An exact index of the catalog's vectors, for a reader whose file failed its checks."""
         from index.ann.factory import build
-        ids, vectors = self._catalog_vectors(self.owner.dim)
-        self.owner.note(f"{problem}; searching the catalog's {len(ids)} {self.noun} in memory (the file is "
+        ids, vectors = self._catalog_vectors(self.store.dim)
+        self.store.note(f"{problem}; searching the catalog's {len(ids)} {self.noun} in memory (the file is "
                         "left as it is: `retr index build` rewrites it)")
         return build(vectors, ids, "Flat")
 
     def _catalog_vectors(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every row of the table that holds a vector, in id order."""
-        parts = list(self.owner.catalog.iter_vectors(dim, table=self.table))
+        parts = list(self.store.catalog.iter_vectors(dim, table=self.table))
         if not parts:
             return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -16,8 +16,8 @@ class RecordedInMemory(SyncedFile):
     noun = "test vectors"
     absent = "has no test file"
 
-    def __init__(self, owner, records: dict):
-        super().__init__(owner)
+    def __init__(self, store: IndexStore, records: dict):
+        super().__init__(store)
         self.records = records
 
     def recorded(self):
