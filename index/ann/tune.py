@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from index.ann.neighbours import drop_self
 from index.ann.searcher import Searcher, hnsw_of, set_search_params
 
 TARGET_RECALL = 0.96  # tuned search parameters aim here, a margin above the 0.95 we promise
@@ -44,7 +45,7 @@ def tune_report(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, *, k: 
     _, truth = Searcher(flat).search(queries, k + 1)
     exact_seconds = time.perf_counter() - start
     del flat
-    truth_ids = _drop_self(ids[truth], ids[pick], k)
+    truth_ids = drop_self(ids[truth], ids[pick])[:, :k]
     key, values = ("nprobe", [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if v <= ivf.nlist]
                    ) if ivf is not None else ("ef", [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512])
     for value in values:
@@ -52,19 +53,10 @@ def tune_report(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, *, k: 
         start = time.perf_counter()
         _, got = index.search(queries, k + 1)
         seconds = time.perf_counter() - start
-        recall = recall_against(_drop_self(got, ids[pick], k), truth_ids)
+        recall = recall_against(drop_self(got, ids[pick])[:, :k], truth_ids)
         if recall >= target:
             break
     return TuneReport({key: value}, recall, recall >= target, seconds, exact_seconds)
-
-
-def _drop_self(found: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
-    """Each row's first k ids other than the query's own."""
-    out = np.full((len(found), k), -1, np.int64)
-    for row, (f, me) in enumerate(zip(found, self_ids)):
-        rest = f[f != me][:k]
-        out[row, :len(rest)] = rest
-    return out
 
 
 def recall_against(found_ids: np.ndarray, true_ids: np.ndarray, ids: np.ndarray | None = None) -> float:

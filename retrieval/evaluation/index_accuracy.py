@@ -17,7 +17,7 @@ from index.errors import RetrError
 from index.directory import IndexStore
 from index.ann.searcher import Searcher, exact_search
 from index.ann.tune import recall_against
-from retrieval.evaluation.metrics import drop_self
+from index.ann.neighbours import drop_self
 
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 EFS = (16, 32, 64, 128, 256, 512)

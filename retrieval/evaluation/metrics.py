@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from index.ann.neighbours import drop_self
 from index.errors import RetrError
 
 # knn(database, queries, k) -> (scores [n, k], positions into database [n, k], -1 = none), best first
@@ -108,19 +109,6 @@ def clustering_agreement(labels: Sequence[Any], clusters: Sequence[int]) -> tupl
         raise ValueError(f"need as many cluster ids ({len(clusters)}) as labels ({len(labels)}), at least one")
     return (float(normalized_mutual_info_score(labels, clusters)),
             float(adjusted_mutual_info_score(labels, clusters)))
-
-
-def drop_self(positions: np.ndarray, self_positions: np.ndarray) -> np.ndarray:
-    """Remove each query's own gallery position from its neighbour row (one column fewer per row).
-
-    A row where the query itself was not returned (ties, or the query is not in the gallery: -1) loses
-    its last column instead, so every row keeps the same nearest neighbours minus the query.
-    """
-    positions = np.asarray(positions)
-    self_positions = np.asarray(self_positions)
-    mask = (positions == self_positions[:, None]) & (self_positions >= 0)[:, None]
-    mask[~mask.any(axis=1), -1] = True
-    return positions[~mask].reshape(len(positions), positions.shape[1] - 1)
 
 
 def exact_knn(database: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from index.errors import RetrError
-from retrieval.evaluation.metrics import (clustering_agreement, drop_self, evaluate_embeddings, map_at_r,
+from retrieval.evaluation.metrics import (clustering_agreement, evaluate_embeddings, map_at_r,
                                           nearest_others, precision_at_1, r_precision, recall_at_k)
 
 # three queries, their labels and the labels of their four nearest neighbours (nearest first);
@@ -41,12 +41,6 @@ def test_metric_input_errors_name_the_problem():
         map_at_r(NEIGHBOURS, QUERY_LABELS, [2, 0, 1])
     with pytest.raises(ValueError, match="k must be"):
         recall_at_k(NEIGHBOURS, QUERY_LABELS, 0)
-
-
-def test_drop_self_removes_the_query_or_the_last_column():
-    positions = np.array([[0, 5, 6], [5, 1, 7], [8, 9, 4], [3, 2, 1]])
-    out = drop_self(positions, np.array([0, 1, 2, -1]))
-    np.testing.assert_array_equal(out, [[5, 6], [5, 7], [8, 9], [3, 2]])
 
 
 def test_nearest_others_never_returns_the_query_and_uses_the_knn_passed_in():
