@@ -30,10 +30,14 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
     from retrieval.images.decode import check_files
     with user_errors():
         check_files(images, "query image")  # a missing query image is said before torch and the model are loaded
-        from retrieval.collection.query import query_index
-        results = query_index(index, [str(p) for p in images], k=k, nprobe=nprobe, ef=ef, model=model,
-                              weights=weights_path(weights), device=device, db_url=db, regions=regions, box=box,
-                              detect=detect)
+        from retrieval.collection.api import Collection
+        from retrieval.collection.query import load_queries
+        from retrieval.regions.query import check_region_query
+        check_region_query(box, detect)
+        pictures = load_queries(images)  # an unreadable query image is said before the model is loaded
+        with Collection(index, db_url=db, model=model, weights=weights_path(weights), device=device) as col:
+            results = col.query(pictures, names=[str(p) for p in images], k=k, nprobe=nprobe, ef=ef,
+                                regions=regions, box=box, detect=detect)
         if html is not None:
             render.write_query_gallery(html, results)
     if json_out:

@@ -11,10 +11,12 @@ from PIL import Image
 
 from index.errors import RetrError
 from index.directory import Hit, IndexStore
+from index.regions import RegionIndex
 from retrieval.collection.model import index_model
-from retrieval.embed import embed_images
+from retrieval.embed import Embedder, embed_images
 from retrieval.images.decode import ImageLoadError, check_files, load_image
-from retrieval.regions.query import QueryPart, RegionQueryResult, check_region_query, query_parts, searched_regions
+from retrieval.regions.proposal import Box
+from retrieval.regions.query import RegionQueryResult, check_region_query, query_parts, searched_regions
 
 
 @dataclasses.dataclass
@@ -52,14 +54,29 @@ def query_index(index_dir: str | Path, images: Sequence[str | Path], *, k: int =
     pictures = load_queries(images)
     paths = [str(p) for p in images]
     with IndexStore.open(index_dir, db_url) as store:
-        if store.manifest is None or store.manifest.vectors == 0 and not store.catalog.counts()["images"]:
-            raise RetrError(f"the index at {index_dir} holds no images yet")
+        check_not_empty(store, index_dir)
         loaded = index_model(store, model, weights)
         region_index = searched_regions(store, index_dir) if regions else None
-        parts = query_parts(store, index_dir, paths, pictures, box=the_box, detect=detect, device=device)
-        vectors = embed_images(loaded, [part.image for part in parts], device=device)
-        hits = region_index.search(vectors, k) if region_index is not None \
-            else store.search(vectors, k, nprobe=nprobe, ef=ef)
-    if regions or box is not None or detect:
+        return search_pictures(store, Embedder(loaded, device), paths, pictures, k=k, nprobe=nprobe, ef=ef,
+                               region_index=region_index, box=the_box, detect=detect, device=device)
+
+
+def check_not_empty(store: IndexStore, index_dir: str | Path) -> None:
+    """Refuse an index that holds no images yet."""
+    if store.manifest is None or store.manifest.vectors == 0 and not store.catalog.counts()["images"]:
+        raise RetrError(f"the index at {index_dir} holds no images yet")
+
+
+def search_pictures(store: IndexStore, embedder: Embedder, names: Sequence[str], pictures: Sequence[Image.Image], *,
+                    k: int, nprobe: int | None = None, ef: int | None = None, region_index: RegionIndex | None = None,
+                    box: Box | None = None, detect: bool = False, device: str = "auto"
+                    ) -> list[QueryResult] | list[RegionQueryResult]:
+    """The one query path: decoded query pictures (named ``names``) -> parts -> ``embedder`` -> the image
+    index (or ``region_index``) of an open ``store``; used by `retr query` and the warm Collection alike."""
+    parts = query_parts(store, store.dir, names, pictures, box=box, detect=detect, device=device)
+    vectors = embed_images(embedder.model, [part.image for part in parts], embedder=embedder)
+    hits = region_index.search(vectors, k) if region_index is not None \
+        else store.search(vectors, k, nprobe=nprobe, ef=ef)
+    if region_index is not None or box is not None or detect:
         return [RegionQueryResult(p.query, p.box, p.label, h) for p, h in zip(parts, hits)]
     return [QueryResult(p.query, h) for p, h in zip(parts, hits)]
