@@ -10,6 +10,7 @@ from cli import render
 from cli.errors import user_errors
 from cli.options import (BatchSize, Device, JsonOut, ModelSpec, Quiet, RandomWeights, Seed, WeightsFile, Workers,
                          show_progress, weights_path)
+from retrieval.train.config import MINER_NAMES, OPTIMIZERS
 
 train_app = typer.Typer(help="Train embedding models. The checkpoint directory is a --model spec.",
                         no_args_is_help=True)
@@ -25,12 +26,11 @@ Steps = Annotated[int | None, typer.Option("--steps-per-epoch", min=1,
 P = Annotated[int, typer.Option("--classes-per-batch", "-P", min=2, help="P classes per batch.")]
 K = Annotated[int, typer.Option("--images-per-class", "-K", min=2, help="K images per class.")]
 PKBatch = Annotated[int | None, typer.Option("--batch-size", min=1, help="Must equal P x K (default).")]
-Optim = Annotated[str, typer.Option("--optimizer", help="adamw or sgd (one-cycle learning rate).")]
+Optim = Annotated[str, typer.Option("--optimizer", help=f"{' or '.join(OPTIMIZERS)} (one-cycle learning rate).")]
 Lr = Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate of the one-cycle policy.")]
 Clip = Annotated[float, typer.Option("--grad-clip", min=0.0, help="Max gradient norm (0: off).")]
 Margin = Annotated[float | None, typer.Option("--margin", min=0.0, help="Loss margin m.")]
-MinerOpt = Annotated[str | None, typer.Option("--miner", help="batch-hard, semi-hard, distance-weighted, "
-                                                             "all or none.")]
+MinerOpt = Annotated[str | None, typer.Option("--miner", help=f"{', '.join(MINER_NAMES)} or none.")]
 MineEvery = Annotated[int, typer.Option("--mine-every", min=0, help="Offline hard-negative mining every "
                                                                    "E epochs (0: off).")]
 Split = Annotated[str, typer.Option("--split", help="Validation split: images, classes (class-disjoint) "
@@ -45,8 +45,10 @@ MinCrop = Annotated[float, typer.Option("--min-crop", min=0.01, max=1.0,
 
 
 def _run(config, data: Path, out: Path, resume: bool, quiet: bool, json_out: bool) -> None:
-    from retrieval.train import train
+    from retrieval.train.config import check_data
     with user_errors():
+        check_data(data)  # before torch loads: a user error costs no start-up
+        from retrieval.train.loop import train
         result = train(config, data, out, resume=resume, progress=show_progress(quiet))
     if json_out:
         return render.print_json(result.to_json())
@@ -63,8 +65,8 @@ def _labelled(method: str):
                 val_fraction: ValFraction = 0.2, seed: Seed = 0, device: Device = "auto",
                 workers: Workers = None, train_bn: TrainBn = False, min_crop: MinCrop = 0.6,
                 resume: Resume = False, json_out: JsonOut = False, quiet: Quiet = False) -> None:
-        from retrieval.models.load import DEFAULT_MODEL
-        from retrieval.train import TrainConfig
+        from retrieval.models import DEFAULT_MODEL
+        from retrieval.train.config import TrainConfig
         with user_errors():
             config = TrainConfig(
                 method=method, model=model or DEFAULT_MODEL, weights=weights_path(weights),
@@ -102,8 +104,8 @@ def simclr(data: Annotated[Path, typer.Argument(help="Any folder of images (labe
            workers: Workers = None, train_bn: TrainBn = False, resume: Resume = False, json_out: JsonOut = False,
            quiet: Quiet = False) -> None:
     """SimCLR: NT-Xent over two augmented views. The projection MLP is used by the loss only."""
-    from retrieval.models.load import DEFAULT_MODEL
-    from retrieval.train import AugmentConfig, TrainConfig
+    from retrieval.models import DEFAULT_MODEL
+    from retrieval.train.config import AugmentConfig, TrainConfig
     with user_errors():
         try:
             augment = AugmentConfig(min_crop=min_crop, jitter=jitter, jitter_p=jitter_p, grayscale_p=grayscale_p,

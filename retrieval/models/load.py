@@ -11,11 +11,11 @@ from typing import Any, Callable
 import torch
 
 from index.errors import RetrError
+from retrieval.models import DEFAULT_MODEL
 from retrieval.models.backbones import create_backbone, data_config, make_transform
 from retrieval.models.checkpoint import CONFIG_FILE, read_checkpoint
 from retrieval.models.net import EmbeddingNet
 
-DEFAULT_MODEL = "tf_efficientnet_lite0"
 
 
 @dataclasses.dataclass(frozen=True)

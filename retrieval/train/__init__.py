@@ -6,11 +6,13 @@ imports no torch.
 from retrieval._lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["AugmentConfig", "TwoViews", "metric_transform", "simclr_transform"], "retrieval.train.augment"),
+    **dict.fromkeys(["TwoViews", "metric_transform", "simclr_transform"], "retrieval.train.augment"),
+    **dict.fromkeys(["AugmentConfig", "METHODS", "Method", "TrainConfig", "TwoViewMethod", "check_data"],
+                    "retrieval.train.config"),
     **dict.fromkeys(["ImageSet", "drop_small_classes", "read_images", "split"], "retrieval.train.data"),
     **dict.fromkeys(["LOSSES", "ContrastiveLoss", "MetricLoss", "NTXentLoss", "TripletLoss", "create_loss"],
                     "retrieval.train.losses"),
-    **dict.fromkeys(["METHODS", "STATE_FILE", "TrainConfig", "Trainer", "TrainResult", "train"],
+    **dict.fromkeys(["STATE_FILE", "Trainer", "TrainResult", "train"],
                     "retrieval.train.loop"),
     **dict.fromkeys(["MINERS", "AllTripletsMiner", "BatchHardMiner", "DistanceWeightedMiner", "Miner",
                      "SemiHardMiner", "create_miner"], "retrieval.train.miners"),

@@ -4,7 +4,6 @@ Sizes, mean and std always come from the model's timm data config, never hard-co
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import torch
@@ -12,29 +11,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from retrieval.images.decode import to_rgb
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """SimCLR's augmentations (Chen et al. 2020, appendix A) with configurable strengths."""
-
-    min_crop: float = 0.2  # random resized crop: scale in [min_crop, 1]
-    flip: float = 0.5
-    jitter: float = 0.4  # brightness, contrast, saturation strength; hue is a quarter of it
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_crop <= 1:
-            raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
-        for name in ("flip", "jitter_p", "grayscale_p", "blur_p"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} is a probability, got {value}")
-        if self.jitter < 0:
-            raise ValueError(f"jitter strength must be >= 0, got {self.jitter}")
+from retrieval.train.config import AugmentConfig
 
 
 def _size(data_config: dict[str, Any]) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from index.errors import RetrError
+from retrieval.train.config import check_data
 from retrieval.images.decode import ImageLoadError, load_image, scan, to_rgb
 from retrieval.images.labelled import read_labelled
 
@@ -57,9 +58,7 @@ class ImageSet:
 
 def read_images(data: str | Path, *, labelled: bool = True) -> ImageSet:
     """Class folders or a ``path,label`` CSV; with ``labelled=False`` also any folder of images."""
-    data = Path(data)
-    if not data.exists():
-        raise RetrError(f"no such file or folder: {data}")
+    data = check_data(data)
     if labelled or data.is_file() or _has_class_folders(data):
         ls = read_labelled(data)
         skipped = [{"path": str(p), "reason": "file listed in the CSV does not exist"} for p in ls.missing]

@@ -98,8 +98,9 @@ def test_resume_continues_from_the_saved_step(colour_set, tmp_path, monkeypatch)
 
 def test_offline_mining_builds_batches_around_hard_negatives(colour_set, tmp_path, monkeypatch):
     seen = []
-    real = loop_mod.PKSampler.set_hard_negatives
-    monkeypatch.setattr(loop_mod.PKSampler, "set_hard_negatives", lambda self, hn: (seen.append(hn), real(self, hn)))
+    from retrieval.train.samplers import PKSampler
+    real = PKSampler.set_hard_negatives
+    monkeypatch.setattr(PKSampler, "set_hard_negatives", lambda self, hn: (seen.append(hn), real(self, hn)))
     cfg = TrainConfig(method="triplet", epochs=2, steps_per_epoch=1, mine_every=1, split="none", **TINY)
     result = train(cfg, colour_set, tmp_path / "m")
     assert len(seen) == 1 and seen[0].shape[0] == len(colour_set)

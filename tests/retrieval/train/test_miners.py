@@ -100,3 +100,9 @@ def test_every_miner_returns_valid_triplets(name):
     assert len(a) == len(p) == len(n)
     for i, j, k in zip(a.tolist(), p.tolist(), n.tolist()):
         assert i != j and LABELS[i] == LABELS[j] != LABELS[k]
+
+
+def test_the_light_miner_names_are_the_registry_names():
+    # --miner is checked (and listed in --help) from MINER_NAMES without importing torch
+    from retrieval.train.config import MINER_NAMES
+    assert tuple(MINERS.names()) == MINER_NAMES
