@@ -1,8 +1,14 @@
-"""Finding duplicate groups: exact (sha256) -> perceptual hash -> optional embedding similarity.
+"""Finding duplicate groups: candidates from every cheap signal, verified, grouped without chains.
 
-Each layer yields pairs of positions (no O(n^2) loop: sorting for sha256, faiss/multi-index range search
-for hashes, faiss inner-product range search for embeddings); union-find joins them into groups; a keep
-policy picks the image to keep, and every other member carries its reason and distance to the kept one.
+1. Candidates (no O(n^2) loop): equal sha256 (sorting), perceptual hashes within a loose radius (faiss /
+   multi-index binary range search), and with ``embeddings`` cosine neighbours (faiss range search).
+2. Verification (``retrieval.dedupe.verify``): every candidate pair that is not byte-identical is checked
+   with local features and a RANSAC similarity fit, over all cores. Low-information images (flat,
+   near-uniform, tiny) are never paired; a pair too poor in texture to verify is reported as unverified.
+   With ``verify=False`` a hash within ``threshold`` (or an embedding above ``similarity``) is enough.
+3. Star groups (``retrieval.dedupe.groups.star_groups``): images in keep-policy order keep their untaken
+   verified neighbours, and a duplicate reached only through another duplicate is verified against the kept
+   image before it joins, so one borderline link never merges two groups.
 """
 from __future__ import annotations
 
@@ -12,13 +18,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from index.hamming import hamming, pairs_within, similar_pairs
-from retrieval.dedupe.groups import group_pairs
-from retrieval.dedupe.keep import Candidate, choose_keep
+from retrieval.dedupe.groups import star_groups
+from retrieval.dedupe.keep import Candidate, policy
 from retrieval.dedupe.options import DEFAULT_SIMILARITY, DedupeOptions  # noqa: F401 - importable from here too
 
 EXACT = "exact"
 EMBEDDING = "embedding"
-CHAIN = "-chain"  # suffix: joined to the kept image only through other duplicates
+VERIFIED = "verified"
+UNTEXTURED = "too little texture to verify"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,19 +40,45 @@ class Item:
     height: int | None = None
     mtime: float | None = None
     aliases: tuple[str, ...] = ()  # other paths that reach the same file (symlinks, hard links)
+    camera: bool | None = None  # EXIF names a camera (read while verifying)
 
     def candidate(self) -> Candidate:
-        return Candidate(self.path, self.bytes, self.width, self.height, self.mtime)
+        return Candidate(self.path, self.bytes, self.width, self.height, self.mtime, self.camera)
 
 
 @dataclasses.dataclass(frozen=True)
 class Duplicate:
     item: Item
-    distance: float  # Hamming distance to the kept image, 0 for exact, 1 - cosine for embedding
-    reason: str  # exact | <hash name> | embedding, with "-chain" when only linked through other duplicates
+    distance: float  # Hamming distance to the kept image (0 for exact; 1 - cosine for an embedding link)
+    reason: str  # exact | verified | <hash name> or embedding (without verification)
+    inliers: int | None = None  # verified: keypoint matches that agree with one transform
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.item.path, "distance": self.distance, "reason": self.reason}
+        return {"path": self.item.path, "distance": self.distance, "reason": self.reason, "inliers": self.inliers}
+
+
+@dataclasses.dataclass(frozen=True)
+class LowInfo:
+    """An image too flat, uniform or small to compare: never paired by a hash, never moved."""
+
+    item: Item
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.item.path, "reason": self.reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class Unverified:
+    """A candidate pair that a cheap signal links but verification could not decide: reported, not merged."""
+
+    a: Item
+    b: Item
+    distance: int  # Hamming distance
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"paths": [self.a.path, self.b.path], "distance": self.distance, "reason": self.reason}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +97,9 @@ class DedupeResult:
     options: DedupeOptions
     errors: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # files that could not be hashed
     aliases: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, the path it is one file with)
+    low_info: list[LowInfo] = dataclasses.field(default_factory=list)
+    unverified: list[Unverified] = dataclasses.field(default_factory=list)
+    verified_pairs: int = 0  # candidate pairs checked with local features
 
     @property
     def n_duplicates(self) -> int:
@@ -71,7 +107,9 @@ class DedupeResult:
 
     def to_json(self) -> dict[str, Any]:
         out = {"n_images": self.n_images, "n_duplicates": self.n_duplicates,
-               "groups": [g.to_json() for g in self.groups]}
+               "groups": [g.to_json() for g in self.groups],
+               "low_information": [x.to_json() for x in self.low_info],
+               "unverified": [x.to_json() for x in self.unverified]}
         if self.aliases:  # only when some paths were folded, so the usual keys stay as they are
             out["aliases"] = [{"path": a, "same_file_as": p} for a, p in self.aliases]
         return out
@@ -89,10 +127,24 @@ def exact_pairs(sha256: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
     return pos[:-1][same], pos[1:][same]  # consecutive equal keys chain the whole group together
 
 
+Pair = tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Link:
+    reason: str
+    distance: float
+    inliers: int | None = None
+
+
+def _pairs(i: np.ndarray, j: np.ndarray) -> list[Pair]:
+    return [(min(a, b), max(a, b)) for a, b in zip(np.asarray(i).tolist(), np.asarray(j).tolist()) if a != b]
+
+
 def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,
                     vectors: np.ndarray | None = None, vector_rows: np.ndarray | None = None,
-                    errors: Sequence[tuple[str, str]] = (),
-                    aliases: Sequence[tuple[str, str]] = ()) -> DedupeResult:
+                    errors: Sequence[tuple[str, str]] = (), aliases: Sequence[tuple[str, str]] = (), *,
+                    workers: int | None = None, progress: bool = False) -> DedupeResult:
     """Duplicate groups among ``items`` (``codes[k]`` is the packed hash of ``items[k]``).
 
     ``vectors`` (L2-normalised) belong to the positions ``vector_rows`` (all positions when None).
@@ -100,44 +152,132 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
     opts = opts.validated()
     if len(codes) != len(items):
         raise ValueError(f"{len(items)} items but {len(codes)} hash codes")
+    items = list(items)
     sha = [it.sha256 for it in items]
-    layers: list[tuple[str, tuple[np.ndarray, np.ndarray]]] = [(EXACT, exact_pairs(sha))]
+    exact = set(_pairs(*exact_pairs(sha)))
+    cand: dict[Pair, set[str]] = {p: {EXACT} for p in exact}
     if len(items) > 1:
-        i, j, _ = pairs_within(codes, opts.threshold, method=opts.method)
-        layers.append((opts.hash, (i, j)))
-    vec_at: dict[int, int] = {}
+        i, j, d = pairs_within(codes, opts.candidate_radius(), method=opts.method)
+        for p, dist in zip(_pairs(i, j), np.asarray(d).tolist()):
+            if opts.verify or dist <= opts.threshold:
+                cand.setdefault(p, set()).add(opts.hash)
+    cos: dict[Pair, float] = {}
     if opts.embeddings and vectors is not None and len(vectors):
         rows = np.arange(len(vectors)) if vector_rows is None else np.asarray(vector_rows, dtype=np.int64)
-        vi, vj, _ = similar_pairs(vectors, opts.similarity)
-        layers.append((EMBEDDING, (rows[vi], rows[vj])))
-        vec_at = {int(r): k for k, r in enumerate(rows)}
-    linked = {name: set(np.concatenate(pair).tolist()) for name, pair in layers}
+        vi, vj, sims = similar_pairs(vectors, opts.similarity)
+        for p, s in zip(_pairs(rows[vi], rows[vj]), np.asarray(sims).tolist()):
+            cand.setdefault(p, set()).add(EMBEDDING)
+            cos[p] = round(max(0.0, 1.0 - float(s)), 4)
+
+    def hamming_of(a: int, b: int) -> int:
+        return int(hamming(codes[a:a + 1], codes[b:b + 1])[0])
+
+    nodes = sorted({x for p in cand for x in p})
+    feats: dict[int, Any] = {}
+    low: dict[int, str] = {}
+    if opts.verify and nodes:
+        from retrieval.dedupe.verify import compute_features
+        by_path = compute_features([items[k].path for k in nodes], workers=workers, progress=progress)
+        feats = {k: by_path[items[k].path] for k in nodes}
+        for k, f in feats.items():
+            items[k] = dataclasses.replace(items[k], camera=f.camera)
+            if f.low_info:
+                low[k] = f.low_info
+    links: dict[Pair, _Link] = {}
+    to_verify: list[Pair] = []
+    for p, signals in sorted(cand.items()):
+        if p[0] in low or p[1] in low:
+            continue
+        if p in exact:
+            links[p] = _Link(EXACT, 0)
+        elif opts.verify:
+            to_verify.append(p)
+        elif opts.hash in signals:
+            links[p] = _Link(opts.hash, hamming_of(*p))
+        else:
+            links[p] = _Link(EMBEDDING, cos[p])
+    unverified = []
+    verdicts = _verify(to_verify, feats, opts, workers=workers, progress=progress)
+    for p, v in zip(to_verify, verdicts):
+        if v.verified:
+            links[p] = _Link(VERIFIED, hamming_of(*p), v.inliers)
+        elif v.reason == "untextured":
+            unverified.append(Unverified(items[p[0]], items[p[1]], hamming_of(*p), UNTEXTURED))
+    checked = set(to_verify)
+
+    key = policy(opts.keep)
+    rank = np.full(len(items), len(items), dtype=np.int64)
+    ordered = sorted(nodes, key=lambda k: key(items[k].candidate()))
+    rank[ordered] = np.arange(len(ordered))
+    edges: dict[int, set[int]] = {}
+    for a, b in links:
+        edges.setdefault(a, set()).add(b)
+        edges.setdefault(b, set()).add(a)
+    stars = star_groups(len(items), edges, rank)
+    stars = _attach_reached(stars, edges, rank, items, feats, links, checked, low, opts, hamming_of,
+                            workers=workers)
 
     groups = []
-    for members in group_pairs(*(pair for _, pair in layers)):
-        k = choose_keep([items[m].candidate() for m in members], opts.keep)
-        keep = members[k]
-        dups = [_explain(m, keep, items, codes, opts, vectors, vec_at, linked) for m in members if m != keep]
-        dups.sort(key=lambda d: (d.distance, d.item.path))
-        groups.append(Group(items[keep], tuple(dups)))
+    for keep, dups in stars:
+        out = []
+        for m in dups:
+            link = links[(min(m, keep), max(m, keep))]
+            out.append(Duplicate(items[m], link.distance, link.reason, link.inliers))
+        out.sort(key=lambda d: (d.distance, d.item.path))
+        groups.append(Group(items[keep], tuple(out)))
     groups.sort(key=lambda g: g.keep.path)
-    return DedupeResult(len(items), groups, opts, list(errors), list(aliases))
+    low_info = sorted((LowInfo(items[k], r) for k, r in low.items()), key=lambda x: x.item.path)
+    unverified.sort(key=lambda u: (u.a.path, u.b.path))
+    return DedupeResult(len(items), groups, opts, list(errors), list(aliases), low_info, unverified,
+                        len(to_verify))
 
 
-def _explain(m: int, keep: int, items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,
-             vectors: np.ndarray | None, vec_at: dict[int, int], linked: dict[str, set[int]]) -> Duplicate:
-    """Why ``m`` duplicates ``keep``: the strongest layer in which they are directly within reach."""
-    if items[m].sha256 and items[m].sha256 == items[keep].sha256:
-        return Duplicate(items[m], 0, EXACT)
-    dist = int(hamming(codes[m:m + 1], codes[keep:keep + 1])[0])
-    if dist <= opts.threshold:
-        return Duplicate(items[m], dist, opts.hash)
-    cos_dist = None
-    if vectors is not None and m in vec_at and keep in vec_at:
-        sim = float(vectors[vec_at[m]] @ vectors[vec_at[keep]])
-        cos_dist = round(max(0.0, 1.0 - sim), 4)
-        if sim >= opts.similarity:
-            return Duplicate(items[m], cos_dist, EMBEDDING)
-    if m in linked.get(opts.hash, ()) or cos_dist is None:
-        return Duplicate(items[m], dist, opts.hash + CHAIN)
-    return Duplicate(items[m], cos_dist, EMBEDDING + CHAIN)
+def _verify(pairs: Sequence[Pair], feats: dict[int, Any], opts: DedupeOptions, *, workers: int | None,
+            progress: bool = False) -> list[Any]:
+    if not pairs:
+        return []
+    from retrieval.dedupe.verify import verify_pairs
+    nodes = sorted({x for p in pairs for x in p})
+    at = {k: n for n, k in enumerate(nodes)}
+    local = [(at[a], at[b]) for a, b in pairs]
+    return list(verify_pairs(local, [feats[k] for k in nodes], thresholds=opts.thresholds(), workers=workers,
+                             progress=progress))
+
+
+def _attach_reached(stars: list[tuple[int, list[int]]], edges: dict[int, set[int]], rank: np.ndarray,
+                    items: Sequence[Item], feats: dict[int, Any], links: dict[Pair, _Link], checked: set[Pair],
+                    low: dict[int, str], opts: DedupeOptions, hamming_of, *,
+                    workers: int | None) -> list[tuple[int, list[int]]]:
+    """An image left out, linked only to another group's duplicates, joins that group when it is itself a
+    duplicate of the kept image (same bytes, or verified against it now; never through the chain)."""
+    group_of = {}
+    for g, (keep, dups) in enumerate(stars):
+        group_of[keep] = g
+        for m in dups:
+            group_of[m] = g
+    asks: list[tuple[int, int]] = []  # (image, group)
+    for a in sorted(edges, key=lambda k: rank[k]):
+        if a in group_of or a in low:
+            continue
+        reached = sorted({group_of[b] for b in edges[a] if b in group_of}, key=lambda g: rank[stars[g][0]])
+        asks += [(a, g) for g in reached]
+    pending: list[tuple[int, int, Pair]] = []
+    for a, g in asks:
+        p = (min(a, stars[g][0]), max(a, stars[g][0]))
+        if items[a].sha256 and items[a].sha256 == items[stars[g][0]].sha256:
+            links[p] = _Link(EXACT, 0)
+            pending.append((a, g, p))
+        elif opts.verify and p not in checked:
+            pending.append((a, g, p))
+    todo = sorted({p for _, _, p in pending if p not in links})
+    for p, v in zip(todo, _verify(todo, feats, opts, workers=workers)):
+        if v.verified:
+            links[p] = _Link(VERIFIED, hamming_of(*p), v.inliers)
+    joined = set()
+    out = [(keep, list(dups)) for keep, dups in stars]
+    for a, g, p in pending:
+        if a not in joined and p in links:
+            out[g][1].append(a)
+            joined.add(a)
+    return out
+

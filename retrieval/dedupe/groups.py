@@ -51,3 +51,25 @@ def group_pairs(*pair_sets: tuple[np.ndarray, np.ndarray]) -> list[list[int]]:
     for i, j in pair_sets:
         uf.union_pairs(np.searchsorted(nodes, i), np.searchsorted(nodes, j))
     return [nodes[g].tolist() for g in uf.groups()]
+
+
+def star_groups(n: int, edges: dict[int, set[int]], rank: np.ndarray) -> list[tuple[int, list[int]]]:
+    """Groups that cannot chain: (kept, duplicates) where every duplicate has an edge to the kept image.
+
+    ``edges[a]`` holds the positions ``a`` is a verified duplicate of (symmetric); ``rank[a]`` orders the
+    images by the keep policy (0: the one to keep first). In rank order, an image not yet taken keeps every
+    untaken neighbour. Two groups are never merged through a borderline link between duplicates: a link
+    counts only when it reaches the kept image itself.
+    """
+    taken = np.zeros(n, dtype=bool)
+    out = []
+    for a in np.argsort(rank, kind="stable").tolist():
+        if taken[a] or not edges.get(a):
+            continue
+        dups = sorted(b for b in edges[a] if not taken[b] and b != a)
+        if not dups:
+            continue
+        taken[a] = True
+        taken[dups] = True
+        out.append((a, dups))
+    return out

@@ -1,5 +1,8 @@
 """Which image of a duplicate group to keep: a small registry of policies.
 
+- ``original`` (default): the original rather than an edited copy: the most pixels (copies are
+  downscaled or cropped), then a file whose EXIF names a camera (editors and re-saves usually drop it),
+  then the earliest modification time, then the most bytes;
 - ``largest``: the biggest file (most bytes; usually the least compressed copy);
 - ``highest-resolution``: the most pixels (width x height), then the biggest file;
 - ``oldest``: the earliest modification time (the original, before copies were made);
@@ -23,9 +26,15 @@ class Candidate:
     width: int | None = None
     height: int | None = None
     mtime: float | None = None
+    camera: bool | None = None  # EXIF names a camera make or model (None: not read)
 
 
 KeyFn = Callable[[Candidate], tuple]
+
+
+def _original(c: Candidate) -> tuple:
+    return (-((c.width or 0) * (c.height or 0)), not c.camera, c.mtime if c.mtime is not None else float("inf"),
+            -(c.bytes or 0), c.path)
 
 
 def _largest(c: Candidate) -> tuple:
@@ -45,12 +54,13 @@ def _first(c: Candidate) -> tuple:
 
 
 KEEP_POLICIES: Registry[KeyFn] = Registry("--keep policy")
+KEEP_POLICIES.register("original", _original)
 KEEP_POLICIES.register("largest", _largest)
 KEEP_POLICIES.register("highest-resolution", _resolution)
 KEEP_POLICIES.register("oldest", _oldest)
 KEEP_POLICIES.register("first", _first)
 
-DEFAULT_KEEP = "largest"
+DEFAULT_KEEP = "original"
 
 
 def policy(name: str) -> KeyFn:

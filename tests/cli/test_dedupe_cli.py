@@ -23,10 +23,10 @@ def test_paths_json_has_the_issue_keys(lib):
                               "--html", str(tmp / "d.html")])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert set(data) == {"n_images", "n_duplicates", "groups"}
+    assert set(data) == {"n_images", "n_duplicates", "groups", "low_information", "unverified"}
     assert data["n_images"] == 8 and data["n_duplicates"] == 4
     dup = data["groups"][0]["duplicates"][0]
-    assert set(dup) == {"path", "distance", "reason"}
+    assert set(dup) == {"path", "distance", "reason", "inliers"}
     assert (tmp / "d.csv").read_text().startswith("group,role,path,reason,distance")
     html = (tmp / "d.html").read_text()
     assert html.count("data:image/jpeg;base64") == 6 and html.count("KEEP") == 2  # 2 groups: 4 + 2 images
@@ -82,7 +82,7 @@ def test_files_left_in_place_are_listed_after_the_action_line(tmp_path):
     (lib / "x.jpg").rename(lib / "zz.jpg")  # z_copy.jpg is kept; zz.jpg, its duplicate, is also album/x.jpg
     (lib / "album" / "x.jpg").unlink()
     (lib / "album" / "x.jpg").symlink_to(os.path.join("..", "zz.jpg"))
-    res = runner.invoke(app, ["dedupe", str(lib), "--workers", "1", "--delete", "--yes"])
+    res = runner.invoke(app, ["dedupe", str(lib), "--workers", "1", "--delete", "--yes", "--keep", "first"])
     assert res.exit_code == 0, res.output
     assert res.output.splitlines()[-2:] == [
         "deleted 0 file(s); catalog rows removed: 0",

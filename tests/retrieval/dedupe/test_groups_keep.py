@@ -38,18 +38,30 @@ def test_unknown_policy_lists_known():
         choose_keep([Candidate("a")], "newest")
 
 
-def test_reason_and_distance_are_relative_to_the_kept_image():
+def test_groups_never_chain_and_reasons_are_relative_to_the_kept_image():
     items = [Item(k, p, s, b) for k, (p, s, b) in enumerate(
         [("keep.png", "x", 100), ("near.png", "y", 50), ("far.png", "z", 40), ("copy.png", "x", 100)])]
     codes = np.zeros((4, 8), np.uint8)
     codes[1, 0] = 0b111  # 3 bits from keep
     codes[2, 0] = 0b111
     codes[2, 1] = 0xFF  # 11 bits from keep, 8 from near: only a chain through near
-    result = find_duplicates(items, codes, DedupeOptions(threshold=8, keep="first"))
-    (group,) = result.groups
+    result = find_duplicates(items, codes, DedupeOptions(threshold=8, keep="first", verify=False))
+    (group,) = result.groups  # union-find would have chained far.png in through near.png
     assert group.keep.path == "copy.png"  # "first" in path order
     got = {d.item.path: (d.reason, d.distance) for d in group.duplicates}
-    assert got == {"keep.png": ("exact", 0), "near.png": ("phash", 3), "far.png": ("phash-chain", 11)}
+    assert got == {"keep.png": ("exact", 0), "near.png": ("phash", 3)}
+
+
+def test_a_chain_of_links_never_merges_two_groups():
+    """a ~ b ~ c ~ d, each link within the radius, a and d 3 links apart: union-find makes one group of
+    four; star groups keep a with b, and c with d (c is not within reach of a)."""
+    items = [Item(k, f"{k}.png", f"s{k}", 100 - k) for k in range(4)]
+    codes = np.zeros((4, 8), np.uint8)
+    codes[1, 0], codes[2, 0], codes[3, 0] = 0x0F, 0xFF, 0xFF
+    codes[3, 1] = 0x0F
+    result = find_duplicates(items, codes, DedupeOptions(threshold=4, keep="first", verify=False))
+    got = sorted((g.keep.path, [d.item.path for d in g.duplicates]) for g in result.groups)
+    assert got == [("0.png", ["1.png"]), ("2.png", ["3.png"])]
 
 
 def test_threshold_outside_hash_width_is_refused():
@@ -62,9 +74,10 @@ def test_embedding_layer_joins_what_hashes_miss():
     codes = np.array([[0] * 8, [255] * 8, [0, 255] * 4, [15] * 8], np.uint8)  # far apart in Hamming space
     vecs = np.array([[1, 0, 0], [0.99, 0.141, 0], [0, 1, 0], [0, 0, 1]], np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    off = find_duplicates(items, codes, DedupeOptions(threshold=4), vecs)
+    off = find_duplicates(items, codes, DedupeOptions(threshold=4, verify=False), vecs)
     assert off.groups == []  # embeddings are only used when asked for
-    on = find_duplicates(items, codes, DedupeOptions(threshold=4, embeddings=True, similarity=0.95), vecs)
+    on = find_duplicates(items, codes, DedupeOptions(threshold=4, embeddings=True, similarity=0.95, verify=False),
+                         vecs)
     (group,) = on.groups
     (dup,) = group.duplicates
     assert (group.keep.path, dup.item.path, dup.reason) == ("0.png", "1.png", "embedding")

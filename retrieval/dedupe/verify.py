@@ -1,0 +1,212 @@
+"""Geometric verification of candidate duplicate pairs with local features (OpenCV ORB + RANSAC).
+
+Cheap signals (sha256, perceptual hashes at a loose radius, embedding neighbours) only propose pairs;
+this module decides. Each image is decoded once (bounded decoding), turned grey, downscaled so its
+longer side is ``SIDE`` pixels, and described by ORB keypoints. A pair is verified when enough ratio-test
+matches agree with one similarity transform (rotation, uniform scale, translation) fitted by RANSAC
+(``cv2.estimateAffinePartial2D``): at least ``min_inliers`` inliers that are at least ``min_ratio`` of
+the ratio-test matches, with a sane scale. That survives crops (the kept part still matches), rotations,
+rescaling, overlaid text (a few lost keypoints) and JPEG artefacts, while two different photos rarely
+agree on one transform. Thresholds come from ``retr dedupe calibrate`` on labelled pairs
+(benchmarks/dedupe_quality.py picks them on one set and reports on another).
+
+Low-information images (flat, near-uniform, tiny) are flagged from the grey level spread and entropy;
+an image with too few keypoints cannot be verified either way and its pairs are reported, not merged.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import io
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from retrieval.images.decode import ImageLoadError, decode_sized, read_bytes
+from retrieval.progress import progress_bar
+from retrieval.workers import process_pool_workers
+
+SIDE = 512  # longer side of the grey image keypoints are found on
+N_FEATURES = 1500
+RATIO = 0.8  # Lowe's ratio test
+MIN_SIDE = 32  # smaller images (pixels, shorter side) are too small to tell apart
+MIN_STD = 6.0  # grey-level standard deviation (0..255) below which an image is near-uniform
+MIN_ENTROPY = 2.0  # bits of the grey-level histogram below which an image is flat (few levels)
+MIN_KEYPOINTS = 25  # fewer keypoints: too little texture to verify a pair
+SCALE_RANGE = (0.2, 5.0)  # a fitted scale outside this is not a plausible copy
+MIN_SPREAD = 8.0  # pixels (on the SIDE-pixel image): inliers bunched tighter than this prove nothing
+CAMERA_TAGS = (0x010F, 0x0110)  # EXIF Make, Model
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyThresholds:
+    """When a pair is verified: inliers of one similarity transform, and their share of the matches."""
+
+    min_inliers: int = 10
+    min_ratio: float = 0.25
+    reproj: float = 3.0  # RANSAC reprojection threshold, pixels on the SIDE-pixel image
+
+
+DEFAULT_THRESHOLDS = VerifyThresholds()
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    path: str
+    points: np.ndarray  # float32 [n, 2], on the downscaled image
+    descriptors: np.ndarray  # uint8 [n, 32]
+    std: float
+    entropy: float
+    width: int  # full resolution
+    height: int
+    camera: bool  # EXIF names a camera make or model (an original rather than an edited re-save)
+    error: str | None = None
+
+    @property
+    def low_info(self) -> str | None:
+        """Why this image holds too little to compare (flat, near-uniform, tiny), or None."""
+        if self.error is not None:
+            return None
+        if min(self.width, self.height) < MIN_SIDE:
+            return f"tiny ({self.width}x{self.height})"
+        if self.std < MIN_STD:
+            return f"near-uniform (grey std {self.std:.1f})"
+        if self.entropy < MIN_ENTROPY:
+            return f"flat (entropy {self.entropy:.2f} bits)"
+        return None
+
+    @property
+    def textured(self) -> bool:
+        return self.error is None and len(self.points) >= MIN_KEYPOINTS
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    verified: bool
+    inliers: int
+    matches: int
+    reason: str  # verified | rejected | untextured (too few keypoints on one side) | error
+
+    @property
+    def ratio(self) -> float:
+        return self.inliers / self.matches if self.matches else 0.0
+
+
+def _camera(data: bytes) -> bool:
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            exif = img.getexif()
+            return any(str(exif.get(tag) or "").strip() for tag in CAMERA_TAGS)
+    except Exception:  # noqa: BLE001 - EXIF is a hint; an unreadable block means "no camera data"
+        return False
+
+
+def grey_stats(grey: np.ndarray) -> tuple[float, float]:
+    """(standard deviation, histogram entropy in bits) of a uint8 grey image."""
+    hist = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    p = hist[hist > 0] / hist.sum()
+    return float(grey.std()), float(-(p * np.log2(p)).sum())
+
+
+def features_of_bytes(data: bytes, path: str = "") -> Features:
+    import cv2
+    try:
+        img, width, height = decode_sized(data, draft_size=SIDE // 2)
+    except ImageLoadError as exc:
+        return Features(path, np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), 0.0, 0.0, 0, 0, False,
+                        str(exc))
+    grey = np.asarray(img.convert("L"))
+    scale = SIDE / max(grey.shape)
+    if scale < 1:
+        grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    std, entropy = grey_stats(grey)
+    orb = cv2.ORB_create(nfeatures=N_FEATURES, edgeThreshold=15, patchSize=31, fastThreshold=10)
+    kps, desc = orb.detectAndCompute(grey, None)
+    points = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
+    desc = desc if desc is not None else np.zeros((0, 32), np.uint8)
+    return Features(path, points, desc, std, entropy, width, height, _camera(data))
+
+
+def features_of(path: str) -> Features:
+    try:
+        data = read_bytes(path)
+    except ImageLoadError as exc:
+        return Features(path, np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), 0.0, 0.0, 0, 0, False,
+                        str(exc))
+    return features_of_bytes(data, path)
+
+
+def _threads(workers: int | None, n: int) -> int:
+    # OpenCV and Pillow release the GIL while they decode, detect and match: threads use every core
+    # without pickling descriptors between processes
+    return max(1, min(process_pool_workers() if workers is None else int(workers), n))
+
+
+def compute_features(paths: Sequence[str], *, workers: int | None = None,
+                     progress: bool = False) -> dict[str, Features]:
+    """Features of each path, computed over ``workers`` threads."""
+    out: dict[str, Features] = {}
+    with progress_bar(len(paths), desc="verifying: features", enabled=progress) as bar:
+        with cf.ThreadPoolExecutor(_threads(workers, len(paths))) as pool:
+            for f in pool.map(features_of, paths):
+                out[f.path] = f
+                bar.update(1)
+    return out
+
+
+def verify(a: Features, b: Features, th: VerifyThresholds = DEFAULT_THRESHOLDS) -> Verdict:
+    """Do ``a`` and ``b`` show the same picture (up to crop, rotation, scale, overlay, compression)?"""
+    import cv2
+    if a.error or b.error:
+        return Verdict(False, 0, 0, "error")
+    if not (a.textured and b.textured):
+        return Verdict(False, 0, 0, "untextured")
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    good = [m[0] for m in matcher.knnMatch(a.descriptors, b.descriptors, k=2)
+            if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
+    if len(good) < max(4, th.min_inliers):
+        return Verdict(False, 0, len(good), "rejected")
+    src = a.points[[m.queryIdx for m in good]]
+    dst = b.points[[m.trainIdx for m in good]]
+    model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=th.reproj,
+                                              maxIters=2000, confidence=0.99)
+    if model is None or mask is None:
+        return Verdict(False, 0, len(good), "rejected")
+    keep = mask.ravel().astype(bool)
+    # distinct points on each side: two different photos "agree" on a degenerate transform that maps
+    # many keypoints onto one point (scale near 0); a copy's inliers spread over the picture
+    inliers = min(_distinct(src[keep]), _distinct(dst[keep]))
+    scale = float(np.hypot(model[0, 0], model[1, 0]))
+    ok = (inliers >= th.min_inliers and inliers >= th.min_ratio * len(good)
+          and SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]
+          and min(_spread(src[keep]), _spread(dst[keep])) >= MIN_SPREAD)
+    return Verdict(ok, inliers, len(good), "verified" if ok else "rejected")
+
+
+def _distinct(points: np.ndarray) -> int:
+    return len(np.unique(np.round(points).astype(np.int32), axis=0)) if len(points) else 0
+
+
+def _spread(points: np.ndarray) -> float:
+    """Geometric mean of the standard deviations of ``points`` along x and y (pixels)."""
+    return float(np.sqrt(np.prod(points.std(axis=0)))) if len(points) > 1 else 0.0
+
+
+def verify_pairs(pairs: Sequence[tuple[int, int]], feats: Sequence[Features], *,
+                 thresholds: VerifyThresholds = DEFAULT_THRESHOLDS, workers: int | None = None,
+                 progress: bool = False) -> Iterator[Verdict]:
+    """Verdicts for ``pairs`` of positions into ``feats``, in input order, over ``workers`` threads."""
+    def one(pair: tuple[int, int]) -> Verdict:
+        return verify(feats[pair[0]], feats[pair[1]], thresholds)
+    with progress_bar(len(pairs), desc="verifying: pairs", enabled=progress) as bar:
+        with cf.ThreadPoolExecutor(_threads(workers, len(pairs))) as pool:
+            for v in pool.map(one, pairs, chunksize=1):
+                bar.update(1)
+                yield v
+
+
+def pair_list(i: Iterable[int], j: Iterable[int]) -> list[tuple[int, int]]:
+    """Unique unordered pairs (smaller position first), self-pairs dropped, sorted."""
+    return sorted({(min(a, b), max(a, b)) for a, b in zip(i, j) if a != b})
