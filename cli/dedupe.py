@@ -67,11 +67,20 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
                                                     "one? Exit 0: no, 3: yes.")] = None,
          method: Annotated[str, typer.Option("--search", help="Binary search: auto, flat, mih, multihash, gpu.")]
          = "auto",
+         verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Verify candidate pairs with local "
+                                              "features (default). --no-verify: a hash within --threshold is "
+                                              "enough (faster; flat images are not detected).")] = True,
+         min_inliers: Annotated[int | None, typer.Option("--min-inliers", min=4, help="Verification: keypoint "
+                                                         "matches that must agree (default from calibration).")]
+         = None,
+         min_ratio: Annotated[float | None, typer.Option("--min-ratio", min=0.0, max=1.0, help="Verification: "
+                                                         "share of matches that must agree.")] = None,
          model: ModelSpec = None, workers: Workers = None, json_out: JsonOut = False, quiet: Quiet = False) -> None:
     """Find duplicate groups in an index (default) or in PATHs. Report them, or move or delete the
     duplicates."""
     from retrieval.dedupe.run import Action, check_image, dedupe_index, dedupe_paths, undo_manifest
-    opts = DedupeOptions(hash, hash_size, threshold, embeddings, similarity, keep, method)
+    opts = DedupeOptions(hash, hash_size, threshold, embeddings, similarity, keep, method, verify, min_inliers,
+                         min_ratio)
     if sum(x is not None and x is not False for x in (undo, check, paths or None)) > 1 or (paths and index):
         raise typer.BadParameter("use one of PATH..., --index, --undo MANIFEST, --check IMAGE")
     progress = show_progress(quiet or json_out)

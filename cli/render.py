@@ -173,12 +173,24 @@ def cluster_report(report) -> str:
 def dedupe_groups(result) -> str:
     """Groups as indented text: the kept image, then each duplicate with reason and distance."""
     o = result.options
+    signals = (f"{o.hash} size {o.hash_size}, radius {o.candidate_radius()}"
+               + (f", embeddings >= {o.similarity}" if o.embeddings else ""))
+    how = (f"candidates: {signals}; {result.verified_pairs} pairs verified with local features"
+           if o.verify else f"{signals}, not verified")
     lines = [f"{result.n_images} images, {result.n_duplicates} duplicates in {len(result.groups)} groups "
-             f"({o.hash} size {o.hash_size}, radius {o.threshold}"
-             + (f", embeddings >= {o.similarity}" if o.embeddings else "") + f", keep {o.keep})"]
+             f"({how}; keep {o.keep})"]
     for n, g in enumerate(result.groups, 1):
         lines.append(f"group {n}: keep {_shown(g.keep.path)}")
-        lines += [f"  {d.reason:>14} {d.distance:>7}  {_shown(d.item.path)}" for d in g.duplicates]
+        lines += [f"  {d.reason:>14} {d.distance:>7}" + (f" {d.inliers:>5} inliers" if d.inliers is not None else "")
+                  + f"  {_shown(d.item.path)}" for d in g.duplicates]
+    if result.low_info:
+        lines.append(f"{len(result.low_info)} low-information image(s) (flat, near-uniform or tiny): never paired "
+                     "by a hash, never moved:")
+        lines += [f"  {_shown(x.item.path)}: {x.reason}" for x in result.low_info]
+    if result.unverified:
+        lines.append(f"{len(result.unverified)} pair(s) linked by a hash but too poor in texture to verify: "
+                     "not merged, check them yourself:")
+        lines += [f"  {_shown(u.a.path)} ~ {_shown(u.b.path)} (distance {u.distance})" for u in result.unverified]
     if result.aliases:
         lines.append(f"{len(result.aliases)} path(s) reach a file listed under another path (a symlink or "
                      "hard link): one image with it, never acted on:")
@@ -205,7 +217,8 @@ def dedupe_check(image, matches) -> str:
     if not matches:
         return f"{_shown(str(image))}: no duplicate in the catalog"
     return "\n".join([f"{_shown(str(image))} duplicates {len(matches)} catalogued image(s):"]
-                     + [f"  {m.reason:>10} {m.distance:>7}  {_shown(m.path)}" for m in matches])
+                     + [f"  {m.reason:>10} {m.distance:>7}" + (f" {m.inliers:>5} inliers" if m.inliers is not None
+                                                                else "") + f"  {_shown(m.path)}" for m in matches])
 
 
 def calibration(data: dict[str, Any], target_precision: float) -> str:

@@ -43,7 +43,15 @@ def write_html(result: DedupeResult, out: str | Path) -> Path:
     rows = []
     for n, g in enumerate(result.groups, 1):
         tiles = [Tile(g.keep.path, f"KEEP · {_size(g.keep)}")]
-        tiles += [Tile(d.item.path, f"{d.reason} · distance {d.distance} · {_size(d.item)}") for d in g.duplicates]
+        tiles += [Tile(d.item.path, f"{d.reason}" + (f" · {d.inliers} inliers" if d.inliers is not None else "")
+                       + f" · distance {d.distance} · {_size(d.item)}") for d in g.duplicates]
         rows.append((f"group {n} ({len(g.duplicates)} duplicate{'s' if len(g.duplicates) != 1 else ''})", tiles))
+    if result.low_info:
+        rows.append((f"low-information images ({len(result.low_info)}): flat, near-uniform or tiny; never paired "
+                     "by a hash, never moved", [Tile(x.item.path, f"{x.reason} · {_size(x.item)}")
+                                                for x in result.low_info]))
+    for n, u in enumerate(result.unverified, 1):
+        rows.append((f"unverified pair {n}: a hash links them (distance {u.distance}) but they are too poor in "
+                     "texture to verify; not merged", [Tile(u.a.path, _size(u.a)), Tile(u.b.path, _size(u.b))]))
     title = f"retr dedupe: {result.n_duplicates} duplicates of {result.n_images} images"
     return write_gallery(out, title, rows)

@@ -14,7 +14,7 @@ from index.catalog.hashes import ids_with_sha256, load_hashes
 from index.directory import IndexStore
 from retrieval.dedupe.actions import ActionReport, CatalogLink, delete_duplicates, move_duplicates, undo
 from retrieval.dedupe.collection import Collection, ensure_hashes, from_index, from_paths
-from retrieval.dedupe.finder import EMBEDDING, EXACT, DedupeOptions, DedupeResult, find_duplicates
+from retrieval.dedupe.finder import EMBEDDING, EXACT, VERIFIED, DedupeOptions, DedupeResult, find_duplicates
 from retrieval.dedupe.parallel_hashing import HashJob, hash_file
 from retrieval.dedupe.manifest import read_manifest
 from retrieval.images.decode import shown
@@ -36,8 +36,9 @@ class Action:
             raise RetrError(f"--move-to {shown(self.move_to)} is not a folder")
 
 
-def _find(col: Collection, opts: DedupeOptions) -> DedupeResult:
-    return find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors, col.aliases)
+def _find(col: Collection, opts: DedupeOptions, workers: int | None = None, progress: bool = False) -> DedupeResult:
+    return find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors, col.aliases,
+                           workers=workers, progress=progress)
 
 
 def _act(result: DedupeResult, action: Action, link: CatalogLink | None, root: str | None) -> ActionReport | None:
@@ -59,7 +60,7 @@ def dedupe_index(index_dir: str | Path, opts: DedupeOptions, action: Action = Ac
     action.check()
     acts = bool(action.move_to or action.delete)  # an action writes the catalog: it takes the writer lock
     with IndexStore.open(index_dir, db_url, mode="write" if acts else "read") as store:
-        result = _find(from_index(store, opts, workers=workers, progress=progress), opts)
+        result = _find(from_index(store, opts, workers=workers, progress=progress), opts, workers, progress)
         report = _act(result, action, _store_link(store), None)
         if report is not None and report.catalog_rows:
             store.reconcile()  # the faiss file follows the catalog
@@ -76,7 +77,7 @@ def dedupe_paths(paths: Sequence[str | Path], opts: DedupeOptions, action: Actio
         from retrieval.models.load import DEFAULT_MODEL, load_model
         model = load_model(model_spec or DEFAULT_MODEL)
     col = from_paths(paths, opts, workers=workers, progress=progress, model=model)
-    result = _find(col, opts)
+    result = _find(col, opts, workers, progress)
     roots = [r if os.path.isdir(r) else os.path.dirname(r) for r in col.roots]
     root = os.path.commonpath(roots) if roots else None
     return result, _act(result, action, None, root)
@@ -101,14 +102,17 @@ class Match:
     path: str
     distance: float
     reason: str
+    inliers: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "distance": self.distance, "reason": self.reason}
+        return {"path": self.path, "distance": self.distance, "reason": self.reason, "inliers": self.inliers}
 
 
 def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *, db_url: str | None = None,
                 workers: int | None = None, progress: bool = False) -> list[Match]:
-    """Catalogued images that ``image`` duplicates (exact, hash, and with --embeddings, embedding)."""
+    """Catalogued images that ``image`` duplicates: the same bytes, or (candidates from the hash at the
+    loose radius and, with --embeddings, embedding neighbours) verified with local features; only the
+    candidates are decoded. A low-information image matches only exact copies."""
     opts = opts.validated()
     image = str(Path(image).resolve())
     if not os.path.isfile(image):
@@ -124,7 +128,7 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
         nbytes = HashJob(opts.hash, opts.hash_size).hasher().nbytes(opts.hash_size)
         table = load_hashes(store.catalog, opts.hash, opts.hash_size, nbytes)
         q = np.frombuffer(res.bits, dtype=np.uint8)[None, :]
-        _, pos, dist = search_within(table.codes, q, opts.threshold, method=opts.method)
+        _, pos, dist = search_within(table.codes, q, opts.candidate_radius(), method=opts.method)
         paths = store.catalog.paths_by_id(table.ids[pos].tolist())
         for p, d in zip(pos.tolist(), dist.tolist()):
             path = paths[int(table.ids[p])]
@@ -139,5 +143,26 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
             for hit in store.search(vec, k=50)[0]:
                 if hit.score >= opts.similarity and hit.path not in matches:
                     matches[hit.path] = Match(hit.path, round(max(0.0, 1.0 - hit.score), 4), EMBEDDING)
-    matches.pop(image, None)  # the image itself, when it is already catalogued
+    matches.pop(image, None)
+    if opts.verify:
+        matches = _verified(image, matches, opts, workers)  # the image itself, when it is already catalogued
     return sorted(matches.values(), key=lambda m: (m.reason != EXACT, m.distance, m.path))
+
+
+def _verified(image: str, matches: dict[str, Match], opts: DedupeOptions, workers: int | None) -> dict[str, Match]:
+    """The exact matches, and the candidates that local features verify against ``image``."""
+    from retrieval.dedupe.verify import compute_features, verify_pairs
+    cands = sorted(p for p, m in matches.items() if m.reason != EXACT)
+    out = {p: m for p, m in matches.items() if m.reason == EXACT}
+    if not cands:
+        return out
+    feats = compute_features([image, *cands], workers=workers)
+    if feats[image].low_info:
+        return out
+    order = [feats[image], *(feats[p] for p in cands)]
+    pairs = [(0, k) for k in range(1, len(order))]
+    for p, v in zip(cands, verify_pairs(pairs, order, thresholds=opts.thresholds(), workers=workers)):
+        if v.verified and not feats[p].low_info:
+            dist = matches[p].distance if matches[p].reason == opts.hash else 0
+            out[p] = Match(p, dist, VERIFIED, v.inliers)
+    return out

@@ -63,7 +63,8 @@ def test_index_dedupe_json_and_check_exit_codes(lib):
     assert res.exit_code == 3, res.output
     found = json.loads(res.output)
     assert set(found) == {"image", "duplicate", "matches"} and found["duplicate"] is True
-    assert set(found["matches"][0]) == {"path", "distance", "reason"}
+    assert set(found["matches"][0]) == {"path", "distance", "reason", "inliers"}
+    assert {m["reason"] for m in found["matches"]} <= {"exact", "verified"}
     res = runner.invoke(app, ["dedupe", "--check", str(files["astro_q40"]), "--index", str(idx)])
     assert res.exit_code == 3 and res.output.startswith(f"{files['astro_q40']} duplicates "), res.output
     other = tmp / "other.jpg"
