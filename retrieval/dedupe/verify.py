@@ -43,7 +43,7 @@ class VerifyThresholds:
     """When a pair is verified: inliers of one similarity transform, and their share of the matches."""
 
     min_inliers: int = 10
-    min_ratio: float = 0.25
+    min_ratio: float = 0.15
     reproj: float = 3.0  # RANSAC reprojection threshold, pixels on the SIDE-pixel image
 
 

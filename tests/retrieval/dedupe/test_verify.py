@@ -1,0 +1,87 @@
+"""Geometric verification: edited copies of real photos verify; distinct photos and flat images never do."""
+from __future__ import annotations
+
+import io
+import itertools
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from retrieval.dedupe.verify import features_of_bytes, verify, verify_pairs
+from tests.conftest import PHOTOS
+
+NAMES = ["astronaut", "camera", "chelsea", "coffee", "coins", "rocket", "china", "flower", "retina", "gravel"]
+
+
+def _jpeg(img: Image.Image, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _edited(img: Image.Image) -> bytes:
+    """Crop 15% off, rotate 8 degrees, half the size, a text overlay, JPEG quality 30."""
+    w, h = img.size
+    dx, dy = int(w * 0.075), int(h * 0.075)
+    img = img.crop((dx, dy, w - dx, h - dy)).rotate(8, resample=Image.BICUBIC)
+    img = img.resize((img.width // 2, img.height // 2), Image.LANCZOS)
+    ImageDraw.Draw(img).text((8, 8), "(c) 2024 holiday copy", fill=(255, 255, 0))
+    return _jpeg(img, 30)
+
+
+@pytest.fixture(scope="module")
+def originals():
+    return {n: Image.open(PHOTOS / f"{n}.jpg").convert("RGB") for n in NAMES}
+
+
+@pytest.fixture(scope="module")
+def feats(originals):
+    return {n: features_of_bytes(_jpeg(img), n) for n, img in originals.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_edited_copy_is_verified(name, originals, feats):
+    copy = features_of_bytes(_edited(originals[name]), name + "'")
+    v = verify(feats[name], copy)
+    assert v.verified, v
+    assert v.inliers >= 10 and v.ratio >= 0.15
+
+
+def test_distinct_photos_are_never_verified(feats):
+    verdicts = [verify(feats[a], feats[b]) for a, b in itertools.combinations(NAMES, 2)]
+    assert not any(v.verified for v in verdicts)
+    assert max(v.inliers for v in verdicts) < 10  # degenerate fits (many points onto one) do not count
+
+
+def test_flat_images_are_low_information_and_never_verified():
+    purple = features_of_bytes(_jpeg(Image.new("RGB", (300, 200), (120, 40, 160))), "purple")
+    grey = features_of_bytes(_jpeg(Image.new("RGB", (640, 480), (128, 128, 128))), "grey")
+    ramp = np.tile(np.linspace(100, 104, 256, dtype=np.uint8), (256, 1))  # a near-uniform gradient
+    faint = features_of_bytes(_jpeg(Image.fromarray(ramp).convert("RGB")), "faint")
+    tiny = features_of_bytes(_jpeg(Image.open(PHOTOS / "coffee.jpg").resize((20, 14))), "tiny")
+    for f in (purple, grey, faint):
+        assert f.low_info and ("uniform" in f.low_info or "flat" in f.low_info), f.low_info
+    assert tiny.low_info.startswith("tiny")
+    assert not verify(purple, grey).verified and verify(purple, grey).reason == "untextured"
+
+
+def test_a_textured_photo_is_not_low_information(feats):
+    assert all(f.low_info is None and f.textured for f in feats.values())
+
+
+def test_verify_pairs_keeps_the_input_order_over_threads(feats):
+    order = [feats[n] for n in NAMES]
+    pairs = [(0, 0), (0, 1), (2, 2), (3, 4)]
+    got = [v.verified for v in verify_pairs(pairs, order, workers=3)]
+    assert got == [True, False, True, False]  # an image verifies against itself
+
+
+def test_camera_exif_is_read():
+    img = Image.open(PHOTOS / "coffee.jpg")
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    assert features_of_bytes(buf.getvalue()).camera is True
+    assert features_of_bytes(_jpeg(img)).camera is False
