@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import cluster, dedupe, evaluate, index_group, query, train
+from cli import cluster, dedupe, evaluate, index_group, query, serve, train
 
 app = typer.Typer(
     name="retr",
@@ -29,6 +29,7 @@ app.add_typer(train.train_app, name="train")
 app.add_typer(evaluate.eval_app, name="eval")
 app.command("cluster")(cluster.cluster)
 app.add_typer(dedupe.dedupe_app, name="dedupe")
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

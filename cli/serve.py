@@ -1,0 +1,46 @@
+"""`retr serve`: the warm index over HTTP (FastAPI on uvicorn) with the web UI at `/`."""
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from cli.errors import user_errors
+from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir
+
+
+def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
+          host: Annotated[str, typer.Option("--host", help="Address to bind (localhost only by default).")]
+          = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8765,
+          api_key: Annotated[str | None, typer.Option("--api-key", envvar="RETR_API_KEY", show_envvar=True,
+                                                      help="Require Authorization: Bearer KEY on every /api "
+                                                      "route (/healthz stays open).")] = None,
+          max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload "
+                                                       "accepted, in MB.")] = 50.0,
+          max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most queries embedded in one "
+                                                 "forward pass (1: no micro-batching).")] = 16,
+          max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0, help="How long a query waits "
+                                                     "for others to share its batch.")] = 5.0,
+          quarantine: Annotated[str | None, typer.Option("--quarantine", help="Folder duplicates are moved "
+                                                         "to (default INDEX/quarantine).")] = None,
+          device: Device = "auto") -> None:
+    """Serve the index over HTTP: JSON API (OpenAPI at /docs) and the web UI at /."""
+    with user_errors():
+        if not (index / "manifest.json").exists():
+            from index.directory import IndexStore
+            IndexStore.open(index, db).close()  # the one-line "no index" error before the server starts
+        import uvicorn
+
+        from cli.server.app import ServeOptions, create_app
+        from retrieval.collection.api import Collection
+        opts = ServeOptions(api_key=api_key or None, max_upload=int(max_upload_mb * 1024 * 1024),
+                            batching=max_batch > 1, max_batch=max_batch, max_wait=max_wait_ms / 1000,
+                            quarantine_dir=quarantine)
+        app = create_app(lambda: Collection(index, db_url=db, device=device), opts)
+        if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+            typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "
+                       "and quarantine files", err=True)
+        typer.echo(f"retr serve: http://{host}:{port}/  (index {index}, pid {os.getpid()})", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning")

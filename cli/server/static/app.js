@@ -1,0 +1,365 @@
+"use strict";
+// retr web UI: plain JS, no build step, nothing fetched from outside this server.
+
+const $ = (id) => document.getElementById(id);
+const state = { file: null, id: null, box: null, info: null };
+
+// ---- API ---------------------------------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) {
+    throw new Error("cannot reach the retr server (is `retr serve` still running?)");
+  }
+  if (response.status === 401) {
+    await askKey();
+    return api(path, options);
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.detail || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+function askKey() {
+  return new Promise((resolve) => {
+    const dialog = $("keyform");
+    dialog.onclose = () => {
+      document.cookie = `retr_key=${encodeURIComponent($("key").value)}; path=/; SameSite=Strict`;
+      resolve();
+    };
+    dialog.showModal();
+  });
+}
+
+function confirmBox(text, okLabel) {
+  return new Promise((resolve) => {
+    const dialog = $("confirm");
+    $("confirm-text").textContent = text;
+    $("confirm-ok").textContent = okLabel;
+    dialog.onclose = () => resolve(dialog.returnValue === "ok");
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+}
+
+const thumbUrl = (id, size = 256) => `/api/images/${id}/thumbnail?size=${size}`;
+const baseName = (p) => p.split("/").pop();
+const folderOf = (p) => p.split("/").slice(0, -1).join("/") || "/";
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined) node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function setStatus(id, text, loading = false) {
+  const node = $(id);
+  node.textContent = text;
+  node.classList.toggle("loading", loading);
+}
+
+function showBanner(text, ok = false) {
+  const node = $("banner");
+  node.textContent = text;
+  node.classList.toggle("ok", ok);
+  node.hidden = !text;
+}
+
+// ---- pages -------------------------------------------------------------------------------------------
+
+function route() {
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const params = new URLSearchParams(query || "");
+  const page = path === "/duplicates" ? "duplicates" : path === "/clusters" ? "clusters" : "search";
+  for (const p of ["search", "duplicates", "clusters"]) $(`page-${p}`).hidden = p !== page;
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
+  showBanner("");
+  if (page === "duplicates") return loadDuplicates();
+  if (page === "clusters") return loadClusters();
+  if (params.has("id")) {
+    state.file = null;
+    state.id = Number(params.get("id"));
+    if (params.has("k")) $("k").value = params.get("k");
+    state.box = params.has("box") ? params.get("box").split(",").map(Number) : null;
+    $("regions").checked = params.get("regions") === "1";
+    showQuery(`/api/images/${state.id}`, `catalog image ${state.id}`);
+    return search();
+  }
+}
+
+async function loadInfo() {
+  try {
+    state.info = await api("/api/info");
+    $("info").textContent = `${state.info.images.toLocaleString()} images · ${state.info.model}`;
+    $("regions-label").hidden = !state.info.regions;
+  } catch (err) {
+    $("info").textContent = "";
+    showBanner(err.message);
+  }
+}
+
+// ---- search ------------------------------------------------------------------------------------------
+
+function showQuery(src, name) {
+  $("query").hidden = false;
+  $("query-img").src = src;
+  $("query-name").textContent = name;
+  drawBox();
+}
+
+function pick(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/") && file.type !== "") {
+    showBanner(`${file.name} is not an image (${file.type})`);
+    return;
+  }
+  state.file = file;
+  state.id = null;
+  state.box = null;
+  if (location.hash.startsWith("#/search")) history.replaceState(null, "", "#/");
+  showQuery(URL.createObjectURL(file), file.name);
+  search();
+}
+
+async function search() {
+  const k = $("k").value;
+  const params = new URLSearchParams({ k });
+  if (state.box) params.set("box", state.box.map((v) => Math.round(v)).join(","));
+  if ($("regions").checked) params.set("regions", "true");
+  $("results").replaceChildren();
+  showBanner("");
+  setStatus("status", "Searching…", true);
+  const started = performance.now();
+  try {
+    let body;
+    if (state.id !== null) {
+      params.set("id", state.id);
+      body = await api(`/api/search?${params}`);
+      const link = new URLSearchParams({ id: state.id, k });
+      if (state.box) link.set("box", params.get("box"));
+      if ($("regions").checked) link.set("regions", "1");
+      $("permalink").href = `#/search?${link}`;
+      $("permalink").hidden = false;
+    } else {
+      const form = new FormData();
+      form.append("image", state.file, state.file.name);
+      body = await api(`/api/search?${params}`, { method: "POST", body: form });
+      $("permalink").hidden = true;
+    }
+    const ms = Math.round(performance.now() - started);
+    setStatus("status", `${body.results.length} results in ${ms} ms`);
+    renderResults(body.results);
+  } catch (err) {
+    setStatus("status", "");
+    showBanner(`Search failed: ${err.message}`);
+  }
+}
+
+function renderResults(results) {
+  const cards = results.map((hit) => {
+    const img = el("img", { src: thumbUrl(hit.id), alt: baseName(hit.path), loading: "lazy" });
+    const frame = el("div", { class: "overlay" }, img);
+    if (hit.region) addRegionBox(frame, img, hit.id, hit.region.box);
+    return el("button", {
+      class: "card", title: `${hit.path}\nclick: more like this`, "data-id": hit.id,
+      "aria-label": `result ${hit.rank}: ${baseName(hit.path)}`,
+      onclick: () => { location.hash = `#/search?id=${hit.id}&k=${$("k").value}`; },
+    },
+    el("div", { class: "thumb" }, frame),
+    el("div", { class: "meta" },
+      el("div", { class: "row" }, el("span", { class: "rank" }, `#${hit.rank}`),
+        el("span", { class: "score" }, hit.score.toFixed(3))),
+      el("div", { class: "name" }, baseName(hit.path)),
+      el("div", { class: "folder" }, folderOf(hit.path))));
+  });
+  $("results").replaceChildren(...cards);
+  if (!results.length) $("results").append(el("div", { class: "empty" }, "No results."));
+}
+
+function addRegionBox(frame, img, id, box) {
+  // the box is in the original image's pixels: scale it by the original's size
+  const full = new Image();
+  full.onload = () => {
+    const sx = 100 / full.naturalWidth, sy = 100 / full.naturalHeight;
+    frame.append(el("div", { class: "box", style:
+      `left:${box[0] * sx}%;top:${box[1] * sy}%;width:${(box[2] - box[0]) * sx}%;height:${(box[3] - box[1]) * sy}%` }));
+  };
+  full.src = `/api/images/${id}`;
+}
+
+// box drawing on the query image, in the original image's pixels
+function drawBox() {
+  const layer = $("draw");
+  layer.replaceChildren();
+  $("box-actions").hidden = !state.box;
+  const img = $("query-img");
+  if (!state.box || !img.naturalWidth) return;
+  const sx = img.clientWidth / img.naturalWidth, sy = img.clientHeight / img.naturalHeight;
+  const [x0, y0, x1, y1] = state.box;
+  layer.append(el("div", { class: "box", style:
+    `left:${x0 * sx}px;top:${y0 * sy}px;width:${(x1 - x0) * sx}px;height:${(y1 - y0) * sy}px` }));
+}
+
+function setupDrawing() {
+  const layer = $("draw"), img = $("query-img");
+  let start = null;
+  const point = (e) => {
+    const r = layer.getBoundingClientRect();
+    return [Math.min(Math.max(e.clientX - r.left, 0), r.width) * img.naturalWidth / r.width,
+      Math.min(Math.max(e.clientY - r.top, 0), r.height) * img.naturalHeight / r.height];
+  };
+  layer.addEventListener("pointerdown", (e) => { start = point(e); layer.setPointerCapture(e.pointerId); });
+  layer.addEventListener("pointermove", (e) => {
+    if (!start) return;
+    const p = point(e);
+    state.box = [Math.min(start[0], p[0]), Math.min(start[1], p[1]), Math.max(start[0], p[0]), Math.max(start[1], p[1])];
+    drawBox();
+  });
+  layer.addEventListener("pointerup", () => {
+    start = null;
+    if (state.box && (state.box[2] - state.box[0] < 4 || state.box[3] - state.box[1] < 4)) state.box = null;
+    drawBox();
+  });
+  img.addEventListener("load", drawBox);
+  $("box-search").addEventListener("click", search);
+  $("box-clear").addEventListener("click", () => { state.box = null; drawBox(); search(); });
+  $("k").addEventListener("change", () => (state.file || state.id !== null) && search());
+  $("regions").addEventListener("change", () => (state.file || state.id !== null) && search());
+}
+
+function setupDrop() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (e) => pick(e.target.files[0]));
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    pick(e.dataTransfer.files[0]);
+  });
+  document.addEventListener("paste", (e) => {
+    const item = [...e.clipboardData.items].find((i) => i.type.startsWith("image/"));
+    if (item) {
+      if (!location.hash.startsWith("#/search") && location.hash !== "#/" && location.hash) location.hash = "#/";
+      pick(item.getAsFile());
+    }
+  });
+}
+
+// ---- duplicates --------------------------------------------------------------------------------------
+
+function member(path, ids, label, extra, cls = "") {
+  const id = ids[path];
+  return el("div", { class: `member ${cls}`, title: path },
+    el("div", { class: "thumb" }, id !== undefined ? el("img", { src: thumbUrl(id), alt: baseName(path), loading: "lazy" })
+      : el("span", { class: "folder" }, "not in catalog")),
+    el("div", { class: "meta" },
+      el("div", { class: "row" }, el("span", { class: "badge" }, label), el("span", { class: "score" }, extra || "")),
+      el("div", { class: "name" }, baseName(path)),
+      el("div", { class: "folder" }, folderOf(path))));
+}
+
+async function loadDuplicates() {
+  setStatus("dup-status", "Finding duplicates…", true);
+  $("groups").replaceChildren();
+  try {
+    const body = await api("/api/duplicates");
+    setStatus("dup-status", `${body.groups.length} groups, ${body.n_duplicates} duplicates among ${body.n_images} images`);
+    if (!body.groups.length) {
+      $("groups").append(el("div", { class: "empty" }, "No duplicates found."));
+      return;
+    }
+    $("groups").replaceChildren(...body.groups.map((g, i) => {
+      const n = g.duplicates.length;
+      const button = el("button", { class: "danger", onclick: () => quarantine(g.keep, n) },
+        `Quarantine ${n} duplicate${n > 1 ? "s" : ""}`);
+      return el("section", { class: "group", "aria-label": `group ${i + 1}` },
+        el("div", { class: "group-head" }, el("h2", {}, `Group ${i + 1} · keep ${baseName(g.keep)}`), button),
+        el("div", { class: "strip" }, member(g.keep, body.ids, "kept", "", "kept"),
+          ...g.duplicates.map((d) => member(d.path, body.ids, d.reason, `distance ${d.distance}`))));
+    }));
+  } catch (err) {
+    setStatus("dup-status", "");
+    showBanner(`Could not load duplicates: ${err.message}`);
+  }
+}
+
+async function quarantine(keep, n) {
+  if (!await confirmBox(`Move ${n} duplicate${n > 1 ? "s" : ""} of ${baseName(keep)} to the quarantine folder? ` +
+      "You can undo this.", "Move to quarantine")) return;
+  try {
+    const report = await api("/api/duplicates/quarantine", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ keep }),
+    });
+    const bar = $("undo-bar");
+    const undoButton = el("button", { onclick: () => undo(report.manifest) }, "Undo");
+    bar.replaceChildren(el("span", {}, `Moved ${report.done.length} file${report.done.length === 1 ? "" : "s"} to quarantine` +
+      (report.skipped.length ? ` (${report.skipped.length} left in place)` : "") + "."), undoButton);
+    bar.hidden = false;
+    await loadDuplicates();
+  } catch (err) {
+    showBanner(`Quarantine failed: ${err.message}`);
+  }
+}
+
+async function undo(manifest) {
+  if (!await confirmBox("Put the quarantined files back where they were?", "Undo")) return;
+  try {
+    const report = await api("/api/duplicates/undo", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ manifest }),
+    });
+    $("undo-bar").hidden = true;
+    showBanner(`Restored ${report.done.length} file${report.done.length === 1 ? "" : "s"}.`, true);
+    await loadDuplicates();
+  } catch (err) {
+    showBanner(`Undo failed: ${err.message}`);
+  }
+}
+
+// ---- clusters ----------------------------------------------------------------------------------------
+
+async function loadClusters() {
+  setStatus("cl-status", "Loading clusters…", true);
+  $("clusters").replaceChildren();
+  try {
+    const body = await api("/api/clusters");
+    if (!body.run) {
+      setStatus("cl-status", "");
+      $("clusters").append(el("div", { class: "empty" }, "No clustering run yet. Run ",
+        el("code", {}, "retr cluster --index INDEX"), " and reload this page."));
+      return;
+    }
+    const run = body.run;
+    setStatus("cl-status", `${body.clusters.length} clusters of ${run.n} images (${run.method}, k=${run.k})`);
+    const shown = 23;
+    $("clusters").replaceChildren(...body.clusters.map((c) => {
+      const members = c.members.slice(0, shown).map((m) => el("div", {
+        class: `member card ${m.medoid ? "medoid" : ""}`, title: m.path,
+        onclick: () => { location.hash = `#/search?id=${m.id}`; },
+      }, el("div", { class: "thumb" }, el("img", { src: thumbUrl(m.id, m.medoid ? 320 : 160), alt: baseName(m.path), loading: "lazy" })),
+      el("div", { class: "meta" }, m.medoid ? el("span", { class: "badge medoid" }, "medoid") : null,
+        el("div", { class: "name" }, baseName(m.path)))));
+      if (c.members.length > shown) members.push(el("div", { class: "more" }, `+${c.members.length - shown} more`));
+      return el("section", { class: "cluster" }, el("h2", {}, `Cluster ${c.cluster} · ${c.members.length} images`),
+        el("div", { class: "strip" }, ...members));
+    }));
+  } catch (err) {
+    setStatus("cl-status", "");
+    showBanner(`Could not load clusters: ${err.message}`);
+  }
+}
+
+// ---- start -------------------------------------------------------------------------------------------
+
+setupDrop();
+setupDrawing();
+window.addEventListener("hashchange", route);
+loadInfo();
+route();
