@@ -158,9 +158,13 @@ def cluster_report(report) -> str:
     lines = [f"k={best.k} ({best.method}{', sampled' if best.sampled else ''}): loss {best.loss:.4f}, "
              f"medoid silhouette {sil}, run {report.run_id} [{report.seconds:.1f}s]"]
     if len(report.per_k) > 1:
-        lines.append(f"{'k':>4} {'loss':>12} {'silhouette':>11}")
-        lines += [f"{r.k:>4} {r.loss:>12.4f} {r.silhouette if r.silhouette is not None else float('nan'):>11.4f}"
+        def num(v):
+            return float("nan") if v is None else v
+        lines.append(f"{'k':>4} {'loss':>12} {'silhouette':>11} {'medoid sil.':>11}")
+        lines += [f"{r.k:>4} {r.loss:>12.4f} {num(r.full_silhouette):>11.4f} {num(r.silhouette):>11.4f}"
                   + ("  <- best" if r.k == best.k else "") for r in report.per_k]
+        if report.warning:
+            lines.append(f"warning: {report.warning}")
     lines.append(f"{'id':>4} {'size':>7}  medoid")
     lines += [f"{c.id:>4} {len(c.members):>7}  {c.medoid}" for c in report.clusters]
     lines += [f"{label}: {path}" for label, path in (("html report", report.html), ("elbow curve", report.elbow))

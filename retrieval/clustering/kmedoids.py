@@ -71,6 +71,9 @@ class Clustering:
     silhouette: float | None  # medoid silhouette (None for k = 1)
     seconds: float
     sampled: bool = False
+    # the silhouette (Rousseeuw: mean distances to the own and the nearest other cluster) from the distance
+    # matrix, over every vector or, beyond --sample, over the sample: the criterion k is chosen by
+    full_silhouette: float | None = None
 
 
 def loss_of(distances_to_medoid: np.ndarray) -> float:
@@ -82,6 +85,30 @@ def medoid_silhouette(first: np.ndarray, second: np.ndarray) -> float:
     a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
     scores = np.where(b > 0, 1.0 - a / np.where(b > 0, b, 1.0), 1.0)
     return float(scores.mean())
+
+
+def silhouette(distances: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mean silhouette of ``labels`` under the dense ``distances`` (None for fewer than 2 clusters).
+
+    One matrix product gives every point's summed distance to every cluster (n x n x k), so no Python loop;
+    a point alone in its cluster scores 0, as in Rousseeuw's definition.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    k = int(labels.max()) + 1 if len(labels) else 0
+    if k < 2:
+        return None
+    onehot = np.zeros((len(labels), k), np.float32)
+    onehot[np.arange(len(labels)), labels] = 1.0
+    sums = distances @ onehot  # [n, k]
+    sizes = onehot.sum(axis=0)
+    own = sizes[labels]
+    a = sums[np.arange(len(labels)), labels] / np.maximum(own - 1, 1)
+    means = sums / np.maximum(sizes, 1)
+    means[np.arange(len(labels)), labels] = np.inf
+    means[:, sizes == 0] = np.inf
+    b = means.min(axis=1)
+    score = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-12), 0.0)
+    return float(score.mean())
 
 
 def _validate_k(k: int, n: int) -> None:
@@ -99,7 +126,12 @@ def _cluster_dense(distances: np.ndarray, k: int, method: str, seed: int) -> Clu
     seconds = time.perf_counter() - start
     loss = loss_of(distances[np.arange(len(labels)), medoids[labels]])
     silhouette = float(kmedoids.medoid_silhouette(distances, medoids)[0]) if k > 1 else None
-    return Clustering(k, method, medoids, labels, loss, silhouette, seconds)
+    return Clustering(k, method, medoids, labels, loss, silhouette, seconds, full_silhouette=_silhouette(distances, labels))
+
+
+def _silhouette(distances: np.ndarray, labels: np.ndarray) -> float | None:
+    # k is at most the vectors, so the [n, k] product stays within the n x n matrix's memory
+    return silhouette(distances, np.unique(labels, return_inverse=True)[1])
 
 
 def assign_to_medoids(vectors: np.ndarray, medoids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -122,7 +154,8 @@ def _cluster_sampled(vectors: np.ndarray, distances: np.ndarray, sample: np.ndar
     labels, first, second = assign_to_medoids(vectors, medoids)
     seconds = inner.seconds + time.perf_counter() - start
     silhouette = medoid_silhouette(first, second) if k > 1 else None
-    return Clustering(k, method, medoids, labels, loss_of(first), silhouette, seconds, sampled=True)
+    return Clustering(k, method, medoids, labels, loss_of(first), silhouette, seconds, sampled=True,
+                      full_silhouette=_silhouette(distances, labels[sample]))  # over the sample
 
 
 def cluster_vectors(vectors: np.ndarray, ks: Iterable[int], *, method: str = DEFAULT_METHOD, seed: int = 0,
@@ -155,9 +188,29 @@ def cluster_vectors(vectors: np.ndarray, ks: Iterable[int], *, method: str = DEF
     return results
 
 
+def criterion(r: Clustering) -> float | None:
+    """What k is chosen by: the full (or sampled) silhouette; the medoid silhouette only when it is missing.
+
+    The medoid silhouette (distance to the nearest vs the second-nearest medoid) keeps rising with k on
+    real embeddings (more medoids, each point nearer one); the full silhouette compares whole clusters and
+    peaks where they really separate.
+    """
+    return r.full_silhouette if r.full_silhouette is not None else r.silhouette
+
+
 def best_by_silhouette(results: Sequence[Clustering]) -> Clustering:
     """The clustering with the highest silhouette (the smallest k on ties; k = 1 only when alone)."""
-    scored = [r for r in results if r.silhouette is not None]
+    scored = [r for r in results if criterion(r) is not None]
     if not scored:
         return results[0]
-    return max(scored, key=lambda r: (r.silhouette, -r.k))
+    return max(scored, key=lambda r: (criterion(r), -r.k))
+
+
+def edge_warning(results: Sequence[Clustering], best: Clustering) -> str | None:
+    """A warning when the best k is the smallest or largest tried: the true k may lie outside the range."""
+    ks = [r.k for r in results]
+    if len(ks) < 3 or best.k not in (min(ks), max(ks)):
+        return None
+    side = "largest" if best.k == max(ks) else "smallest"
+    return (f"the best k ({best.k}) is the {side} tried: the silhouette may still rise beyond the range; "
+            f"try a wider --k-min/--k-max")

@@ -11,7 +11,8 @@ import numpy as np
 from index.catalog.clusters import store_run
 from index.errors import RetrError
 from index.directory import IndexStore
-from retrieval.clustering.kmedoids import DEFAULT_METHOD, Clustering, best_by_silhouette, cluster_vectors
+from retrieval.clustering.kmedoids import (DEFAULT_METHOD, Clustering, best_by_silhouette, cluster_vectors,
+                                          edge_warning)
 
 HTML_MEMBERS = 48  # tiles shown per cluster in the HTML report (the medoid first)
 
@@ -57,15 +58,19 @@ class ClusterReport:
     seconds: float
     html: Path | None = None
     elbow: Path | None = None
+    warning: str | None = None  # the best k lies at the edge of the range tried
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "k": self.best.k, "method": self.best.method, "loss": self.best.loss,
-            "silhouette": self.best.silhouette,
+            "silhouette": self.best.silhouette, "full_silhouette": self.best.full_silhouette,
+            "criterion": "full_silhouette" if self.best.full_silhouette is not None else "medoid_silhouette",
             "clusters": [{"id": c.id, "medoid": c.medoid, "size": len(c.members), "members": c.members}
                          for c in self.clusters]}
         if len(self.per_k) > 1:
-            out["per_k"] = [{"k": r.k, "loss": r.loss, "silhouette": r.silhouette} for r in self.per_k]
+            out["per_k"] = [{"k": r.k, "loss": r.loss, "silhouette": r.silhouette,
+                             "full_silhouette": r.full_silhouette} for r in self.per_k]
+            out["warning"] = self.warning
         if self.html is not None:
             out["html"] = str(self.html)
         if self.elbow is not None:
@@ -119,7 +124,7 @@ def cluster_index(index_dir: str | Path, opts: ClusterOptions = ClusterOptions()
         html = write_html(opts.html, clusters, best)
     if len(results) > 1:
         elbow = write_elbow(_elbow_path(opts.html, Path(index_dir)), results, best.k)
-    return ClusterReport(run_id, best, results, clusters, seconds, html, elbow)
+    return ClusterReport(run_id, best, results, clusters, seconds, html, elbow, edge_warning(results, best))
 
 
 def _elbow_path(html: Path | None, index_dir: Path) -> Path:
@@ -148,25 +153,29 @@ def write_elbow(out: Path, results: Sequence[Clustering], best_k: int) -> Path:
     ks = [r.k for r in results]
     losses = [r.loss for r in results]
     sils = [r.silhouette if r.silhouette is not None else float("nan") for r in results]
+    full = [r.full_silhouette if r.full_silhouette is not None else float("nan") for r in results]
     out = Path(out)
     with atomic_path(out) as tmp:
         try:
-            _elbow_matplotlib(tmp, ks, losses, sils, best_k)
+            _elbow_matplotlib(tmp, ks, losses, sils, full, best_k)
         except ImportError:
-            _elbow_pillow(tmp, ks, losses, sils, best_k)
+            _elbow_pillow(tmp, ks, losses, full, best_k)
     return out
 
 
-def _elbow_matplotlib(path: Path, ks, losses, sils, best_k: int) -> None:
+def _elbow_matplotlib(path: Path, ks, losses, sils, full, best_k: int) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(ks, losses, "o-")
+    left.axvline(best_k, color="red", linestyle="--")
     left.set(xlabel="k", ylabel="loss (sum of cosine distances)", title="elbow")
-    right.plot(ks, sils, "o-")
+    right.plot(ks, full, "o-", color="tab:red", label="silhouette (chooses k)")
+    right.plot(ks, sils, ".--", color="tab:gray", label="medoid silhouette (for comparison)")
     right.axvline(best_k, color="red", linestyle="--")
-    right.set(xlabel="k", ylabel="medoid silhouette", title=f"best k = {best_k}")
+    right.legend(loc="best", fontsize="small")
+    right.set(xlabel="k", ylabel="silhouette", title=f"chosen k = {best_k} (highest silhouette)")
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
@@ -177,7 +186,7 @@ def _elbow_pillow(path: Path, ks, losses, sils, best_k: int) -> None:
     width, height, pad = 900, 380, 60
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    panels = [("loss (sum of cosine distances)", losses), (f"medoid silhouette (best k = {best_k})", sils)]
+    panels = [("loss (sum of cosine distances)", losses), (f"silhouette, chooses k (chosen k = {best_k})", sils)]
     for p, (title, values) in enumerate(panels):
         x0, x1 = p * width // 2 + pad, (p + 1) * width // 2 - 20
         y0, y1 = 40, height - 50

@@ -26,7 +26,7 @@ def test_cluster_json_and_catalog(synthetic):
     result = invoke("cluster", "--index", synthetic.index, "-k", "3", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert list(out) == ["k", "method", "loss", "silhouette", "clusters"]
+    assert list(out) == ["k", "method", "loss", "silhouette", "full_silhouette", "criterion", "clusters"]
     assert out["k"] == 3 and out["method"] == "fasterpam" and out["silhouette"] > 0.8
     assert [list(c) for c in out["clusters"]][0] == ["id", "medoid", "size", "members"]
     label_of = dict(zip(synthetic.paths, synthetic.labels))
@@ -57,6 +57,8 @@ def test_k_range_html_and_elbow(synthetic, tmp_path):
     assert out["k"] == 3
     assert [r["k"] for r in out["per_k"]] == [2, 3, 4, 5]
     assert max(out["per_k"], key=lambda r: r["silhouette"])["k"] == 3
+    assert max(out["per_k"], key=lambda r: r["full_silhouette"])["k"] == 3 == out["k"]
+    assert out["criterion"] == "full_silhouette" and out["warning"] is None
     elbow = tmp_path / "report" / "clusters-elbow.png"
     assert out["elbow"] == str(elbow) and elbow.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = html.read_text()

@@ -114,3 +114,36 @@ def test_sklearn_extra_engines_keep_the_invariants(method, sklearn_extra):
     (result,) = C.cluster_vectors(x, [4], method=method)
     check_invariants(x, result)
     assert result.method == method
+
+
+@pytest.mark.parametrize("k,spread,dim", [(3, 0.2, 8), (12, 0.35, 16), (30, 0.3, 32), (40, 0.6, 64)])
+def test_auto_k_lands_within_ten_percent_of_the_true_k(k, spread, dim):
+    from retrieval.clustering.kmedoids import edge_warning
+    x = blobs(n_per=8, centres=k, dim=dim, spread=spread, seed=3)
+    results = C.cluster_vectors(x, range(2, 2 * k + 3))
+    best = C.best_by_silhouette(results)
+    assert abs(best.k - k) <= max(0.1 * k, 0), (best.k, k)
+    assert best.full_silhouette is not None and best.full_silhouette > 0.2
+    assert edge_warning(results, best) is None
+
+
+def test_silhouette_matches_a_naive_loop():
+    from retrieval.clustering.kmedoids import cosine_distances, silhouette
+    x = blobs(n_per=5, centres=3, dim=4, spread=0.4, seed=2)
+    labels = np.array([0] * 5 + [1] * 5 + [2] * 4 + [0])  # one point in the wrong cluster
+    d = cosine_distances(x).astype(np.float64)
+    scores = []
+    for i in range(len(x)):
+        own = [j for j in range(len(x)) if labels[j] == labels[i] and j != i]
+        a = d[i, own].mean()
+        b = min(d[i, labels == c].mean() for c in set(labels.tolist()) if c != labels[i])
+        scores.append((b - a) / max(a, b))
+    assert silhouette(cosine_distances(x), labels) == pytest.approx(np.mean(scores), abs=1e-5)
+
+
+def test_a_best_k_at_the_edge_of_the_range_is_warned_about():
+    from retrieval.clustering.kmedoids import edge_warning
+    x = blobs(n_per=8, centres=12, dim=16, spread=0.2, seed=0)
+    results = C.cluster_vectors(x, range(3, 7))
+    best = C.best_by_silhouette(results)
+    assert best.k == 6 and "largest tried" in edge_warning(results, best)
