@@ -26,7 +26,9 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
           quarantine: Annotated[str | None, typer.Option("--quarantine", help="Folder duplicates are moved "
                                                          "to (default INDEX/quarantine).")] = None,
           device: Device = "auto") -> None:
-    """Serve the index over HTTP: JSON API (OpenAPI at /docs) and the web UI at /."""
+    """Search the index over HTTP, with a web UI.
+
+    JSON API under /api (OpenAPI at /docs), the web UI at /, /healthz and /readyz."""
     with user_errors():
         if not (index / "manifest.json").exists():
             from index.directory import IndexStore
