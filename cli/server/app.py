@@ -7,6 +7,7 @@ faiss, the catalog) runs in worker threads; image searches go through the micro-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import io
@@ -152,7 +153,15 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
     state = _State(open_collection, opts)
     loader = threading.Thread(target=state.load, name="retr-open-index", daemon=True)
     loader.start()
-    app = FastAPI(title="retr", version="1", description="Image embedding search over a retr index.")
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        state.batcher.close()
+        if state.collection is not None:
+            state.collection.close()
+
+    app = FastAPI(title="retr", version="1", description="Image embedding search over a retr index.",
+                  lifespan=lifespan)
     app.state.retr = state
 
     @app.exception_handler(_ApiError)
@@ -285,12 +294,6 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
         return await run_in_threadpool(col.clusters) or {"run": None, "clusters": []}
 
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="ui")
-
-    @app.on_event("shutdown")
-    async def _close() -> None:
-        state.batcher.close()
-        if state.collection is not None:
-            state.collection.close()
 
     return app
 

@@ -1,0 +1,38 @@
+"""A small index of the sample photos (tiny random-weight model) and a ready TestClient over `retr serve`'s app."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from pathlib import Path
+from typing import Iterator
+
+from tests.conftest import PHOTOS, TINY_MODEL
+
+
+def build_photo_index(folder: Path, index: Path, names: list[str] | None = None) -> Path:
+    """``index`` over copies of the sample photos (all, or ``names``) in ``folder``."""
+    from retrieval.collection.build import BuildOptions, build_index
+    folder.mkdir(parents=True, exist_ok=True)
+    for photo in sorted(PHOTOS.glob("*.jpg")):
+        if names is None or photo.stem in names:
+            shutil.copy(photo, folder / photo.name)
+    build_index([folder], index, BuildOptions(model=TINY_MODEL, random_weights=True, workers=0, batch_size=4))
+    return index
+
+
+@contextlib.contextmanager
+def serving(index: Path, **options) -> Iterator:
+    """A TestClient over the app for ``index``, once /readyz says it is ready (bounded wait)."""
+    from fastapi.testclient import TestClient
+
+    from cli.server.app import ServeOptions, create_app
+    from retrieval.collection.api import Collection
+    options.setdefault("refresh_every", 0.0)
+    app = create_app(lambda: Collection(index), ServeOptions(**options))
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").json()
+            time.sleep(0.05)
+        yield client
