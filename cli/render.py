@@ -234,5 +234,11 @@ def calibration(data: dict[str, Any], target_precision: float) -> str:
     lines += [f"{name:10} {h['bits']:>4} {str(h['threshold'] if h['threshold'] is not None else '-'):>9} "
               f"{fmt(h['precision']):>9} {fmt(h['recall']):>7}   {h['default_threshold']}"
               for name, h in data["hashes"].items()]
+    v = data.get("verification")
+    if v:
+        lines.append(f"verification (inlier ratio >= {v['min_ratio']}): min inliers "
+                     f"{v['min_inliers'] if v['min_inliers'] is not None else '-'} precision {fmt(v['precision'])} "
+                     f"recall {fmt(v['recall'])}; default {v['default_min_inliers']}: precision "
+                     f"{fmt(v['default_precision'])} recall {fmt(v['default_recall'])}")
     lines += [f"  could not hash {err['path']}: {err['error']}" for err in data["errors"]]
     return "\n".join(lines)

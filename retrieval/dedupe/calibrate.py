@@ -1,4 +1,5 @@
-"""Calibrating Hamming thresholds on labelled pairs (CSV ``path_a,path_b,is_duplicate``)."""
+"""Calibrating on labelled pairs (CSV ``path_a,path_b,is_duplicate``): the Hamming radius of each hash,
+and the verification threshold (inliers of one transform) that reaches a target precision."""
 from __future__ import annotations
 
 import csv
@@ -102,4 +103,51 @@ def calibrate(pairs_csv: str | Path, *, hashes: Sequence[str] | None = None, has
                                "recall": best["recall"] if best else None, "curve": curve}
         if not out["errors"]:
             out["errors"] = [{"path": p, "error": e} for p, e in errors]
+    out["verification"] = calibrate_verification(pairs, target_precision, workers=workers, progress=progress)
     return out
+
+
+MAX_INLIERS = 60  # the inlier thresholds tried: 4..MAX_INLIERS
+
+
+def verification_scores(pairs: Pairs, *, workers: int | None = None, progress: bool = False) -> np.ndarray:
+    """Inliers of each pair when only the geometric sanity checks apply (0: rejected, low-information,
+    untextured or unreadable), with the default inlier ratio."""
+    from retrieval.dedupe.verify import DEFAULT_THRESHOLDS, compute_features, verify_pairs
+    files = sorted(set(pairs.a) | set(pairs.b))
+    feats = compute_features(files, workers=workers, progress=progress)
+    at = {f: k for k, f in enumerate(files)}
+    order = [feats[f] for f in files]
+    loose = dataclasses.replace(DEFAULT_THRESHOLDS, min_inliers=4)
+    verdicts = verify_pairs([(at[x], at[y]) for x, y in zip(pairs.a, pairs.b)], order, thresholds=loose,
+                            workers=workers)
+    low = {f for f in files if feats[f].low_info}
+    return np.array([v.inliers if v.verified and x not in low and y not in low else 0
+                     for v, x, y in zip(verdicts, pairs.a, pairs.b)], dtype=np.int64)
+
+
+def inlier_curve(inliers: np.ndarray, labels: np.ndarray) -> list[dict[str, Any]]:
+    """Precision and recall of "duplicate when inliers >= t" for t = 4..MAX_INLIERS."""
+    inliers, labels = np.asarray(inliers), np.asarray(labels, dtype=bool)
+    out = []
+    for t in range(4, MAX_INLIERS + 1):
+        predicted = inliers >= t
+        tp = int((predicted & labels).sum())
+        npred, pos = int(predicted.sum()), int(labels.sum())
+        out.append({"min_inliers": t, "precision": tp / npred if npred else None, "recall": tp / pos if pos else None,
+                    "tp": tp, "fp": npred - tp, "fn": pos - tp})
+    return out
+
+
+def calibrate_verification(pairs: Pairs, target_precision: float, *, workers: int | None = None,
+                           progress: bool = False) -> dict[str, Any]:
+    """The smallest inlier threshold (most recall) whose precision reaches the target, next to the default."""
+    from retrieval.dedupe.verify import DEFAULT_THRESHOLDS
+    curve = inlier_curve(verification_scores(pairs, workers=workers, progress=progress), pairs.labels)
+    ok = [p for p in curve if p["precision"] is not None and p["precision"] >= target_precision]
+    best = max(ok, key=lambda p: (p["recall"] or 0, -p["min_inliers"])) if ok else None
+    at_default = next(p for p in curve if p["min_inliers"] == DEFAULT_THRESHOLDS.min_inliers)
+    return {"min_ratio": DEFAULT_THRESHOLDS.min_ratio, "default_min_inliers": DEFAULT_THRESHOLDS.min_inliers,
+            "default_precision": at_default["precision"], "default_recall": at_default["recall"],
+            "min_inliers": best["min_inliers"] if best else None, "precision": best["precision"] if best else None,
+            "recall": best["recall"] if best else None, "curve": curve}

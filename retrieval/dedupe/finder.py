@@ -100,6 +100,7 @@ class DedupeResult:
     low_info: list[LowInfo] = dataclasses.field(default_factory=list)
     unverified: list[Unverified] = dataclasses.field(default_factory=list)
     verified_pairs: int = 0  # candidate pairs checked with local features
+    links: list[tuple[str, str]] = dataclasses.field(default_factory=list, repr=False)  # every accepted pair
 
     @property
     def n_duplicates(self) -> int:
@@ -229,7 +230,7 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
     low_info = sorted((LowInfo(items[k], r) for k, r in low.items()), key=lambda x: x.item.path)
     unverified.sort(key=lambda u: (u.a.path, u.b.path))
     return DedupeResult(len(items), groups, opts, list(errors), list(aliases), low_info, unverified,
-                        len(to_verify))
+                        len(to_verify), [(items[a].path, items[b].path) for a, b in sorted(links)])
 
 
 def _verify(pairs: Sequence[Pair], feats: dict[int, Any], opts: DedupeOptions, *, workers: int | None,

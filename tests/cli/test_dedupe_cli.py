@@ -99,8 +99,10 @@ def test_calibrate_subcommand(lib):
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["hashes"]["phash"]["precision"] == 1.0 and data["pairs"] == 2
+    v = data["verification"]
+    assert v["default_precision"] == 1.0 and v["default_recall"] == 1.0 and v["min_inliers"] >= 4
     res = runner.invoke(app, ["dedupe", "calibrate", str(csv), "--hash", "phash", "--workers", "1"])
-    assert res.exit_code == 0 and "phash" in res.output
+    assert res.exit_code == 0 and "phash" in res.output and "verification (inlier ratio >= " in res.output
 
 
 def test_usage_errors(lib):
