@@ -11,7 +11,6 @@ queries already running finish on the state they started with.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import tempfile
 import threading
@@ -66,8 +65,10 @@ class Collection:
     """An index directory opened once: ``query``, ``info``, ``add``, ``duplicates_of``, ``reload``."""
 
     def __init__(self, index_dir: str | os.PathLike, *, db_url: str | None = None, model: str | None = None,
-                 weights: str | None = None, device: str = "auto", runtime: str | None = None):
+                 weights: str | None = None, device: str = "auto", runtime: str | None = None,
+                 precision: str = "f32"):
         self.dir = Path(index_dir)
+        self.precision = precision
         self.db_url, self.model_spec, self.weights, self.device, self.runtime = db_url, model, weights, device, runtime
         self._lock = threading.Lock()  # guards the swap and the users counts
         self._search_lock = threading.Lock()  # one forward + search at a time (torch and faiss use all cores)
@@ -84,9 +85,7 @@ class Collection:
                 embedder = previous.embedder  # same model: keep it warm
             else:
                 loaded = index_model(store, self.model_spec, self.weights)
-                kwargs = {"runtime": self.runtime} if self.runtime is not None and \
-                    "runtime" in inspect.signature(Embedder).parameters else {}
-                embedder = Embedder(loaded, self.device, **kwargs)
+                embedder = Embedder(loaded, self.device, self.runtime or "auto", self.precision)
             store.searcher()  # load (and check) the faiss file now, not on the first query
             store.paths()
             regions = RegionIndex(store) if RegionIndex(store).state is not None else None
@@ -334,6 +333,8 @@ def _as_list(images: Any) -> list[Any]:
         return [images]
     if isinstance(images, np.ndarray):
         return [images]
+    if not isinstance(images, (list, tuple)):
+        _kind(images)  # names what is wrong with it
     out = list(images)
     if not out:
         raise RetrError("no query given")

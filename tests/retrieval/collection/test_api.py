@@ -1,0 +1,125 @@
+"""retrieval.Collection: the warm Python API over an index directory."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli.main import app
+from index.errors import RetrError
+from retrieval.collection.query import query_index
+from tests.cli.serve_fixtures import build_photo_index
+from tests.conftest import ODD, PHOTOS
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("api")
+    return build_photo_index(root / "photos", root / "ix")
+
+
+@pytest.fixture(scope="module")
+def col(index):
+    from retrieval import Collection
+    with Collection(index) as c:
+        yield c
+
+
+def test_import_retrieval_is_light_and_exports_collection():
+    code = "import sys, retrieval; assert 'torch' not in sys.modules; print(retrieval.Collection.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "retrieval.collection.api"
+
+
+def test_query_equals_retr_query_json(col, index):
+    photos = [index.parent / "photos" / "chelsea.jpg", index.parent / "photos" / "rocket.jpg"]
+    ours = [r.to_json() for r in col.query([str(p) for p in photos], k=5)]
+    cli = json.loads(CliRunner().invoke(app, ["query", *map(str, photos), "--index", str(index), "-k", "5",
+                                              "--json"]).stdout)
+    assert ours == cli
+    assert ours == [r.to_json() for r in query_index(index, photos, k=5)]  # the one query path
+
+
+def test_every_kind_of_query_finds_the_same_image(col, index):
+    path = index.parent / "photos" / "coffee.jpg"
+    own_id = col.query(str(path), k=1)[0].results[0].id
+    assert col.path_of(own_id) == str(path)
+    vector = col.store.vectors_for([own_id])[0]
+    for query in (path, str(path), Image.open(path), path.read_bytes(), own_id, np.int64(own_id), vector,
+                  vector[None, :]):
+        hits = col.query(query, k=3)[0].results
+        assert hits[0].id == own_id and hits[0].score == pytest.approx(1.0, abs=1e-4), type(query)
+    assert col.query(own_id, k=1)[0].query == f"id:{own_id}"
+    assert col.query(path.read_bytes(), k=1, names=["mine"])[0].query == "mine"
+    many = col.query([own_id, str(path)], k=2)
+    assert [r.results[0].id for r in many] == [own_id, own_id]
+
+
+def test_box_and_k(col, index):
+    path = index.parent / "photos" / "chelsea.jpg"
+    boxed = col.query(str(path), k=3, box=(0, 0, 120, 100))[0]
+    assert boxed.box == (0, 0, 120, 100) and len(boxed.results) == 3
+    assert col.query(str(path), k=3, box="0,0,120,100")[0].to_json() == boxed.to_json()
+    assert len(col.query(str(path), k=50)[0].results) == 12
+
+
+def test_errors_are_one_line_retr_errors(col, index):
+    for bad, words in [(999, "no image with id 999"), (np.zeros(3, np.float32), "must have 256 values"),
+                       (b"not an image", "not an image"), (ODD / "truncated.jpg", "truncated"),
+                       (index / "missing.jpg", "query image not found"), (3.5, "not float"), (True, "not True")]:
+        with pytest.raises(RetrError, match=words):
+            col.query(bad)
+    with pytest.raises(RetrError, match="at least 1"):
+        col.query(1, k=0)
+    with pytest.raises(RetrError, match="has no regions"):
+        col.query(1, regions=True)
+
+
+def test_concurrent_queries_equal_sequential(col, index):
+    photos = sorted((index.parent / "photos").glob("*.jpg"))
+    sequential = [col.query(str(p), k=4)[0].to_json() for p in photos]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda p: col.query(str(p), k=4)[0].to_json(), photos * 2))
+    assert concurrent == sequential * 2
+
+
+def test_info_add_reload_and_in_flight_queries(tmp_path):
+    from retrieval import Collection
+    index = build_photo_index(tmp_path / "photos", tmp_path / "ix", names=["coffee", "brick"])
+    extra = tmp_path / "more"
+    extra.mkdir()
+    (extra / "rocket.jpg").write_bytes((PHOTOS / "rocket.jpg").read_bytes())
+    with Collection(index) as col:
+        assert col.info()["images"] == 2 and col.refresh() is False  # nothing changed
+        version = col.version
+        with col._use() as old:
+            report = col.add([tmp_path / "photos", extra])
+            assert report.added == 1 and col.version != version
+            assert old.store.search(old.store.vectors_for([1]), 5).ids.shape == (1, 5)  # old one still answers
+            assert len(old.store.search(old.store.vectors_for([1]), 5)[0]) == 2
+        assert col.info()["images"] == 3
+        assert col.query(str(extra / "rocket.jpg"), k=1)[0].results[0].path == str(extra / "rocket.jpg")
+        dup = col.duplicates_of((PHOTOS / "brick.jpg").read_bytes())
+        assert [m.path for m in dup] == [str(tmp_path / "photos" / "brick.jpg")]
+
+
+def test_threads_share_one_model(col):
+    embedders = set()
+
+    def grab() -> None:
+        with col._use() as warm:
+            embedders.add(id(warm.embedder))
+    threads = [threading.Thread(target=grab) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(embedders) == 1
