@@ -123,6 +123,7 @@ function pick(file) {
   state.file = file;
   state.id = null;
   state.box = null;
+  $("permalink").hidden = true;
   if (location.hash.startsWith("#/search")) history.replaceState(null, "", "#/");
   showQuery(URL.createObjectURL(file), file.name);
   search();
@@ -156,6 +157,8 @@ async function search() {
     const ms = Math.round(performance.now() - started);
     setStatus("status", `${body.results.length} results in ${ms} ms`);
     renderResults(body.results);
+    const self = body.results.find((hit) => hit.id === state.id);
+    if (self) $("query-name").textContent = `${baseName(self.path)} · catalog image ${state.id}`;
   } catch (err) {
     setStatus("status", "");
     showBanner(`Search failed: ${err.message}`);
@@ -271,7 +274,9 @@ async function loadDuplicates() {
   $("groups").replaceChildren();
   try {
     const body = await api("/api/duplicates");
-    setStatus("dup-status", `${body.groups.length} groups, ${body.n_duplicates} duplicates among ${body.n_images} images`);
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    setStatus("dup-status", `${plural(body.groups.length, "group")}, ${plural(body.n_duplicates, "duplicate")} ` +
+      `among ${plural(body.n_images, "image")}`);
     if (!body.groups.length) {
       $("groups").append(el("div", { class: "empty" }, "No duplicates found."));
       return;

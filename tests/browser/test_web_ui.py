@@ -1,0 +1,189 @@
+"""The web UI in a real browser: Playwright driving Debian's Chromium headless against `retr serve`.
+
+Screenshots of every page are kept under the test's tmp folder and copied to bench-out/screenshots/.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageEnhance
+
+from tests.cli.serve_fixtures import build_photo_index
+from tests.conftest import PHOTOS
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+KEEP = Path(__file__).parents[2] / "bench-out" / "screenshots"
+WAIT_MS = 30_000
+
+
+def _need_browser() -> None:
+    problem = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problem = "playwright is not installed (pip install -e '.[dev]')"
+    if problem is None and not os.access(CHROMIUM, os.X_OK):
+        problem = f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {problem}")
+        pytest.skip(problem)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`retr serve`'s app on uvicorn on 127.0.0.1 and a free port, in a thread; its base URL and folders."""
+    _need_browser()
+    import uvicorn
+
+    from cli.server.app import ServeOptions, create_app
+    from retrieval.collection.api import Collection
+    root = tmp_path_factory.mktemp("ui")
+    photos = root / "photos"
+    build_photo_index(photos, root / "ix", names=["chelsea", "coffee", "brick", "rocket", "astronaut", "coins"])
+    shutil.copy(photos / "coffee.jpg", photos / "coffee copy.jpg")  # an exact duplicate to quarantine
+    build_photo_index(photos, root / "ix", names=[])
+    edited = root / "chelsea-edited.jpg"  # as `make demo`: resized, brightened, recompressed
+    im = Image.open(PHOTOS / "chelsea.jpg")
+    ImageEnhance.Brightness(im.resize((300, 225))).enhance(1.15).save(edited, quality=60)
+    app = create_app(lambda: Collection(root / "ix"), ServeOptions(quarantine_dir=str(root / "q")))
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    import httpx
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "retr serve did not become ready in 60 s"
+        time.sleep(0.1)
+    yield {"url": f"http://127.0.0.1:{port}", "photos": photos, "edited": edited, "shots": root / "shots"}
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(WAIT_MS)
+    requests: list[str] = []
+    pg = context.new_page()
+    pg.on("request", lambda r: requests.append(r.url))
+    yield pg
+    context.close()
+    outside = [u for u in requests if not u.startswith((server["url"], "blob:", "data:"))]
+    assert not outside, f"the UI fetched from outside the server: {outside}"
+
+
+def shot(page, server, name: str) -> None:
+    server["shots"].mkdir(parents=True, exist_ok=True)
+    path = server["shots"] / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    KEEP.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, KEEP / path.name)
+
+
+def test_search_by_upload_then_more_like_this(page, server):
+    from playwright.sync_api import expect
+    page.goto(server["url"] + "/")
+    expect(page.get_by_text("Drop an image here")).to_be_visible()
+    expect(page.locator("#info")).to_contain_text("7 images")
+    shot(page, server, "1-search-empty")
+    page.locator("#file").set_input_files(str(server["edited"]))
+    expect(page.locator("#status")).to_contain_text("results in")
+    cards = page.locator("#results .card")
+    expect(cards.first).to_contain_text("chelsea.jpg")  # the edited copy finds its original first
+    expect(cards.first.locator("img")).to_have_js_property("complete", True)
+    shot(page, server, "2-search-results")
+
+    second = cards.nth(1)
+    name = second.locator(".name").inner_text()
+    second.click()  # "more like this"
+    expect(page.locator("#query-name")).to_contain_text("catalog image")
+    expect(cards.first.locator(".name")).to_have_text(name)  # a catalog image finds itself first
+    assert "#/search?id=" in page.url
+    permalink = page.url
+    shot(page, server, "3-more-like-this")
+
+    page.goto("about:blank")
+    page.goto(permalink)  # the permalink gives the same search again
+    expect(page.locator("#results .card").first.locator(".name")).to_have_text(name)
+
+
+def test_bad_upload_says_what_happened(page, server, tmp_path):
+    from playwright.sync_api import expect
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes((PHOTOS / "coffee.jpg").read_bytes()[:2000])
+    page.goto(server["url"] + "/")
+    page.locator("#file").set_input_files(str(bad))
+    expect(page.get_by_role("alert")).to_contain_text("Search failed: cannot read the uploaded image")
+    shot(page, server, "4-search-error")
+
+
+def test_duplicates_quarantine_then_undo(page, server):
+    from playwright.sync_api import expect
+    page.goto(server["url"] + "/#/duplicates")
+    group = page.get_by_role("region", name="group 1")
+    expect(group).to_contain_text("kept")
+    expect(group).to_contain_text("exact")
+    shot(page, server, "5-duplicates")
+    copy, original = server["photos"] / "coffee copy.jpg", server["photos"] / "coffee.jpg"
+
+    group.get_by_role("button", name="Quarantine 1 duplicate").click()
+    expect(page.get_by_role("dialog")).to_contain_text("Move 1 duplicate")
+    shot(page, server, "6-duplicates-confirm")
+    page.get_by_role("button", name="Move to quarantine").click()
+    expect(page.locator("#undo-bar")).to_contain_text("Moved 1 file to quarantine")
+    expect(page.get_by_text("No duplicates found.")).to_be_visible()
+    assert copy.exists() != original.exists()  # one of the pair moved out
+    shot(page, server, "7-duplicates-quarantined")
+
+    page.get_by_role("button", name="Undo").click()
+    page.get_by_role("dialog").get_by_role("button", name="Undo").click()
+    expect(page.get_by_role("alert")).to_contain_text("Restored 1 file")
+    expect(page.get_by_role("region", name="group 1")).to_be_visible()
+    assert copy.exists() and original.exists()
+    shot(page, server, "8-duplicates-undone")
+
+
+def test_clusters_page(page, server):
+    from playwright.sync_api import expect
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    index = server["photos"].parent / "ix"
+    page.goto(server["url"] + "/#/clusters")
+    expect(page.get_by_text("No clustering run yet")).to_be_visible()
+    result = CliRunner().invoke(app, ["cluster", "--index", str(index), "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    page.reload()
+    expect(page.locator("#cl-status")).to_contain_text("2 clusters of 7 images")
+    expect(page.locator(".cluster").first.locator(".member").first).to_contain_text("medoid")
+    shot(page, server, "9-clusters")
