@@ -23,9 +23,10 @@ class _Warnings(logging.Handler):
 
 
 def _say_warnings() -> None:
-    logger = logging.getLogger("index")
-    if not any(isinstance(h, _Warnings) for h in logger.handlers):
-        logger.addHandler(_Warnings(logging.WARNING))
+    for name in ("index", "retrieval"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _Warnings) for h in logger.handlers):
+            logger.addHandler(_Warnings(logging.WARNING))
 
 
 @contextlib.contextmanager

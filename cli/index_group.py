@@ -8,8 +8,8 @@ import typer
 
 from cli import render
 from cli.errors import user_errors
-from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Quiet,
-                        RandomWeights, WeightsFile, Workers, show_progress, weights_path)
+from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Precision, Quiet,
+                         RandomWeights, Runtime, WeightsFile, Workers, show_progress, weights_path)
 from retrieval.regions.sources import SOURCES
 
 index_app = typer.Typer(help="Build and inspect an index directory.", no_args_is_help=True)
@@ -38,6 +38,7 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
           index: IndexDir = DEFAULT_INDEX, model: ModelSpec = None, weights: WeightsFile = None,
           random_weights: RandomWeights = False, index_type: IndexType = None, db: DbUrl = None,
           batch_size: BatchSize = 32, workers: Workers = None, device: Device = "auto",
+          runtime: Runtime = "auto", precision: Precision = "f32",
           json_out: JsonOut = False, quiet: Quiet = False, regions: Regions = None,
           detector_weights: DetectorWeights = None, region_score: RegionScore = None, region_nms: RegionNms = None,
           max_regions: MaxRegions = None, min_region_size: MinRegionSize = None,
@@ -53,7 +54,8 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
                                           detector_weights=weights_path(detector_weights))
         opts = BuildOptions(model=model, weights=weights_path(weights), random_weights=random_weights,
                             index_type=index_type, db_url=db, batch_size=batch_size, workers=workers,
-                            device=device, progress=show_progress(quiet), regions=region_opts)
+                            device=device, runtime=runtime, precision=precision,
+                            progress=show_progress(quiet), regions=region_opts)
         report = build_index([str(p) for p in paths], index, opts)
     if json_out:
         return render.print_json(report.to_json())

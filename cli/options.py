@@ -36,6 +36,29 @@ def _device_name(value: str) -> str:
 
 Device = Annotated[str, typer.Option("--device", callback=_device_name,
                                      help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+
+
+def _runtime_name(value: str) -> str:
+    """A misspelt --runtime is a usage error before torch or a runtime library is imported."""
+    from retrieval.runtimes import runtime_names
+    if value not in runtime_names():
+        raise typer.BadParameter(f"{value!r} is not a runtime: use {', '.join(runtime_names())}")
+    return value
+
+
+def _precision_name(value: str) -> str:
+    from retrieval.runtimes import PRECISIONS
+    if value not in PRECISIONS:
+        raise typer.BadParameter(f"{value!r} is not a precision: use {', '.join(PRECISIONS)}")
+    return value
+
+
+Runtime = Annotated[str, typer.Option("--runtime", callback=_runtime_name, envvar="RETR_RUNTIME",
+                                      help="Inference runtime: auto (torch on CUDA; on a CPU the fastest exact "
+                                      "runtime installed: openvino, onnx, else torch), torch, openvino or onnx.")]
+Precision = Annotated[str, typer.Option("--precision", callback=_precision_name,
+                                        help="f32 (exact: checked against torch) or bf16 (openvino only; "
+                                        "faster, vectors move: see the README).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 Workers = Annotated[int | None, typer.Option("--workers", min=0,
                                              help="DataLoader worker processes (default: cores - 1).")]

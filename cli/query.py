@@ -8,8 +8,8 @@ import typer
 
 from cli import render
 from cli.errors import user_errors
-from cli.options import (DEFAULT_INDEX, DbUrl, Device, HtmlOut, IndexDir, JsonOut, ModelSpec, Neighbours, WeightsFile,
-                         weights_path)
+from cli.options import (DEFAULT_INDEX, DbUrl, Device, HtmlOut, IndexDir, JsonOut, ModelSpec, Neighbours, Precision,
+                         Runtime, WeightsFile, weights_path)
 
 # region search (issue 6)
 RegionsFlag = Annotated[bool, typer.Option("--regions", help="Search the region index: images ranked by their "
@@ -24,7 +24,8 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
           nprobe: Annotated[int | None, typer.Option("--nprobe", min=1, help="IVF lists to visit "
                                                      "(default: tuned at build for recall@10 >= 0.95).")] = None,
           ef: Annotated[int | None, typer.Option("--ef", min=1, help="HNSW efSearch (default: tuned at build).")] = None,
-          model: ModelSpec = None, weights: WeightsFile = None, device: Device = "auto", db: DbUrl = None,
+          model: ModelSpec = None, weights: WeightsFile = None, device: Device = "auto", runtime: Runtime = "auto",
+          precision: Precision = "f32", db: DbUrl = None,
           regions: RegionsFlag = False, box: QueryBox = None, detect: Detect = False) -> None:
     """Find the K catalog images most like each query image. Similarity is cosine."""
     from retrieval.images.decode import check_files
@@ -35,7 +36,8 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
         from retrieval.regions.query import check_region_query
         check_region_query(box, detect)
         pictures = load_queries(images)  # an unreadable query image is said before the model is loaded
-        with Collection(index, db_url=db, model=model, weights=weights_path(weights), device=device) as col:
+        with Collection(index, db_url=db, model=model, weights=weights_path(weights), device=device,
+                        runtime=runtime, precision=precision) as col:
             results = col.query(pictures, names=[str(p) for p in images], k=k, nprobe=nprobe, ef=ef,
                                 regions=regions, box=box, detect=detect)
         if html is not None:

@@ -1,8 +1,9 @@
 """Embedding extraction: files -> safe decode + model preprocessing (DataLoader workers) -> vectors.
 
 Workers decode and resize to uint8 tensors (a quarter of float32's bytes to move between processes);
-the main process converts, normalises and runs the model on the device, with pinned memory, AMP and
-channels_last on CUDA.
+the main process runs the network on the runtime chosen (retrieval.runtimes): torch with pinned memory,
+AMP and channels_last on CUDA; on a CPU an exported OpenVINO or ONNX Runtime network (normalisation
+included) while the workers decode the next batches.
 """
 from __future__ import annotations
 
@@ -91,35 +92,33 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class Embedder:
-    """A model on a device, ready to embed preprocessed batches."""
+    """A model on a device, ready to embed preprocessed batches, on the runtime ``runtime`` names.
 
-    def __init__(self, model: LoadedModel, device: str | torch.device = "auto"):
+    ``auto``: torch on CUDA (AMP, channels_last); on a CPU the fastest exact runtime installed (see
+    retrieval.runtimes.choose), else torch. ``runtime_used`` says which one runs after any fallback.
+    """
+
+    def __init__(self, model: LoadedModel, device: str | torch.device = "auto", runtime: str = "auto",
+                 precision: str = "f32"):
+        from retrieval.runtimes.choose import open_runtime
         self.model = model
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.cuda = self.device.type == "cuda"
-        net = model.net.eval().to(self.device)
-        if self.cuda:
-            net = net.to(memory_format=torch.channels_last)
-        self.net = net
         self.prep = Preprocess.from_model(model)
+        opened = open_runtime(model, self.device, self.prep.normalise, runtime, precision)
+        self.session, self.runtime_used = opened.session, opened.runtime
+        self.net = model.net
 
-    @torch.inference_mode()
     def __call__(self, uint8_batch: torch.Tensor) -> np.ndarray:
-        x = self.prep.normalise(uint8_batch.to(self.device, non_blocking=True))
-        if self.cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.float16):
-                out = self.net(x)
-        else:
-            out = self.net(x)
-        return out.float().cpu().numpy()
+        return self.session(uint8_batch)
 
 
 def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 32, workers: int | None = None,
                 device: str | torch.device = "auto", progress: bool = False,
-                embedder: Embedder | None = None) -> Iterator[ExtractBatch]:
+                embedder: Embedder | None = None, runtime: str = "auto",
+                precision: str = "f32") -> Iterator[ExtractBatch]:
     """Embed image files in batches; undecodable files come back as errors, never as exceptions."""
-    embedder = embedder or Embedder(model, device)
+    embedder = embedder or Embedder(model, device, runtime, precision)
     workers = loader_workers() if workers is None else workers
     loader = DataLoader(_FileDataset(paths, embedder.prep), batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate, pin_memory=embedder.cuda, shuffle=False,
@@ -140,9 +139,10 @@ def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 3
 
 
 def embed_images(model: LoadedModel, images: Sequence[Image.Image], *, batch_size: int = 32,
-                 device: str | torch.device = "auto", embedder: Embedder | None = None) -> np.ndarray:
+                 device: str | torch.device = "auto", embedder: Embedder | None = None,
+                 runtime: str = "auto", precision: str = "f32") -> np.ndarray:
     """Embed PIL images already in memory (query crops, augmented copies)."""
-    embedder = embedder or Embedder(model, device)
+    embedder = embedder or Embedder(model, device, runtime, precision)
     out = [np.zeros((0, model.info.dim), np.float32)]
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]

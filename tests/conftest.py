@@ -9,6 +9,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub: fail fast if something tries
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _export_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Runtime exports (retrieval.runtimes) go to one cache for the session, never to ~/.cache/retr."""
+    os.environ["RETR_CACHE"] = str(tmp_path_factory.mktemp("retr-cache"))
+
 DATA = Path(__file__).parent / "data"
 PHOTOS = DATA / "photos"
 ODD = DATA / "odd"

@@ -33,6 +33,8 @@ class BuildOptions:
     batch_size: int = 32
     workers: int | None = None
     device: str = "auto"
+    runtime: str = "auto"  # retrieval.runtimes: auto, torch, openvino, onnx
+    precision: str = "f32"
     progress: bool = False
     regions: RegionOptions | None = None  # also build (or change) the region index
 
@@ -104,7 +106,7 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         report = BuildReport(unchanged=unchanged)
         if removed:
             report.removed = store.catalog.delete_images(removed)
-        embedder = Embedder(model, opts.device) if todo else None
+        embedder = Embedder(model, opts.device, opts.runtime, opts.precision) if todo else None
         if todo:
             _embed_new(store, model, embedder, todo, rows, opts, report, on_batch)
 
@@ -119,7 +121,8 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         report.skipped = [(p, e) for p, e in store.catalog.errors() if p in scanned] + list(found.errors)
         if (regions := region_options_for(store, opts.regions)) is not None:
             report.regions = build_regions(store, model, regions, batch_size=opts.batch_size, workers=opts.workers,
-                                           device=opts.device, progress=opts.progress, embedder=embedder)
+                                           device=opts.device, progress=opts.progress, embedder=embedder,
+                                           runtime=opts.runtime, precision=opts.precision)
         report.repaired = list(store.repairs)
     report.seconds = time.perf_counter() - start
     return report

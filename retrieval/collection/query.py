@@ -43,8 +43,8 @@ def load_queries(images: Sequence[str | Path]) -> list[Image.Image]:
 def query_index(index_dir: str | Path, images: Sequence[str | Path], *, k: int = 10,
                 nprobe: int | None = None, ef: int | None = None, model: str | None = None,
                 weights: str | None = None, device: str = "auto", db_url: str | None = None,
-                regions: bool = False, box: str | None = None, detect: bool = False
-                ) -> list[QueryResult] | list[RegionQueryResult]:
+                regions: bool = False, box: str | None = None, detect: bool = False, runtime: str = "auto",
+                precision: str = "f32") -> list[QueryResult] | list[RegionQueryResult]:
     """The k nearest catalog images of each query image (or of its ``box`` crop, or of each region
     ``detect`` finds), best first; ``regions`` searches the region index (images ranked by their best region).
     """
@@ -57,7 +57,8 @@ def query_index(index_dir: str | Path, images: Sequence[str | Path], *, k: int =
         check_not_empty(store, index_dir)
         loaded = index_model(store, model, weights)
         region_index = searched_regions(store, index_dir) if regions else None
-        return search_pictures(store, Embedder(loaded, device), paths, pictures, k=k, nprobe=nprobe, ef=ef,
+        embedder = Embedder(loaded, device, runtime, precision)
+        return search_pictures(store, embedder, paths, pictures, k=k, nprobe=nprobe, ef=ef,
                                region_index=region_index, box=the_box, detect=detect, device=device)
 
 

@@ -26,6 +26,8 @@ class RecallOptions:
     batch_size: int = 32
     workers: int | None = None
     device: str = "auto"
+    runtime: str = "auto"  # retrieval.runtimes: auto, torch, openvino, onnx
+    precision: str = "f32"
     progress: bool = False
 
 
@@ -94,7 +96,8 @@ def _embed(paths: list[str], opts: RecallOptions) -> tuple[np.ndarray, dict[str,
     model = load_model(opts.model or DEFAULT_MODEL, weights=opts.weights, pretrained=not opts.random_weights)
     parts, row_of = [np.zeros((0, model.info.dim), np.float32)], {}
     for batch in embed_files(model, paths, batch_size=opts.batch_size, workers=opts.workers,
-                             device=opts.device, progress=opts.progress):
+                             device=opts.device, progress=opts.progress, runtime=opts.runtime,
+                             precision=opts.precision):
         for i in batch.ok:
             row_of[batch.paths[i]] = len(row_of)
         parts.append(batch.vectors)

@@ -55,7 +55,8 @@ def _wanted_state(source: RegionSource, options: RegionOptions, model: LoadedMod
 
 def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions, *, batch_size: int = 32,
                   workers: int | None = None, device: str = "auto", progress: bool = False,
-                  embedder: Embedder | None = None, source: RegionSource | None = None) -> RegionReport:
+                  embedder: Embedder | None = None, source: RegionSource | None = None, runtime: str = "auto",
+                  precision: str = "f32") -> RegionReport:
     """Compute regions for every embedded image that lacks them (all of them when the source changed)."""
     start = time.perf_counter()
     if store.manifest is None:
@@ -75,7 +76,7 @@ def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions,
         regions.write_state({**keep, **wanted, "ids_digest": None})
     todo = pending_images(store.catalog, source.key())
     if todo:
-        embedder = embedder or Embedder(model, device)
+        embedder = embedder or Embedder(model, device, runtime, precision)
         for done, failed in embed_regions(model, source, options.settings, todo, batch_size=batch_size,
                                           workers=workers, device=device, progress=progress, embedder=embedder):
             replace_regions(store.catalog, source.key(), done)

@@ -70,9 +70,10 @@ class _RegionDataset(Dataset):
 def embed_regions(model: LoadedModel, source: RegionSource, settings: RegionSettings,
                   items: Sequence[PendingImage], *, batch_size: int = 32, workers: int | None = None,
                   images_per_step: int = 8, device: str = "auto", progress: bool = False,
-                  embedder: Embedder | None = None) -> Iterator[tuple[list[ImageDone], list[RegionFailure]]]:
+                  embedder: Embedder | None = None, runtime: str = "auto",
+                  precision: str = "f32") -> Iterator[tuple[list[ImageDone], list[RegionFailure]]]:
     """For each step of a few images: the regions of each (with vectors), and the images that failed."""
-    embedder = embedder or Embedder(model, device)
+    embedder = embedder or Embedder(model, device, runtime, precision)
     workers = (loader_workers() if workers is None else workers) if source.in_workers else 0
     loader = DataLoader(_RegionDataset(items, source, settings, embedder.prep), batch_size=images_per_step,
                         num_workers=workers, collate_fn=list, shuffle=False,

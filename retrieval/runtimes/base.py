@@ -1,0 +1,54 @@
+"""The runtime interface: a way to run the embedding network, and the registry of them by name.
+
+Nothing here imports torch or a runtime library, so the CLI can list and check names at start-up.
+"""
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from retrieval.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+AUTO = "auto"
+PRECISIONS = ("f32", "bf16")  # f32 is exact (checked against torch); bf16 only when asked for
+
+
+class Session(Protocol):
+    """A loaded network: uint8 [B, 3, H, W] (CPU tensor) -> L2-normalised float32 vectors [B, dim]."""
+
+    def __call__(self, uint8_batch: torch.Tensor) -> np.ndarray: ...
+
+
+class Runtime(abc.ABC):
+    """An exporting runtime: the network (normalisation + backbone + head + L2 norm) is exported once
+    into a folder of ``files``, then opened from it with a thread count and a precision."""
+
+    name: str
+    module: str  # the library it needs, as imported
+    files: tuple[str, ...]  # what an export writes into its folder
+    precisions: tuple[str, ...] = ("f32",)
+
+    @abc.abstractmethod
+    def version(self) -> str:
+        """The installed library's version; raises ImportError when it cannot be imported."""
+
+    @abc.abstractmethod
+    def export(self, module: torch.nn.Module, example: torch.Tensor, folder: Path) -> None:
+        """Write ``module`` (uint8 NCHW in, vectors out; batch size dynamic) into ``folder``."""
+
+    @abc.abstractmethod
+    def open(self, folder: Path, *, threads: int, precision: str) -> Session:
+        """The exported network, ready to run."""
+
+
+RUNTIMES: Registry[Runtime] = Registry("--runtime")
+
+
+def runtime_names() -> list[str]:
+    """Every name --runtime takes: auto, torch, then the exporting runtimes."""
+    return [AUTO, "torch", *RUNTIMES.names()]

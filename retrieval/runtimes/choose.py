@@ -1,0 +1,112 @@
+"""Which runtime embeds: torch on CUDA; on a CPU the fastest exact runtime installed, else torch.
+
+An export is used only after its vectors agreed with torch's on a probe batch. Whatever goes wrong
+(the runtime is not installed, an op does not export, a cache file is corrupt, the vectors differ)
+is said in one warning line and torch embeds instead: never a crash, never other vectors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable
+
+import torch
+
+from index.errors import RetrError
+from retrieval.models.load import LoadedModel
+from retrieval.runtimes.base import AUTO, PRECISIONS, RUNTIMES, Runtime, Session, runtime_names
+from retrieval.runtimes.check import EXACT_COSINE, min_cosine, probe_batch
+from retrieval.runtimes.export import cached_export, discard, input_size
+from retrieval.runtimes.torch import TorchSession
+from retrieval.workers import usable_cores
+
+log = logging.getLogger(__name__)
+
+# the CPU runtimes auto tries, fastest first as benchmarks/runtimes.py measured them
+AUTO_ORDER = ("openvino", "onnx")
+REDUCED_COSINE = 0.95  # the floor for an explicit reduced --precision (bf16 measured 0.98 on this model)
+
+
+@dataclasses.dataclass
+class Opened:
+    session: Session
+    runtime: str  # the runtime that runs: "torch" after a fallback
+    min_cosine: float = 1.0  # against torch on the probe batch
+    exported: bool = False  # this call wrote the export (a later one reuses it)
+
+
+def check_choice(runtime: str, precision: str) -> None:
+    if runtime not in runtime_names():
+        raise RetrError(f"unknown --runtime {runtime!r}; known: {', '.join(runtime_names())}")
+    if precision not in PRECISIONS:
+        raise RetrError(f"unknown --precision {precision!r}; known: {', '.join(PRECISIONS)}")
+
+
+def open_runtime(model: LoadedModel, device: torch.device, normalise: Callable[[torch.Tensor], torch.Tensor],
+                 runtime: str = AUTO, precision: str = "f32") -> Opened:
+    """The session that embeds with ``model`` on ``device``: the runtime asked for, or torch when it cannot."""
+    check_choice(runtime, precision)
+    reference = TorchSession(model.net, device, normalise)
+    if device.type != "cpu" or runtime == "torch":
+        if runtime not in (AUTO, "torch"):
+            log.warning(f"--runtime {runtime} runs on the CPU; torch embeds on {device}")
+        if precision != "f32":
+            log.warning(f"--precision {precision} applies to --runtime openvino; torch embeds in its own precision")
+        return Opened(reference, "torch")
+    explicit = runtime != AUTO
+    for name in (AUTO_ORDER if not explicit else (runtime,)):
+        rt = RUNTIMES.get(name)
+        if precision not in rt.precisions:
+            if explicit:
+                log.warning(f"--runtime {name} has no --precision {precision}; torch embeds instead")
+            continue
+        try:
+            rt.version()
+        except Exception as exc:  # noqa: BLE001 - missing, or broken on import
+            if explicit:
+                log.warning(f"--runtime {name} needs {rt.module}, which cannot be imported "
+                            f"({type(exc).__name__}); torch embeds instead")
+            continue
+        try:
+            return _open_checked(model, rt, precision, reference)
+        except _Refused as exc:
+            log.warning(f"{exc}; torch embeds instead")
+    if precision != "f32":
+        log.warning(f"no installed runtime runs --precision {precision}; torch embeds in f32")
+    return Opened(reference, "torch")
+
+
+class _Refused(Exception):
+    """An export that cannot be used, with the one line that says why."""
+
+
+def _open_checked(model: LoadedModel, rt: Runtime, precision: str, reference: TorchSession) -> Opened:
+    probe = probe_batch(input_size(model))
+    want = reference(probe)
+    for attempt in (0, 1):
+        try:
+            folder, fresh = cached_export(model, rt)
+        except Exception as exc:  # noqa: BLE001 - an op that does not export, a full disk, ...
+            raise _Refused(f"{model.info.spec} does not export to {rt.name} "
+                           f"({type(exc).__name__}: {_first_line(exc)})") from None
+        try:
+            session = rt.open(folder, threads=usable_cores(), precision=precision)
+            cosine = min_cosine(want, session(probe))
+        except Exception as exc:  # noqa: BLE001 - a cache file damaged in a way its digest did not catch
+            if fresh or attempt:
+                raise _Refused(f"{rt.name} cannot run the export of {model.info.spec} "
+                               f"({type(exc).__name__}: {_first_line(exc)})") from None
+            log.warning(f"the cached {rt.name} export at {folder} cannot be opened; exporting it again")
+            discard(folder)
+            continue
+        floor = EXACT_COSINE if precision == "f32" else REDUCED_COSINE
+        if cosine < floor:
+            raise _Refused(f"{rt.name} vectors of {model.info.spec} differ from torch's "
+                           f"(min cosine {cosine:.5f} < {floor})")
+        return Opened(session, rt.name, cosine, fresh)
+    raise AssertionError("unreachable")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else ""

@@ -1,0 +1,25 @@
+"""Helpers for the runtime tests: the sample photos as a uint8 batch, torch's vectors for them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import PHOTOS
+
+
+def photo_batch(embedder) -> torch.Tensor:
+    """The sample photos, preprocessed for ``embedder``'s model (uint8 [N, 3, H, W])."""
+    return torch.stack([embedder.prep.to_uint8(Image.open(p).convert("RGB")) for p in sorted(PHOTOS.glob("*.jpg"))])
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture
+def warnings_said(caplog):
+    """The runtime warnings logged during a test, as lines."""
+    caplog.set_level("WARNING", logger="retrieval")
+    return lambda: [r.getMessage() for r in caplog.records if r.name.startswith("retrieval.runtimes")]
