@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import user_errors
-from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir
+from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir, Precision, Runtime
 
 
 def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
@@ -22,10 +22,11 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
           max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most queries embedded in one "
                                                  "forward pass (1: no micro-batching).")] = 16,
           max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0, help="How long a query waits "
-                                                     "for others to share its batch.")] = 5.0,
+                                                     "for others to share its batch (0: a batch is what "
+                                                     "queued up while the last one ran).")] = 0.0,
           quarantine: Annotated[str | None, typer.Option("--quarantine", help="Folder duplicates are moved "
                                                          "to (default INDEX/quarantine).")] = None,
-          device: Device = "auto") -> None:
+          device: Device = "auto", runtime: Runtime = "auto", precision: Precision = "f32") -> None:
     """Search the index over HTTP, with a web UI.
 
     JSON API under /api (OpenAPI at /docs), the web UI at /, /healthz and /readyz."""
@@ -40,7 +41,7 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
         opts = ServeOptions(api_key=api_key or None, max_upload=int(max_upload_mb * 1024 * 1024),
                             batching=max_batch > 1, max_batch=max_batch, max_wait=max_wait_ms / 1000,
                             quarantine_dir=quarantine)
-        app = create_app(lambda: Collection(index, db_url=db, device=device), opts)
+        app = create_app(lambda: Collection(index, db_url=db, device=device, runtime=runtime, precision=precision), opts)
         if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
             typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "
                        "and quarantine files", err=True)

@@ -38,7 +38,8 @@ class ServeOptions:
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes
     batching: bool = True
     max_batch: int = 16
-    max_wait: float = 0.005  # seconds the first request of a batch waits for others
+    max_wait: float = 0.0  # seconds the first request of a batch waits for others (0: takes what queued
+    # up while the previous batch ran, so a lone request never waits)
     refresh_every: float = 2.0  # seconds between checks of the manifest's version (0: every request)
     quarantine_dir: str | None = None  # where duplicates are moved (default INDEX/quarantine)
 

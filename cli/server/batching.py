@@ -25,7 +25,7 @@ class _Request:
 class MicroBatcher:
     """``await submit(picture, name, key)`` -> that picture's result from ``run(pictures, names, key)``."""
 
-    def __init__(self, run: Run, *, max_batch: int = 16, max_wait: float = 0.005):
+    def __init__(self, run: Run, *, max_batch: int = 16, max_wait: float = 0.0):
         if max_batch < 1 or max_wait < 0:
             raise ValueError(f"max_batch must be >= 1 and max_wait >= 0, got {max_batch}, {max_wait}")
         self.run, self.max_batch, self.max_wait = run, max_batch, max_wait
