@@ -26,6 +26,9 @@ EXACT = "exact"
 EMBEDDING = "embedding"
 VERIFIED = "verified"
 UNTEXTURED = "too little texture to verify"
+NEIGHBOURS = 10  # beyond --threshold, hash candidates are an image's this many nearest within the loose radius
+THUMB_MAX = 100_000  # thumbnail candidates up to this many images (an exact k-NN over all of them)
+THUMB_MIN = 0.3  # thumbnail neighbours less alike than this are not proposed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +145,41 @@ def _pairs(i: np.ndarray, j: np.ndarray) -> list[Pair]:
     return [(min(a, b), max(a, b)) for a, b in zip(np.asarray(i).tolist(), np.asarray(j).tolist()) if a != b]
 
 
+def nearest_per_image(i: np.ndarray, j: np.ndarray, d: np.ndarray, strict: int,
+                      m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs within ``strict``, and beyond it only those among the ``m`` nearest of either image.
+
+    Real photos' hashes are not uniform (dark or smooth pictures crowd together), so a loose radius alone
+    can propose tens of candidates per image; a copy is almost always among an image's nearest few.
+    """
+    i, j, d = np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(d, np.int64)
+    if len(i) == 0:
+        return i, j, d
+    node = np.concatenate([i, j])
+    dist = np.concatenate([d, d])
+    pair = np.concatenate([np.arange(len(i)), np.arange(len(i))])
+    order = np.lexsort((pair, dist, node))
+    node, pair = node[order], pair[order]
+    starts = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
+    rank = np.arange(len(node)) - np.repeat(starts, np.diff(np.r_[starts, len(node)]))
+    keep = np.zeros(len(i), dtype=bool)
+    keep[pair[rank < m]] = True
+    keep |= d <= strict
+    return i[keep], j[keep], d[keep]
+
+
+def thumbnail_pairs(paths: Sequence[str], *, workers: int | None = None, progress: bool = False) -> list[Pair]:
+    """Each image with its NEIGHBOURS nearest by thumbnail descriptor (catches the crops, turns and
+    overlays that move a perceptual hash far)."""
+    from index.ann.searcher import exact_search
+    from retrieval.dedupe.verify import compute_thumbnails
+    x = compute_thumbnails(paths, workers=workers, progress=progress)
+    scores, pos = exact_search(x, x, NEIGHBOURS + 1)
+    rows = np.repeat(np.arange(len(paths)), pos.shape[1])
+    ok = (pos.ravel() >= 0) & (scores.ravel() >= THUMB_MIN)
+    return _pairs(rows[ok], pos.ravel()[ok])
+
+
 def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,
                     vectors: np.ndarray | None = None, vector_rows: np.ndarray | None = None,
                     errors: Sequence[tuple[str, str]] = (), aliases: Sequence[tuple[str, str]] = (), *,
@@ -159,9 +197,14 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
     cand: dict[Pair, set[str]] = {p: {EXACT} for p in exact}
     if len(items) > 1:
         i, j, d = pairs_within(codes, opts.candidate_radius(), method=opts.method)
+        if opts.verify:
+            i, j, d = nearest_per_image(i, j, d, opts.threshold, NEIGHBOURS)
         for p, dist in zip(_pairs(i, j), np.asarray(d).tolist()):
             if opts.verify or dist <= opts.threshold:
                 cand.setdefault(p, set()).add(opts.hash)
+    if opts.verify and 1 < len(items) <= THUMB_MAX:
+        for p in thumbnail_pairs([it.path for it in items], workers=workers, progress=progress):
+            cand.setdefault(p, set()).add("thumbnail")
     cos: dict[Pair, float] = {}
     if opts.embeddings and vectors is not None and len(vectors):
         rows = np.arange(len(vectors)) if vector_rows is None else np.asarray(vector_rows, dtype=np.int64)

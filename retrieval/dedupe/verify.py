@@ -138,6 +138,43 @@ def features_of(path: str) -> Features:
     return features_of_bytes(data, path)
 
 
+THUMB = 24  # side of the grey thumbnail descriptor
+THUMB_CENTRE = 0.8  # share of each side kept (the centre survives crops; rotated corners are left out)
+THUMB_BLUR = 1.0  # Gaussian sigma (thumbnail pixels): small shifts and rotations barely move the descriptor
+
+
+def thumbnail_of(path: str) -> np.ndarray | None:
+    """A cheap global descriptor for candidates: the blurred grey centre of the image at THUMB x THUMB,
+    zero-mean and L2-normalised (robust to brightness, contrast, compression and small crops or turns);
+    None when the file cannot be read, all zeros for a flat image."""
+    import cv2
+    try:
+        img = decode_sized(read_bytes(path), draft_size=64)[0]
+    except ImageLoadError:
+        return None
+    grey = np.asarray(img.convert("L"), np.float32)
+    h, w = grey.shape
+    dy, dx = int(h * (1 - THUMB_CENTRE) / 2), int(w * (1 - THUMB_CENTRE) / 2)
+    grey = cv2.resize(grey[dy:h - dy or h, dx:w - dx or w], (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    grey = cv2.GaussianBlur(grey, (0, 0), THUMB_BLUR)
+    grey -= grey.mean()
+    norm = float(np.linalg.norm(grey))
+    return (grey / norm if norm > 1e-3 else np.zeros_like(grey)).ravel()
+
+
+def compute_thumbnails(paths: Sequence[str], *, workers: int | None = None,
+                       progress: bool = False) -> np.ndarray:
+    """Thumbnail descriptors of ``paths`` (float32 [n, THUMB*THUMB]; zeros where unreadable), over threads."""
+    out = np.zeros((len(paths), THUMB * THUMB), np.float32)
+    with progress_bar(len(paths), desc="candidates: thumbnails", enabled=progress) as bar:
+        with cf.ThreadPoolExecutor(_threads(workers, len(paths))) as pool:
+            for k, t in enumerate(pool.map(thumbnail_of, paths)):
+                if t is not None:
+                    out[k] = t
+                bar.update(1)
+    return out
+
+
 def _threads(workers: int | None, n: int) -> int:
     # OpenCV and Pillow release the GIL while they decode, detect and match: threads use every core
     # without pickling descriptors between processes
