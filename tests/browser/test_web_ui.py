@@ -4,12 +4,15 @@ Screenshots of every page are kept under the test's tmp folder and copied to ben
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from PIL import Image, ImageEnhance
@@ -48,10 +51,6 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     """`retr serve`'s app on uvicorn on 127.0.0.1 and a free port, in a thread; its base URL and folders."""
     _need_browser()
-    import uvicorn
-
-    from cli.server.app import ServeOptions, create_app
-    from retrieval.collection.api import Collection
     root = tmp_path_factory.mktemp("ui")
     photos = root / "photos"
     build_photo_index(photos, root / "ix", names=["chelsea", "coffee", "brick", "rocket", "astronaut", "coins"])
@@ -60,12 +59,23 @@ def server(tmp_path_factory):
     edited = root / "chelsea-edited.jpg"  # as `make demo`: resized, brightened, recompressed
     im = Image.open(PHOTOS / "chelsea.jpg")
     ImageEnhance.Brightness(im.resize((300, 225))).enhance(1.15).save(edited, quality=60)
-    app = create_app(lambda: Collection(root / "ix"), ServeOptions(quarantine_dir=str(root / "q")))
+    with running(root / "ix", quarantine_dir=str(root / "q")) as url:
+        yield {"url": url, "photos": photos, "edited": edited, "shots": root / "shots"}
+
+
+@contextlib.contextmanager
+def running(index: Path, **options) -> Iterator[str]:
+    """`retr serve`'s app on uvicorn on 127.0.0.1 and a free port, in a thread, until it is ready; its URL."""
+    import httpx
+    import uvicorn
+
+    from cli.server.app import ServeOptions, create_app
+    from retrieval.collection.api import Collection
+    app = create_app(lambda: Collection(index), ServeOptions(**options))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    import httpx
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -75,9 +85,11 @@ def server(tmp_path_factory):
             pass
         assert time.monotonic() < deadline, "retr serve did not become ready in 60 s"
         time.sleep(0.1)
-    yield {"url": f"http://127.0.0.1:{port}", "photos": photos, "edited": edited, "shots": root / "shots"}
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +199,37 @@ def test_clusters_page(page, server):
     expect(page.locator("#cl-status")).to_contain_text("2 clusters of 7 images")
     expect(page.locator(".cluster").first.locator(".member").first).to_contain_text("medoid")
     shot(page, server, "9-clusters")
+
+
+def test_box_drawing_searches_a_region_and_region_hits_show_their_box(browser, server, tmp_path):
+    from playwright.sync_api import expect
+
+    from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.regions import RegionOptions
+    from tests.conftest import TINY_MODEL, copy_photos
+    photos = copy_photos(tmp_path / "photos", ("chelsea", "coffee", "rocket", "astronaut"))
+    build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True, workers=0,
+                                                        regions=RegionOptions("grid:1,2")))
+    with running(tmp_path / "ix") as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(WAIT_MS)
+        page = context.new_page()
+        searches: list[str] = []
+        page.on("request", lambda r: searches.append(r.url) if "/api/search" in r.url else None)
+        page.goto(url + "/#/search?id=1&k=12")
+        expect(page.locator("#results .card").first).to_be_visible()
+        page.get_by_label("Search regions").check()
+        expect(page.locator("#results .card .box").first).to_be_attached()  # region hits show their box
+        draw = page.locator("#draw").bounding_box()
+        page.mouse.move(draw["x"] + draw["width"] * 0.2, draw["y"] + draw["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(draw["x"] + draw["width"] * 0.6, draw["y"] + draw["height"] * 0.7, steps=5)
+        page.mouse.up()
+        expect(page.locator("#draw .box")).to_be_visible()
+        page.get_by_role("button", name="Search this region").click()
+        expect(page.locator("#status")).to_contain_text("results in")
+        assert "box=" in searches[-1] and "regions=true" in searches[-1]
+        expect(page.locator("#permalink")).to_have_attribute("href", re.compile(r"box=\d+%2C\d+%2C\d+%2C\d+"))
+        page.wait_for_timeout(300)  # the region boxes are drawn once each full image is loaded
+        shot(page, server, "10-region-search")
+        context.close()
