@@ -1,6 +1,11 @@
 """Exactness: an export is used only if its vectors agree with torch's on a probe batch."""
 from __future__ import annotations
 
+import json
+import os
+import uuid
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -24,3 +29,25 @@ def min_cosine(reference: np.ndarray, got: np.ndarray) -> float:
     ref = reference / np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
     out = got / np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
     return float((ref * out).sum(axis=1).min())
+
+
+def _note(folder: Path, precision: str) -> Path:
+    return folder / f"checked-{precision}.json"
+
+
+def checked_cosine(folder: Path, precision: str) -> float | None:
+    """The least cosine an earlier check of this export measured at ``precision``; None when unchecked."""
+    try:
+        return float(json.loads(_note(folder, precision).read_text())["min_cosine"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def note_checked(folder: Path, precision: str, cosine: float) -> None:
+    """Record a passed check in the export's folder (written whole, then renamed: never half a note)."""
+    tmp = folder / f".checked-{uuid.uuid4().hex}"
+    try:
+        tmp.write_text(json.dumps({"min_cosine": cosine, "probe_batch": PROBE_BATCH}))
+        os.replace(tmp, _note(folder, precision))
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only cache: the check simply runs again next time

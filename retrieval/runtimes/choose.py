@@ -15,7 +15,7 @@ import torch
 from index.errors import RetrError
 from retrieval.models.load import LoadedModel
 from retrieval.runtimes.base import AUTO, PRECISIONS, RUNTIMES, Runtime, Session, runtime_names
-from retrieval.runtimes.check import EXACT_COSINE, min_cosine, probe_batch
+from retrieval.runtimes.check import EXACT_COSINE, checked_cosine, min_cosine, note_checked, probe_batch
 from retrieval.runtimes.export import cached_export, discard, input_size
 from retrieval.runtimes.torch import TorchSession
 from retrieval.workers import usable_cores
@@ -81,8 +81,10 @@ class _Refused(Exception):
 
 
 def _open_checked(model: LoadedModel, rt: Runtime, precision: str, reference: TorchSession) -> Opened:
+    """Open the cached export (exporting it first when missing); check it against torch unless this export
+    passed the check before (a note in its folder: later processes skip the torch forward)."""
     probe = probe_batch(input_size(model))
-    want = reference(probe)
+    floor = EXACT_COSINE if precision == "f32" else REDUCED_COSINE
     for attempt in (0, 1):
         try:
             folder, fresh = cached_export(model, rt)
@@ -91,7 +93,8 @@ def _open_checked(model: LoadedModel, rt: Runtime, precision: str, reference: To
                            f"({type(exc).__name__}: {_first_line(exc)})") from None
         try:
             session = rt.open(folder, threads=usable_cores(), precision=precision)
-            cosine = min_cosine(want, session(probe))
+            passed = checked_cosine(folder, precision)
+            cosine = passed if passed is not None else min_cosine(reference(probe), session(probe))
         except Exception as exc:  # noqa: BLE001 - a cache file damaged in a way its digest did not catch
             if fresh or attempt:
                 raise _Refused(f"{rt.name} cannot run the export of {model.info.spec} "
@@ -99,10 +102,11 @@ def _open_checked(model: LoadedModel, rt: Runtime, precision: str, reference: To
             log.warning(f"the cached {rt.name} export at {folder} cannot be opened; exporting it again")
             discard(folder)
             continue
-        floor = EXACT_COSINE if precision == "f32" else REDUCED_COSINE
         if cosine < floor:
             raise _Refused(f"{rt.name} vectors of {model.info.spec} differ from torch's "
                            f"(min cosine {cosine:.5f} < {floor})")
+        if passed is None:
+            note_checked(folder, precision, cosine)
         return Opened(session, rt.name, cosine, fresh)
     raise AssertionError("unreachable")
 

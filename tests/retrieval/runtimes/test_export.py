@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from retrieval.embed import Embedder
@@ -46,6 +47,22 @@ def test_a_second_load_reuses_the_export(cache, tiny, runtime):
     assert again == folder and not exported
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnx"])
+def test_a_later_embedder_neither_exports_nor_checks_again(cache, tiny, runtime, monkeypatch):
+    first = Embedder(tiny, "cpu", runtime)
+    assert first.runtime_used == runtime
+    assert (export_folder(tiny, RUNTIMES.get(runtime)) / "checked-f32.json").is_file()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("exported or checked again")
+    monkeypatch.setattr(type(RUNTIMES.get(runtime)), "export", refuse)
+    monkeypatch.setattr("retrieval.runtimes.torch.TorchSession.__call__", refuse)
+    later = Embedder(tiny, "cpu", runtime)
+    assert later.runtime_used == runtime
+    batch = photo_batch(later)
+    np.testing.assert_allclose(later(batch), first(batch), rtol=0, atol=1e-6)
 
 
 def test_another_model_identity_gets_another_export(cache, tiny):

@@ -64,7 +64,8 @@ def test_an_op_that_does_not_export_falls_back_to_torch(tiny, expected, monkeypa
     assert not any((tmp_path / "exports").iterdir())  # nothing half-written left
 
 
-def test_vectors_that_differ_from_torch_s_are_refused(tiny, expected, monkeypatch, warnings_said):
+def test_vectors_that_differ_from_torch_s_are_refused(tiny, expected, monkeypatch, warnings_said, tmp_path):
+    monkeypatch.setenv("RETR_CACHE", str(tmp_path))  # a new export, not yet checked
     rt = type(RUNTIMES.get("onnx"))
     real_open = rt.open
 
