@@ -5,6 +5,7 @@ Writes the 28x28 test images as PNG class folders (once) under --out, then runs 
 embedding versus in the exact k-NN search.
 
     nice -n 10 .venv/bin/python benchmarks/eval_fashion_mnist.py [--limit 10000] [--model tf_efficientnet_lite0]
+        [--runtime auto|torch|openvino|onnx] [--precision f32|bf16]
 
 With --limit below 10,000 (embedding 10,000 images at 224 px is slow on a small shared CPU), the exact
 k-NN search is also timed at the full 10,000 with the real labels and stand-in vectors of the model's
@@ -56,20 +57,23 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--runtime", default="auto", help="auto, torch, openvino or onnx (retrieval.runtimes)")
+    parser.add_argument("--precision", default="f32", help="f32, or bf16 (openvino) to measure its recall cost")
     args = parser.parse_args()
 
     from retrieval.evaluation.recall import RecallOptions, Split, run_recall
     from retrieval.models.load import DEFAULT_MODEL
     root = write_folders(args.out, args.limit)
     opts = RecallOptions(model=args.model, batch_size=args.batch_size, workers=args.workers, device=args.device,
-                         progress=True)  # tqdm on stderr
+                         runtime=args.runtime, precision=args.precision, progress=True)  # tqdm on stderr
     start = time.perf_counter()
     report, missing = run_recall(Split.read(root, None, None), opts)
     wall = time.perf_counter() - start
     s = report.seconds
     other = wall - s["embed"] - s["search"]
     print(f"Fashion-MNIST test: {report.n} images, model {args.model or DEFAULT_MODEL} (ImageNet weights, "
-          f"no fine-tuning), {os.cpu_count()} CPU cores, device {args.device}, {missing} unreadable")
+          f"no fine-tuning), {os.cpu_count()} CPU cores, device {args.device}, --runtime {args.runtime} "
+          f"--precision {args.precision}, {missing} unreadable")
     print("  " + "  ".join(f"{k} {v:.4f}" for k, v in report.to_json().items()
                            if isinstance(v, float)))
     print(f"wall time {wall:.1f}s: embedding (incl. model load) {s['embed']:.1f}s ({s['embed'] / wall:.1%}), "

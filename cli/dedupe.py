@@ -15,7 +15,8 @@ from typer.core import TyperGroup
 
 from cli import render
 from cli.errors import user_errors
-from cli.options import DEFAULT_INDEX, DbUrl, HtmlOut, JsonOut, ModelSpec, Quiet, Workers, index_option, show_progress
+from cli.options import (DEFAULT_INDEX, DbUrl, HtmlOut, JsonOut, ModelSpec, Precision, Quiet, Runtime, Workers,
+                         index_option, show_progress)
 # light modules only (no imagehash, faiss, catalog or torch): the rest is imported inside the commands
 from retrieval.dedupe.hashers import DEFAULT_HASH, HASHERS
 from retrieval.dedupe.keep import DEFAULT_KEEP, KEEP_POLICIES
@@ -75,12 +76,13 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
          = None,
          min_ratio: Annotated[float | None, typer.Option("--min-ratio", min=0.0, max=1.0, help="Verification: "
                                                          "share of matches that must agree.")] = None,
-         model: ModelSpec = None, workers: Workers = None, json_out: JsonOut = False, quiet: Quiet = False) -> None:
+         model: ModelSpec = None, runtime: Runtime = "auto", precision: Precision = "f32", workers: Workers = None,
+         json_out: JsonOut = False, quiet: Quiet = False) -> None:
     """Find duplicate groups in an index (default) or in PATHs. Report them, or move or delete the
     duplicates."""
     from retrieval.dedupe.run import Action, check_image, dedupe_index, dedupe_paths, undo_manifest
     opts = DedupeOptions(hash, hash_size, threshold, embeddings, similarity, keep, method, verify, min_inliers,
-                         min_ratio)
+                         min_ratio, runtime, precision)
     if sum(x is not None and x is not False for x in (undo, check, paths or None)) > 1 or (paths and index):
         raise typer.BadParameter("use one of PATH..., --index, --undo MANIFEST, --check IMAGE")
     progress = show_progress(quiet or json_out)

@@ -131,7 +131,8 @@ def from_paths(paths: Sequence[str | Path], opts: DedupeOptions, *, workers: int
         from retrieval.embed import embed_files
         pos = {it.path: k for k, it in enumerate(items)}
         rows, vecs = [], []
-        for batch in embed_files(model, [it.path for it in items], progress=progress):
+        for batch in embed_files(model, [it.path for it in items], progress=progress, runtime=opts.runtime,
+                                 precision=opts.precision):
             rows += [pos[batch.paths[i]] for i in batch.ok]
             vecs.append(batch.vectors)
         col.vector_rows = np.asarray(rows, dtype=np.int64)

@@ -26,6 +26,8 @@ class DedupeOptions:
     verify: bool = True  # geometric verification decides; off: a hash within --threshold is enough
     min_inliers: int | None = None  # verification thresholds (None: retrieval.dedupe.verify's calibrated ones)
     min_ratio: float | None = None
+    runtime: str = "auto"  # what --embeddings embeds with (retrieval.runtimes)
+    precision: str = "f32"
 
     def candidate_radius(self) -> int:
         """Hamming radius for candidate pairs: loose when verification decides, else --threshold."""

@@ -139,7 +139,7 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
             from retrieval.images.decode import load_image
             from retrieval.collection.model import index_model
             model = index_model(store)
-            vec = embed_images(model, [load_image(image)])
+            vec = embed_images(model, [load_image(image)], runtime=opts.runtime, precision=opts.precision)
             for hit in store.search(vec, k=50)[0]:
                 if hit.score >= opts.similarity and hit.path not in matches:
                     matches[hit.path] = Match(hit.path, round(max(0.0, 1.0 - hit.score), 4), EMBEDDING)
