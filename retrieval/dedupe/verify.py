@@ -34,7 +34,9 @@ MIN_STD = 6.0  # grey-level standard deviation (0..255) below which an image is 
 MIN_ENTROPY = 2.0  # bits of the grey-level histogram below which an image is flat (few levels)
 MIN_KEYPOINTS = 25  # fewer keypoints: too little texture to verify a pair
 SCALE_RANGE = (0.2, 5.0)  # a fitted scale outside this is not a plausible copy
-MIN_SPREAD = 8.0  # pixels (on the SIDE-pixel image): inliers bunched tighter than this prove nothing
+# inliers bunched along a line or in one spot prove nothing: two photos carrying the same watermark text
+# agree on it (one line of glyphs: about 0.03 of the height), and a degenerate fit maps many points onto one
+MIN_COVER = 0.05
 CAMERA_TAGS = (0x010F, 0x0110)  # EXIF Make, Model
 
 
@@ -61,6 +63,7 @@ class Features:
     height: int
     camera: bool  # EXIF names a camera make or model (an original rather than an edited re-save)
     error: str | None = None
+    shape: tuple[int, int] = (0, 0)  # (height, width) of the downscaled grey image the points lie on
 
     @property
     def low_info(self) -> str | None:
@@ -126,7 +129,7 @@ def features_of_bytes(data: bytes, path: str = "") -> Features:
     kps, desc = orb.detectAndCompute(grey, None)
     points = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
     desc = desc if desc is not None else np.zeros((0, 32), np.uint8)
-    return Features(path, points, desc, std, entropy, width, height, _camera(data))
+    return Features(path, points, desc, std, entropy, width, height, _camera(data), shape=grey.shape[:2])
 
 
 def features_of(path: str) -> Features:
@@ -218,7 +221,7 @@ def verify(a: Features, b: Features, th: VerifyThresholds = DEFAULT_THRESHOLDS) 
     scale = float(np.hypot(model[0, 0], model[1, 0]))
     ok = (inliers >= th.min_inliers and inliers >= th.min_ratio * len(good)
           and SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]
-          and min(_spread(src[keep]), _spread(dst[keep])) >= MIN_SPREAD)
+          and min(_cover(src[keep], a.shape), _cover(dst[keep], b.shape)) >= MIN_COVER)
     return Verdict(ok, inliers, len(good), "verified" if ok else "rejected")
 
 
@@ -226,9 +229,13 @@ def _distinct(points: np.ndarray) -> int:
     return len(np.unique(np.round(points).astype(np.int32), axis=0)) if len(points) else 0
 
 
-def _spread(points: np.ndarray) -> float:
-    """Geometric mean of the standard deviations of ``points`` along x and y (pixels)."""
-    return float(np.sqrt(np.prod(points.std(axis=0)))) if len(points) > 1 else 0.0
+def _cover(points: np.ndarray, shape: tuple[int, int]) -> float:
+    """How far the inliers spread: the smaller of their standard deviations along x and y, each as a share
+    of the image's width and height (0.29 for points spread evenly over the whole picture)."""
+    if len(points) < 2 or not shape[0] or not shape[1]:
+        return 0.0
+    sx, sy = points.std(axis=0)
+    return float(min(sx / shape[1], sy / shape[0]))
 
 
 def verify_pairs(pairs: Sequence[tuple[int, int]], feats: Sequence[Features], *,
