@@ -1,4 +1,19 @@
-"""Near-duplicate quality: precision and recall per hash (and for embeddings) on real photos.
+"""Near-duplicate quality: retr's verified dedupe against imagededup and fastdup on photos never tuned on;
+and (``--hash-sweep``) precision and recall per hash (and for embeddings) on the older small set.
+
+Default (verified): at least 200 real photos (scikit-image, scikit-learn, and the Debian wallpaper,
+background and Stellarium nebula packages, fetched with `apt-get download` + `dpkg -x` into
+bench-out/wallpapers), each with seven versions: crop 2-10%, rotation 1-5 degrees, resize 40-80%,
+brightness and contrast +-20%, a text overlay, JPEG 30-60, and all of them combined; plus distractors:
+other real photos (series of similar wallpapers: light and dark variants, nebulae) and flat images.
+The photos are split in two: the verification threshold is calibrated on one half (`retr dedupe
+calibrate`'s function) and every figure is reported on the other. Peers run in bench-out/peers-venv
+(benchmarks/dedupe_peers.py).
+
+    nice -n 5 .venv/bin/python benchmarks/dedupe_quality.py            # verified, against the peers
+    nice -n 5 .venv/bin/python benchmarks/dedupe_quality.py --hash-sweep [--no-embeddings]
+
+The older set:
 
 Twenty real photos bundled offline with scikit-image and scikit-learn are each transformed twelve ways
 (resize, JPEG quality 30-90, crop 5-10%, brightness, contrast, 3-degree rotation, text overlay, resize +
@@ -181,9 +196,14 @@ def evaluate(paths, labels, kinds, codes_by_hash, title: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--hash-sweep", action="store_true", help="the older per-hash sweep on the small set")
     ap.add_argument("--no-embeddings", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--photos", type=int, default=240, help="photos with versions (half calibrate, half test)")
     args = ap.parse_args()
+    if not args.hash_sweep:
+        from dedupe_verified import verified_benchmark  # benchmarks/ is on sys.path (this script's folder)
+        return verified_benchmark(args.photos, args.workers)
     with tempfile.TemporaryDirectory() as tmp:
         paths, labels, kinds = build_set(Path(tmp))
         codes_by_hash = {}
