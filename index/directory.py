@@ -249,6 +249,11 @@ class IndexStore:
             self._paths = table
         return self._paths
 
+    def path_of(self, image_id: int) -> str | None:
+        """The path of catalog image ``image_id`` when it has a vector, else None (one table lookup)."""
+        table = self._path_table()
+        return table[image_id] if 0 <= image_id < len(table) else None
+
     def paths(self) -> dict[int, str]:
         """id -> path of every image with a vector."""
         table = self._path_table()

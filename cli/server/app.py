@@ -18,7 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -234,7 +234,7 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
 
     async def _search(col: Any, query: Any, name: str, *, k: int, nprobe: int | None, ef: int | None,
                       regions: bool, box: str | None) -> dict[str, Any]:
-        if isinstance(query, int) and query not in col.store.paths():
+        if isinstance(query, int) and col.store.path_of(query) is None:
             raise _ApiError(404, f"no image with id {query} in the index")
         if opts.batching and not regions and box is None and not isinstance(query, int):
             result = await state.batcher.submit(query, name, (k, nprobe, ef))

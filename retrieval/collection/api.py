@@ -87,7 +87,7 @@ class Collection:
                 loaded = index_model(store, self.model_spec, self.weights)
                 embedder = Embedder(loaded, self.device, self.runtime or "auto", self.precision)
             store.searcher()  # load (and check) the faiss file now, not on the first query
-            store.paths()
+            store.path_of(0)  # the id -> path table, loaded now
             regions = RegionIndex(store) if RegionIndex(store).state is not None else None
         except BaseException:
             store.close()
@@ -199,7 +199,7 @@ class Collection:
         return None, [self._picture(warm, x) for x in items], labels
 
     def _known_id(self, warm: _Warm, image_id: int) -> int:
-        if warm.store.paths().get(image_id) is None:
+        if warm.store.path_of(image_id) is None:
             raise RetrError(f"no image with id {image_id} in the index at {self.dir}")
         return image_id
 
@@ -211,7 +211,7 @@ class Collection:
             if kind == "bytes":
                 return decode(bytes(x))
             if kind == "id":
-                return load_image(warm.store.paths()[self._known_id(warm, int(x))])
+                return load_image(warm.store.path_of(self._known_id(warm, int(x))))
             check_files([x], "query image")
             return load_image(x)
         except ImageLoadError as exc:
@@ -226,7 +226,7 @@ class Collection:
     def path_of(self, image_id: int) -> str:
         """The file of catalog image ``image_id`` (a one-line error for an id the index does not hold)."""
         with self._use() as warm:
-            return warm.store.paths()[self._known_id(warm, image_id)]
+            return warm.store.path_of(self._known_id(warm, image_id))
 
     def id_of(self, path: str) -> int | None:
         """The catalog id of ``path``, or None."""
