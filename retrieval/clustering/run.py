@@ -159,7 +159,7 @@ def write_elbow(out: Path, results: Sequence[Clustering], best_k: int) -> Path:
         try:
             _elbow_matplotlib(tmp, ks, losses, sils, full, best_k)
         except ImportError:
-            _elbow_pillow(tmp, ks, losses, full, best_k)
+            _elbow_pillow(tmp, ks, losses, sils, full, best_k)
     return out
 
 
@@ -181,31 +181,46 @@ def _elbow_matplotlib(path: Path, ks, losses, sils, full, best_k: int) -> None:
     plt.close(fig)
 
 
-def _elbow_pillow(path: Path, ks, losses, sils, best_k: int) -> None:
+def _elbow_pillow(path: Path, ks, losses, sils, full, best_k: int) -> None:
+    """The same two panels drawn with Pillow: loss; the silhouette that chooses k (blue, the chosen k in red,
+    a dashed line at it) with the medoid silhouette in grey for comparison, on one scale."""
     from PIL import Image, ImageDraw
-    width, height, pad = 900, 380, 60
+    width, height, pad = 900, 400, 60
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    panels = [("loss (sum of cosine distances)", losses), (f"silhouette, chooses k (chosen k = {best_k})", sils)]
-    for p, (title, values) in enumerate(panels):
+    panels = [("loss (sum of cosine distances)", [(losses, (31, 119, 180))]),
+              (f"chosen k = {best_k}: highest silhouette (blue); medoid silhouette (grey), for comparison",
+               [(sils, (150, 150, 150)), (full, (31, 119, 180))])]
+    kspan = max(ks[-1] - ks[0], 1)
+    for p, (title, series) in enumerate(panels):
         x0, x1 = p * width // 2 + pad, (p + 1) * width // 2 - 20
-        y0, y1 = 40, height - 50
+        y0, y1 = 56, height - 50
         draw.rectangle([x0, y0, x1, y1], outline="black")
-        draw.text((x0, 12), title, fill="black")
-        finite = [v for v in values if np.isfinite(v)]
+        words, line, lines = title.split(), "", []
+        for w in words:  # wrap the title to the panel
+            if len(line) + len(w) > (x1 - x0) // 6:
+                lines.append(line)
+                line = ""
+            line = f"{line} {w}".strip()
+        for n, text in enumerate([*lines, line]):
+            draw.text((x0, 8 + 14 * n), text, fill="black")
+        finite = [v for values, _ in series for v in values if np.isfinite(v)]
         lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
         hi = hi if hi > lo else lo + 1.0
-        kspan = max(ks[-1] - ks[0], 1)
 
         def xy(k: int, v: float) -> tuple[float, float]:
             return (x0 + 10 + (x1 - x0 - 20) * (k - ks[0]) / kspan, y1 - 10 - (y1 - y0 - 20) * (v - lo) / (hi - lo))
 
-        points = [xy(k, v) for k, v in zip(ks, values) if np.isfinite(v)]
-        if len(points) > 1:
-            draw.line(points, fill=(31, 119, 180), width=2)
-        for (x, y), k in zip(points, [k for k, v in zip(ks, values) if np.isfinite(v)]):
-            color = (214, 39, 40) if k == best_k else (31, 119, 180)
-            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=color)
+        bx = xy(best_k, lo)[0]
+        for y in range(y0, y1, 8):
+            draw.line([(bx, y), (bx, min(y + 4, y1))], fill=(214, 39, 40))
+        for values, colour in series:
+            pts = [(k, xy(k, v)) for k, v in zip(ks, values) if np.isfinite(v)]
+            if len(pts) > 1:
+                draw.line([q for _, q in pts], fill=colour, width=2)
+            for k, (x, y) in pts:
+                r = 5 if k == best_k else 3
+                draw.ellipse([x - r, y - r, x + r, y + r], fill=(214, 39, 40) if k == best_k else colour)
         for k in ks[::max(1, len(ks) // 15)]:
             draw.text((xy(k, lo)[0] - 4, y1 + 6), str(k), fill="black")
         draw.text(((x0 + x1) // 2, y1 + 24), "k", fill="black")
