@@ -146,20 +146,24 @@ def throughput(index: Path, rounds: int, total: int) -> dict[str, list[float]]:
     col = Collection(index, device="cpu")
     embedder = col._warm.embedder
     batch16 = embedder.prep.to_uint8(load_image(PHOTO))[None].repeat(16, 1, 1, 1)
-    on, off = Server(index, "--max-batch", "16"), Server(index, "--max-batch", "1")
     out: dict[str, list[float]] = {}
-    for _ in range(rounds):  # interleaved: every configuration once per round
+    for _ in range(rounds):  # interleaved: every configuration once per round, one server alive at a time
         embedder(batch16)
         t = time.perf_counter()
         for _ in range(4):
             embedder(batch16)
         out.setdefault("bare16", []).append(64 / (time.perf_counter() - t))
-        for clients in (1, 4, 16):
-            for name, server in (("on", on), ("off", off)):
+        t = time.perf_counter()
+        for _ in range(32):
+            embedder(batch16[:1])
+        out.setdefault("bare1", []).append(32 / (time.perf_counter() - t))
+        for name, extra in (("on", ("--max-batch", "16")), ("off", ("--max-batch", "1"))):
+            server = Server(index, *extra)
+            client_load(server.url, 4, 2)  # warm-up
+            for clients in (1, 4, 16):
                 per_client = max(2, total // clients)
                 out.setdefault(f"{name}{clients}", []).append(client_load(server.url, clients, per_client))
-    on.stop()
-    off.stop()
+            server.stop()
     col.close()
     return out
 
@@ -204,11 +208,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--total", type=int, default=48, help="searches per throughput measurement")
     parser.add_argument("--memory-images", type=int, default=100_000)
+    parser.add_argument("--only", choices=["latency", "throughput", "memory"], help="run one part")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     index = ensure_index(args.index)
     print(f"index {index}; {os.cpu_count()} CPUs; device cpu; photo {PHOTO.name}")
 
+    if args.only in (None, "latency"):
+        print_latency(index, args)
+    if args.only in (None, "throughput"):
+        print_throughput(index, args)
+    if args.only in (None, "memory"):
+        print_memory(index, args)
+
+
+def print_latency(index: Path, args: argparse.Namespace) -> None:
     t = latency(index, args.repeats, args.process_repeats)
     print(f"\n1. one-image search, k=10 ({args.repeats} interleaved rounds; process {len(t['process'])} runs)")
     print(f"{'':28} {'p50 ms':>10} {'p90 ms':>10}")
@@ -221,6 +235,8 @@ def main() -> None:
     spread = (pct(t["bare"], 90) - pct(t["bare"], 50)) / pct(t["bare"], 50)
     print(f"noise: bare forward p90 is {spread:.0%} above its p50")
 
+
+def print_throughput(index: Path, args: argparse.Namespace) -> None:
     tp = throughput(index, args.rounds, args.total)
     print(f"\n2. throughput, images/s over HTTP (median of {args.rounds} interleaved rounds, {args.total} searches each)")
     print(f"{'clients':>8} {'batching on':>12} {'batching off':>13}")
@@ -229,12 +245,15 @@ def main() -> None:
     bare16 = statistics.median(tp["bare16"])
     ratio = statistics.median(tp["on16"]) / bare16
     print(f"bare model, batches of 16: {bare16:.1f} images/s (rounds: {', '.join(f'{v:.1f}' for v in tp['bare16'])})")
+    print(f"bare model, one image at a time: {statistics.median(tp['bare1']):.1f} images/s")
     print(f"16 clients with batching / bare batch 16: {ratio:.2f}x (goal >= 0.8x: {'met' if ratio >= 0.8 else 'NOT met'})")
 
+
+def print_memory(index: Path, args: argparse.Namespace) -> None:
     from index.manifest import read_manifest
     dim = read_manifest(index).dim
     mem = memory(index, args.memory_images)
-    print(f"\n3. server memory (VmRSS / peak VmHWM, MB) after one search")
+    print("\n3. server memory (VmRSS / peak VmHWM, MB) after one search")
     print(f"small index ({index.name}): {mem['small'][0]:.0f} / {mem['small'][1]:.0f}")
     print(f"{args.memory_images:,} catalog images: {mem['big'][0]:.0f} / {mem['big'][1]:.0f} "
           f"(+{mem['big'][0] - mem['small'][0]:.0f} MB; the flat vectors alone are "
