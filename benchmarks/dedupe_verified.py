@@ -305,7 +305,8 @@ def verified_benchmark(n_photos: int, workers: int) -> None:
     for label, opts in (("retr default", DedupeOptions()),
                         (f"retr calibrated (min inliers {cal['min_inliers']})",
                          DedupeOptions(min_inliers=cal["min_inliers"]) if cal["min_inliers"] else None),
-                        ("retr --no-verify (phash <= 8)", DedupeOptions(verify=False))):
+                        (f"retr --no-verify (phash <= {DedupeOptions().validated().threshold})",
+                         DedupeOptions(verify=False))):
         if opts is None:
             continue
         groups, links, seconds, result = run_retr(folder, opts, None)

@@ -27,7 +27,7 @@ from retrieval.progress import progress_bar
 from retrieval.workers import process_pool_workers
 
 SIDE = 512  # longer side of the grey image keypoints are found on
-N_FEATURES = 1500
+N_FEATURES = 1000
 RATIO = 0.8  # Lowe's ratio test
 MIN_SIDE = 32  # smaller images (pixels, shorter side) are too small to tell apart
 MIN_STD = 6.0  # grey-level standard deviation (0..255) below which an image is near-uniform
@@ -72,6 +72,8 @@ class Features:
             return None
         if min(self.width, self.height) < MIN_SIDE:
             return f"tiny ({self.width}x{self.height})"
+        if self.textured:  # a dark photo (a night sky) has a low spread but plenty of keypoints
+            return None
         if self.std < MIN_STD:
             return f"near-uniform (grey std {self.std:.1f})"
         if self.entropy < MIN_ENTROPY:
