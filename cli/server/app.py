@@ -36,7 +36,7 @@ DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
 class ServeOptions:
     api_key: str | None = None
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes
-    batching: bool = True
+    batching: bool | None = None  # None: on with a GPU; off on a CPU, where batches did not pay (benchmarks)
     max_batch: int = 16
     max_wait: float = 0.0  # seconds the first request of a batch waits for others (0: takes what queued
     # up while the previous batch ran, so a lone request never waits)
@@ -91,6 +91,7 @@ class _State:
 
     def __init__(self, open_collection: Callable[[], Any], opts: ServeOptions):
         self.opts = opts
+        self.batching = bool(opts.batching)
         self.collection: Any = None
         self.error: str | None = None
         self.batcher = MicroBatcher(self._run_batch, max_batch=opts.max_batch, max_wait=opts.max_wait)
@@ -103,9 +104,13 @@ class _State:
 
     def load(self) -> None:
         try:
-            self.collection = self._open()
+            collection = self._open()
         except RetrError as exc:
             self.error = str(exc)
+            return
+        self.batching = self.opts.batching if self.opts.batching is not None else \
+            getattr(getattr(collection.embedder, "device", None), "type", "cpu") == "cuda"
+        self.collection = collection
 
     def _run_batch(self, pictures: list[Any], names: list[str], key: tuple) -> list[Any]:
         k, nprobe, ef = key
@@ -236,7 +241,7 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
                       regions: bool, box: str | None) -> dict[str, Any]:
         if isinstance(query, int) and col.store.path_of(query) is None:
             raise _ApiError(404, f"no image with id {query} in the index")
-        if opts.batching and not regions and box is None and not isinstance(query, int):
+        if state.batching and not regions and box is None and not isinstance(query, int):
             result = await state.batcher.submit(query, name, (k, nprobe, ef))
         else:
             result = (await run_in_threadpool(lambda: col.query(query, names=[name], k=k, nprobe=nprobe, ef=ef,

@@ -125,6 +125,11 @@ class Collection:
     def store(self) -> IndexStore:
         return self._warm.store
 
+    @property
+    def embedder(self) -> Embedder:
+        """The warm model (its ``device`` and ``runtime_used`` say where it runs)."""
+        return self._warm.embedder
+
     def _use(self) -> "_Using":
         return _Using(self)
 

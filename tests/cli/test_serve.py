@@ -137,7 +137,7 @@ def test_images_only_catalog_rows(client, index):
 
 def test_concurrent_queries_equal_sequential_and_batch(index):
     photos = sorted((index.parent / "photos").glob("*.jpg"))
-    with serving(index, max_batch=16, max_wait=0.2) as c:
+    with serving(index, batching=True, max_batch=16, max_wait=0.2) as c:
         sequential = [upload(c, p, name=p.name, k=4).json() for p in photos]
         c.app.state.retr.batcher.batches.clear()
         out: dict[str, dict] = {}
@@ -154,6 +154,13 @@ def test_concurrent_queries_equal_sequential_and_batch(index):
         conc = out[seq["query"]]
         assert [h["id"] for h in conc["results"]] == [h["id"] for h in seq["results"]]
         assert [h["score"] for h in conc["results"]] == pytest.approx([h["score"] for h in seq["results"]], abs=1e-4)
+
+
+def test_micro_batching_is_off_by_default_on_a_cpu(client):
+    assert client.app.state.retr.collection.embedder.device.type == "cpu"
+    assert client.app.state.retr.batching is False
+    assert client.post("/api/search", files={"image": ("q.jpg", (ODD / "image.webp").read_bytes())}).status_code == 200
+    assert client.app.state.retr.batcher.batches == []  # the request went straight to the worker thread
 
 
 def test_live_swap_after_rebuild(tmp_path):
