@@ -29,6 +29,9 @@ from retrieval.workers import process_pool_workers
 SIDE = 512  # longer side of the grey image keypoints are found on
 N_FEATURES = 1000
 RATIO = 0.8  # Lowe's ratio test
+FAST_THRESHOLD = 10  # ORB's corner threshold (grey levels) ...
+FAST_THRESHOLD_SMOOTH = 3  # ... and for an image that yields fewer than FEW_KEYPOINTS with it
+FEW_KEYPOINTS = 300
 MIN_SIDE = 32  # smaller images (pixels, shorter side) are too small to tell apart
 MIN_STD = 6.0  # grey-level standard deviation (0..255) below which an image is near-uniform
 MIN_ENTROPY = 2.0  # bits of the grey-level histogram below which an image is flat (few levels)
@@ -127,11 +130,18 @@ def features_of_bytes(data: bytes, path: str = "") -> Features:
         grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
                           interpolation=cv2.INTER_AREA)
     std, entropy = grey_stats(grey)
-    orb = cv2.ORB_create(nfeatures=N_FEATURES, edgeThreshold=15, patchSize=31, fastThreshold=10)
-    kps, desc = orb.detectAndCompute(grey, None)
+    kps, desc = _orb(grey, FAST_THRESHOLD)
+    if len(kps) < FEW_KEYPOINTS:  # a smooth picture (a gradient wallpaper, a faint nebula): lower the bar
+        kps, desc = _orb(grey, FAST_THRESHOLD_SMOOTH)
     points = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
     desc = desc if desc is not None else np.zeros((0, 32), np.uint8)
     return Features(path, points, desc, std, entropy, width, height, _camera(data), shape=grey.shape[:2])
+
+
+def _orb(grey: np.ndarray, fast_threshold: int):
+    import cv2
+    orb = cv2.ORB_create(nfeatures=N_FEATURES, edgeThreshold=15, patchSize=31, fastThreshold=fast_threshold)
+    return orb.detectAndCompute(grey, None)
 
 
 def features_of(path: str) -> Features:
