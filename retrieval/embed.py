@@ -20,6 +20,7 @@ from torchvision.transforms import functional as TF
 from retrieval.images.decode import ImageLoadError, check_resize, decode_sized, read_bytes
 from retrieval.models.load import LoadedModel, resolve_device
 from retrieval.progress import progress_bar
+from retrieval.runtimes.choose import open_runtime
 from retrieval.workers import loader_workers
 
 
@@ -100,7 +101,6 @@ class Embedder:
 
     def __init__(self, model: LoadedModel, device: str | torch.device = "auto", runtime: str = "auto",
                  precision: str = "f32"):
-        from retrieval.runtimes.choose import open_runtime
         self.model = model
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.cuda = self.device.type == "cuda"
