@@ -44,6 +44,14 @@ def tiny_opts():
 
 
 @pytest.fixture(scope="session")
+def photo_index(tmp_path_factory) -> Path:
+    """An index of copies of all the sample photos (tiny random-weight model), shared read-only."""
+    from tests.cli.serve_fixtures import build_photo_index
+    root = tmp_path_factory.mktemp("photo-index")
+    return build_photo_index(root / "photos", root / "ix")
+
+
+@pytest.fixture(scope="session")
 def pg_url() -> str:
     """A PostgreSQL URL (.ci/run starts a server); without one, skipped locally and failed in CI."""
     url = os.environ.get("RETR_TEST_PG_URL")

@@ -20,9 +20,8 @@ HIT_KEYS = {"rank", "id", "path", "score"}
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("serve")
-    return build_photo_index(root / "photos", root / "ix")
+def index(photo_index) -> Path:
+    return photo_index
 
 
 @pytest.fixture(scope="module")

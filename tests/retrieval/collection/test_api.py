@@ -21,9 +21,8 @@ from tests.conftest import ODD, PHOTOS
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("api")
-    return build_photo_index(root / "photos", root / "ix")
+def index(photo_index) -> Path:
+    return photo_index
 
 
 @pytest.fixture(scope="module")
