@@ -14,7 +14,7 @@ from index.catalog.hashes import ids_with_sha256, load_hashes
 from index.directory import IndexStore
 from retrieval.dedupe.actions import ActionReport, CatalogLink, delete_duplicates, move_duplicates, undo
 from retrieval.dedupe.collection import Collection, ensure_hashes, from_index, from_paths
-from retrieval.dedupe.finder import EMBEDDING, EXACT, VERIFIED, DedupeOptions, DedupeResult, find_duplicates
+from retrieval.dedupe.finder import EMBEDDING, EXACT, NEIGHBOURS, VERIFIED, DedupeOptions, DedupeResult, find_duplicates
 from retrieval.dedupe.parallel_hashing import HashJob, hash_file
 from retrieval.dedupe.manifest import read_manifest
 from retrieval.images.decode import shown
@@ -129,6 +129,10 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
         table = load_hashes(store.catalog, opts.hash, opts.hash_size, nbytes)
         q = np.frombuffer(res.bits, dtype=np.uint8)[None, :]
         _, pos, dist = search_within(table.codes, q, opts.candidate_radius(), method=opts.method)
+        if opts.verify:  # beyond --threshold, only the nearest few are worth decoding and verifying
+            order = np.argsort(dist, kind="stable")
+            keep = order[(np.arange(len(order)) < NEIGHBOURS) | (dist[order] <= opts.threshold)]
+            pos, dist = pos[keep], dist[keep]
         paths = store.catalog.paths_by_id(table.ids[pos].tolist())
         for p, d in zip(pos.tolist(), dist.tolist()):
             path = paths[int(table.ids[p])]
