@@ -45,9 +45,9 @@ MinCrop = Annotated[float, typer.Option("--min-crop", min=0.01, max=1.0,
 
 
 def _run(config, data: Path, out: Path, resume: bool, quiet: bool, json_out: bool) -> None:
-    from retrieval.train.config import check_data
+    from retrieval.images.labelled import existing
     with user_errors():
-        check_data(data)  # before torch loads: a user error costs no start-up
+        existing(data)  # before torch loads: a user error costs no start-up
         from retrieval.train.loop import train
         result = train(config, data, out, resume=resume, progress=show_progress(quiet))
     if json_out:
@@ -105,7 +105,8 @@ def simclr(data: Annotated[Path, typer.Argument(help="Any folder of images (labe
            quiet: Quiet = False) -> None:
     """SimCLR: NT-Xent over two augmented views. The projection MLP is used by the loss only."""
     from retrieval.models import DEFAULT_MODEL
-    from retrieval.train.config import AugmentConfig, TrainConfig
+    from retrieval.train.augment import AugmentConfig
+    from retrieval.train.config import TrainConfig
     with user_errors():
         try:
             augment = AugmentConfig(min_crop=min_crop, jitter=jitter, jitter_p=jitter_p, grayscale_p=grayscale_p,

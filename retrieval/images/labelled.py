@@ -20,11 +20,17 @@ class LabelledSet:
         return sorted(set(self.labels))
 
 
-def read_labelled(data: str | Path) -> LabelledSet:
-    """Read class folders or a ``path,label`` CSV (relative paths are relative to the CSV's folder)."""
+def existing(data: str | Path) -> Path:
+    """``data`` as a Path; a path that does not exist is an error naming it."""
     data = Path(data)
     if not data.exists():
         raise RetrError(f"no such file or folder: {data}")
+    return data
+
+
+def read_labelled(data: str | Path) -> LabelledSet:
+    """Read class folders or a ``path,label`` CSV (relative paths are relative to the CSV's folder)."""
+    data = existing(data)
     if data.is_file():
         return _read_csv(data)
     paths, labels = [], []

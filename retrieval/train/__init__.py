@@ -6,8 +6,8 @@ imports no torch.
 from retrieval._lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["TwoViews", "metric_transform", "simclr_transform"], "retrieval.train.augment"),
-    **dict.fromkeys(["AugmentConfig", "METHODS", "Method", "TrainConfig", "TwoViewMethod", "check_data"],
+    **dict.fromkeys(["AugmentConfig", "TwoViews", "metric_transform", "simclr_transform"], "retrieval.train.augment"),
+    **dict.fromkeys(["METHODS", "Method", "TrainConfig", "TwoViewMethod"],
                     "retrieval.train.config"),
     **dict.fromkeys(["ImageSet", "drop_small_classes", "read_images", "split"], "retrieval.train.data"),
     **dict.fromkeys(["LOSSES", "ContrastiveLoss", "MetricLoss", "NTXentLoss", "TripletLoss", "create_loss"],

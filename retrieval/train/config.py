@@ -3,12 +3,12 @@ with) and `TrainConfig`, so a bad option is a one-line error before any heavy im
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from index.errors import RetrError
 from retrieval.models import DEFAULT_MODEL
 from retrieval.registry import Registry
+from retrieval.train.augment import AugmentConfig
 
 if TYPE_CHECKING:
     from torch import nn
@@ -21,38 +21,6 @@ if TYPE_CHECKING:
 # the names of retrieval.train.miners.MINERS (a test keeps them equal), here so that checking --miner needs no torch
 MINER_NAMES = ("all", "batch-hard", "semi-hard", "distance-weighted")
 OPTIMIZERS = ("adamw", "sgd")
-
-
-def check_data(data: str | Path) -> Path:
-    """The training data path (class folders, a CSV or a folder of images); a missing one is an error."""
-    data = Path(data)
-    if not data.exists():
-        raise RetrError(f"no such file or folder: {data}")
-    return data
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """SimCLR's augmentations (Chen et al. 2020, appendix A) with configurable strengths."""
-
-    min_crop: float = 0.2  # random resized crop: scale in [min_crop, 1]
-    flip: float = 0.5
-    jitter: float = 0.4  # brightness, contrast, saturation strength; hue is a quarter of it
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_crop <= 1:
-            raise ValueError(f"min_crop must be in (0, 1], got {self.min_crop}")
-        for name in ("flip", "jitter_p", "grayscale_p", "blur_p"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ValueError(f"{name} is a probability, got {value}")
-        if self.jitter < 0:
-            raise ValueError(f"jitter strength must be >= 0, got {self.jitter}")
-
 
 
 

@@ -15,9 +15,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from index.errors import RetrError
-from retrieval.train.config import check_data
 from retrieval.images.decode import ImageLoadError, load_image, scan, to_rgb
-from retrieval.images.labelled import read_labelled
+from retrieval.images.labelled import existing, read_labelled
 
 UNLABELLED = -1
 Item = "Path | Image.Image"  # a file, or an image already in memory (benchmarks)
@@ -58,7 +57,7 @@ class ImageSet:
 
 def read_images(data: str | Path, *, labelled: bool = True) -> ImageSet:
     """Class folders or a ``path,label`` CSV; with ``labelled=False`` also any folder of images."""
-    data = check_data(data)
+    data = existing(data)
     if labelled or data.is_file() or _has_class_folders(data):
         ls = read_labelled(data)
         skipped = [{"path": str(p), "reason": "file listed in the CSV does not exist"} for p in ls.missing]
