@@ -33,9 +33,12 @@ class OpenVINORuntime(Runtime):
         return str(openvino.__version__)
 
     def export(self, module: Any, example: Any, folder: Path) -> None:
+        import warnings
+
         import openvino as ov
         import torch
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notes: not the user's concern
             converted = ov.convert_model(module, example_input=example,
                                          input=[(ov.PartialShape([-1, *example.shape[1:]]), ov.Type.u8)])
         ov.save_model(converted, str(folder / "model.xml"), compress_to_fp16=False)
