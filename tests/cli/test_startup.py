@@ -111,7 +111,7 @@ def test_help_is_wrapped_not_cut():
         cut = [line for line in lines[1:] if line.rstrip().endswith(("...", "\u2026"))]  # [1:]: not Usage
         assert not cut, (path, cut)
     find = runner.invoke(app, ["dedupe", "find", "--help"], terminal_width=80).output
-    assert "Image to keep per group: largest, highest-resolution, oldest, first." in _unwrapped(find)
+    assert "Image to keep per group: original, largest, highest-resolution, oldest, first." in _unwrapped(find)
     assert "--blank-background / --keep-background" in runner.invoke(app, ["index", "build", "--help"]).output
     wide = subprocess.run([sys.executable, "-m", "cli.main", "dedupe", "find", "--help"], cwd=ROOT, timeout=60,
                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}).stdout.splitlines()
