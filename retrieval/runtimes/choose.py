@@ -71,7 +71,7 @@ def open_runtime(model: LoadedModel, device: torch.device, normalise: Callable[[
             return _open_checked(model, rt, precision, reference)
         except _Refused as exc:
             log.warning(f"{exc}; torch embeds instead")
-    if precision != "f32":
+    if precision != "f32" and not explicit:
         log.warning(f"no installed runtime runs --precision {precision}; torch embeds in f32")
     return Opened(reference, "torch")
 

@@ -48,4 +48,8 @@ class OpenVINORuntime(Runtime):
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
                   "PERFORMANCE_HINT": "LATENCY"}
+        # read the weights into memory, never mapped: a cache file rewritten under a mapping would crash us
+        core.set_property({"ENABLE_MMAP": False})
+        from retrieval.runtimes.altstack import enlarge_signal_stack
+        enlarge_signal_stack()  # OpenVINO may enable AMX: see altstack
         return _OpenVINOSession(core.compile_model(core.read_model(str(folder / "model.xml")), "CPU", config))
