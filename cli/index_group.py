@@ -45,13 +45,19 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
           region_padding: RegionPadding = None, blank_background: BlankBackground = None) -> None:
     """Index every image under PATHS (recursively). Incremental: only new or changed files are embedded,
     deleted files are dropped, bad files are recorded and listed."""
-    from retrieval.collection.build import BuildOptions, build_index
-    from retrieval.regions.build import make_region_options
-    with user_errors():
+    from index.ann.factory import check_index_type
+    from retrieval.images.decode import existing
+    from retrieval.regions.settings import make_region_options
+    with user_errors():  # user errors are said before torch and the model load: they cost no start-up
+        for path in paths:
+            existing(path)
+        if index_type is not None:
+            check_index_type(index_type)
         region_opts = make_region_options(regions, score=region_score, nms=region_nms, max_regions=max_regions,
                                           min_size=min_region_size, padding=region_padding,
                                           blank_background=blank_background,
                                           detector_weights=weights_path(detector_weights))
+        from retrieval.collection.build import BuildOptions, build_index
         opts = BuildOptions(model=model, weights=weights_path(weights), random_weights=random_weights,
                             index_type=index_type, db_url=db, batch_size=batch_size, workers=workers,
                             device=device, runtime=runtime, precision=precision,

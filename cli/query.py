@@ -28,14 +28,14 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
           precision: Precision = "f32", db: DbUrl = None,
           regions: RegionsFlag = False, box: QueryBox = None, detect: Detect = False) -> None:
     """Find the K catalog images most like each query image. Similarity is cosine."""
-    from retrieval.images.decode import check_files
-    with user_errors():
-        check_files(images, "query image")  # a missing query image is said before torch and the model are loaded
-        from retrieval.collection.api import Collection
-        from retrieval.collection.query import load_queries
-        from retrieval.regions.query import check_region_query
+    from index.directory import IndexStore
+    from retrieval.images.decode import load_queries
+    from retrieval.regions.proposal import check_region_query
+    with user_errors():  # user errors are said before torch and the model load: they cost no start-up
+        pictures = load_queries(images)
         check_region_query(box, detect)
-        pictures = load_queries(images)  # an unreadable query image is said before the model is loaded
+        IndexStore.open(index, db).close()  # a missing, damaged or empty index
+        from retrieval.collection.api import Collection
         with Collection(index, db_url=db, model=model, weights=weights_path(weights), device=device,
                         runtime=runtime, precision=precision) as col:
             results = col.query(pictures, names=[str(p) for p in images], k=k, nprobe=nprobe, ef=ef,

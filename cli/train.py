@@ -45,7 +45,7 @@ MinCrop = Annotated[float, typer.Option("--min-crop", min=0.01, max=1.0,
 
 
 def _run(config, data: Path, out: Path, resume: bool, quiet: bool, json_out: bool) -> None:
-    from retrieval.images.labelled import existing
+    from retrieval.images.decode import existing
     with user_errors():
         existing(data)  # before torch loads: a user error costs no start-up
         from retrieval.train.loop import train

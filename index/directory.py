@@ -270,8 +270,8 @@ def _existing_catalog(index_dir: Path, db_url: str | None, manifest: Manifest | 
                       command: str | None = None) -> Catalog:
     """The catalog of an existing index (read or write): it must exist, and hold vectors when the manifest does."""
     recorded = manifest.vectors if manifest is not None else 0
-    advice = (f"restore the catalog (or give the right --db), or start over with `retr index build PATH "
-              f"--index NEW_FOLDER`")
+    advice = ("restore the catalog (or give the right --db), or start over with `retr index build PATH "
+              "--index NEW_FOLDER`")
     try:
         catalog = Catalog.for_index(index_dir, db_url, mode=mode, lock=mode != "read", command=command)
     except CatalogMissing as exc:

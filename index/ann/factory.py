@@ -67,15 +67,27 @@ def choose_factory(n: int, dim: int, index_type: str = "auto", *, memory: int | 
     return f"IVF{_nlist(n)},Flat"
 
 
-def check_index_type(index_type: str, dim: int) -> None:
-    """Refuse an ``--index-type`` faiss cannot build for ``dim``, before any work is done."""
+def check_index_type(index_type: str, dim: int | None = None) -> None:
+    """Refuse an ``--index-type`` faiss cannot build for ``dim``, before any work is done.
+
+    Without ``dim`` (a new index, before its model is loaded) only a string faiss parses for no common
+    dimension is refused; the build checks again once the dimension is known.
+    """
     if index_type.lower() in INDEX_TYPES:
         return
-    try:
-        faiss.index_factory(dim, index_type, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise RetrError(f"invalid --index-type {index_type!r} for {dim}-d vectors: {faiss_message(exc)}; "
-                        f"use {', '.join(INDEX_TYPES)} or a faiss factory string such as IVF1024,SQ8") from None
+    error = None
+    for d in (dim,) if dim is not None else _COMMON_DIMS:
+        try:
+            faiss.index_factory(d, index_type, faiss.METRIC_INNER_PRODUCT)
+            return
+        except RuntimeError as exc:
+            error = exc
+    where = f" for {dim}-d vectors" if dim is not None else ""
+    raise RetrError(f"invalid --index-type {index_type!r}{where}: {faiss_message(error)}; "
+                    f"use {', '.join(INDEX_TYPES)} or a faiss factory string such as IVF1024,SQ8") from None
+
+
+_COMMON_DIMS = (64, 128, 256, 384, 512, 768, 1024, 1280, 2048)  # embedding sizes of common backbones and heads
 
 
 def _needs_id_map(index: faiss.Index) -> bool:

@@ -20,7 +20,8 @@ from retrieval.embed import Embedder, ExtractBatch, embed_files
 from retrieval.images.decode import FileInfo, scan
 from retrieval.collection.model import index_model
 from retrieval.models.load import LoadedModel
-from retrieval.regions.build import RegionOptions, RegionReport, build_regions, region_options_for
+from retrieval.regions.build import RegionReport, build_regions, region_options_for
+from retrieval.regions.settings import RegionOptions
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,9 +14,9 @@ from index.directory import Hit, IndexStore
 from index.regions import RegionIndex
 from retrieval.collection.model import index_model
 from retrieval.embed import Embedder, embed_images
-from retrieval.images.decode import ImageLoadError, check_files, load_image
-from retrieval.regions.proposal import Box
-from retrieval.regions.query import RegionQueryResult, check_region_query, query_parts, searched_regions
+from retrieval.images.decode import load_queries
+from retrieval.regions.proposal import Box, check_region_query
+from retrieval.regions.query import RegionQueryResult, query_parts, searched_regions
 
 
 @dataclasses.dataclass
@@ -26,18 +26,6 @@ class QueryResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"query": self.query, "results": [dataclasses.asdict(h) for h in self.results]}
-
-
-def load_queries(images: Sequence[str | Path]) -> list[Image.Image]:
-    """The query images, decoded; a missing or unreadable one is a one-line error."""
-    check_files(images, "query image")
-    loaded = []
-    for path in images:
-        try:
-            loaded.append(load_image(path))
-        except ImageLoadError as exc:
-            raise RetrError(f"cannot read query image {exc}") from exc
-    return loaded
 
 
 def query_index(index_dir: str | Path, images: Sequence[str | Path], *, k: int = 10,

@@ -16,7 +16,8 @@ from index.errors import RetrError
 from index.catalog.hashes import load_hashes, pending_hashes, store_hashes
 from index.directory import IndexStore
 from retrieval.dedupe.fileops import file_id, is_direct
-from retrieval.dedupe.finder import DedupeOptions, Item
+from retrieval.dedupe.finder import Item
+from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.parallel_hashing import HashJob, hash_files
 from retrieval.images.decode import scan
 

@@ -20,7 +20,7 @@ import numpy as np
 from index.hamming import hamming, pairs_within, similar_pairs
 from retrieval.dedupe.groups import star_groups
 from retrieval.dedupe.keep import Candidate, policy
-from retrieval.dedupe.options import DEFAULT_SIMILARITY, DedupeOptions  # noqa: F401 - importable from here too
+from retrieval.dedupe.options import DedupeOptions
 
 EXACT = "exact"
 EMBEDDING = "embedding"

@@ -14,7 +14,8 @@ from index.catalog.hashes import ids_with_sha256, load_hashes
 from index.directory import IndexStore
 from retrieval.dedupe.actions import ActionReport, CatalogLink, delete_duplicates, move_duplicates, undo
 from retrieval.dedupe.collection import Collection, ensure_hashes, from_index, from_paths
-from retrieval.dedupe.finder import EMBEDDING, EXACT, NEIGHBOURS, VERIFIED, DedupeOptions, DedupeResult, find_duplicates
+from retrieval.dedupe.finder import EMBEDDING, EXACT, NEIGHBOURS, VERIFIED, DedupeResult, find_duplicates
+from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.parallel_hashing import HashJob, hash_file
 from retrieval.dedupe.manifest import read_manifest
 from retrieval.images.decode import shown

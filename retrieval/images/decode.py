@@ -13,7 +13,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -76,8 +76,7 @@ def scan(roots: Iterable[str | Path], *, extensions: frozenset[str] = IMAGE_EXTE
 
     for root in roots:
         root = os.path.abspath(os.fspath(root))
-        if not os.path.exists(root):
-            raise RetrError(f"no such file or folder: {printable_path(root)}")
+        existing(root)
         if not os.path.isdir(root):
             add(root)
             continue
@@ -104,6 +103,13 @@ def scan(roots: Iterable[str | Path], *, extensions: frozenset[str] = IMAGE_EXTE
                 if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
                     add(os.path.join(folder, name))
     return ScanResult(sorted(files.values(), key=lambda f: f.path), errors)
+
+
+def existing(path: str | Path) -> Path:
+    """``path`` as a Path; a path that does not exist is an error naming it."""
+    if not os.path.exists(path):
+        raise RetrError(f"no such file or folder: {printable_path(os.fspath(path))}")
+    return Path(path)
 
 
 def is_utf8(path: str) -> bool:
@@ -259,3 +265,15 @@ def load_image(path: str | Path, *, draft_size: int | None = None) -> Image.Imag
         return decode(read_bytes(path), draft_size=draft_size)
     except ImageLoadError as exc:
         raise ImageLoadError(f"{printable_path(os.fspath(path))}: {exc}") from exc
+
+
+def load_queries(images: Sequence[str | Path]) -> list[Image.Image]:
+    """The query images, decoded; a missing or unreadable one is a one-line error (no model needed)."""
+    check_files(images, "query image")
+    loaded = []
+    for path in images:
+        try:
+            loaded.append(load_image(path))
+        except ImageLoadError as exc:
+            raise RetrError(f"cannot read query image {exc}") from exc
+    return loaded

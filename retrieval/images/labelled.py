@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from index.errors import RetrError
-from retrieval.images.decode import IMAGE_EXTENSIONS
+from retrieval.images.decode import IMAGE_EXTENSIONS, existing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,14 +18,6 @@ class LabelledSet:
     @property
     def classes(self) -> list[str]:
         return sorted(set(self.labels))
-
-
-def existing(data: str | Path) -> Path:
-    """``data`` as a Path; a path that does not exist is an error naming it."""
-    data = Path(data)
-    if not data.exists():
-        raise RetrError(f"no such file or folder: {data}")
-    return data
 
 
 def read_labelled(data: str | Path) -> LabelledSet:

@@ -6,13 +6,12 @@ imports no torch.
 from retrieval._lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["RegionOptions", "RegionReport", "build_regions", "make_region_options"],
-                    "retrieval.regions.build"),
+    **dict.fromkeys(["RegionReport", "build_regions"], "retrieval.regions.build"),
     **dict.fromkeys(["embed_regions", "region_crops"], "retrieval.regions.embed"),
     **dict.fromkeys(["crop", "select"], "retrieval.regions.postprocess"),
-    "Proposal": "retrieval.regions.proposal",
-    **dict.fromkeys(["QueryPart", "RegionQueryResult", "parse_box", "query_parts"], "retrieval.regions.query"),
-    "RegionSettings": "retrieval.regions.settings",
+    **dict.fromkeys(["Proposal", "check_region_query", "parse_box"], "retrieval.regions.proposal"),
+    **dict.fromkeys(["QueryPart", "RegionQueryResult", "query_parts"], "retrieval.regions.query"),
+    **dict.fromkeys(["RegionOptions", "RegionSettings", "make_region_options"], "retrieval.regions.settings"),
     **dict.fromkeys(["SOURCES", "known_sources", "make_source"], "retrieval.regions.sources"),
     **dict.fromkeys(["RegionSource", "SourceOptions"], "retrieval.regions.sources.base"),
 }

@@ -13,22 +13,8 @@ from index.directory import IndexStore
 from retrieval.embed import Embedder
 from retrieval.models.load import LoadedModel
 from retrieval.regions.embed import embed_regions
-from retrieval.regions.settings import RegionSettings
-from retrieval.regions.sources import make_source
-from retrieval.regions.sources.base import RegionSource, SourceOptions
-
-
-@dataclasses.dataclass(frozen=True)
-class RegionOptions:
-    """``--regions NAME`` and its settings, as the build path receives them."""
-
-    spec: str
-    settings: RegionSettings = RegionSettings()
-    detector_weights: str | None = None
-    index_type: str | None = None  # None: the region index's current type, else the image index's
-
-    def source(self, device: str = "auto") -> RegionSource:
-        return make_source(self.spec, SourceOptions(detector_weights=self.detector_weights, device=device))
+from retrieval.regions.settings import RegionOptions, RegionSettings
+from retrieval.regions.sources.base import RegionSource
 
 
 @dataclasses.dataclass
@@ -93,27 +79,6 @@ def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions,
     report.factory = str(regions.state.get("factory", ""))
     report.seconds = time.perf_counter() - start
     return report
-
-
-def make_region_options(spec: str | None, *, score: float | None = None, nms: float | None = None,
-                        max_regions: int | None = None, min_size: float | None = None,
-                        padding: float | None = None, blank_background: bool | None = None,
-                        detector_weights: str | None = None) -> RegionOptions | None:
-    """RegionOptions from command-line values (None: the default); None when no source is named."""
-    given = {"score_threshold": score, "nms_iou": nms, "max_regions": max_regions, "min_size": min_size,
-             "padding": padding, "blank_background": blank_background}
-    given = {k: v for k, v in given.items() if v is not None}
-    if spec is None:
-        if given or detector_weights:
-            raise RetrError("region settings need a region source: add --regions NAME")
-        return None
-    if given.get("nms_iou") == 0:
-        given["nms_iou"] = None  # 0 turns suppression off
-    try:
-        settings = RegionSettings(**given)
-    except ValueError as exc:
-        raise RetrError(str(exc)) from None
-    return RegionOptions(spec=spec, settings=settings, detector_weights=detector_weights)
 
 
 def region_options_for(store: IndexStore, options: RegionOptions | None) -> RegionOptions | None:

@@ -15,8 +15,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from index.errors import RetrError
-from retrieval.images.decode import ImageLoadError, load_image, scan, to_rgb
-from retrieval.images.labelled import existing, read_labelled
+from retrieval.images.decode import ImageLoadError, existing, load_image, scan, to_rgb
+from retrieval.images.labelled import read_labelled
 
 UNLABELLED = -1
 Item = "Path | Image.Image"  # a file, or an image already in memory (benchmarks)

@@ -14,7 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import ODD, TINY_MODEL, copy_photos
+from tests.conftest import ODD, PHOTOS, TINY_MODEL, copy_photos
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "torchvision", "timm")
@@ -81,6 +81,23 @@ def test_help_info_and_user_errors_import_no_torch(tmp_path, small_index):
         (["train", "triplet", "x", "--out", "o", "--epochs", "0"], 2, "Invalid value for '--epochs'"),
         (["dedupe", "x", "--hash-size", "1"], 2, "Invalid value for '--hash-size'"),
         (["bogus"], 2, "No such command 'bogus'"),
+        # user errors of the commands that embed or train: said before torch loads
+        (["index", "build", str(tmp_path / "missing")], 1, f"error: no such file or folder: {tmp_path / 'missing'}"),
+        (["index", "build", str(PHOTOS), "--index-type", "bogus"], 1, "error: invalid --index-type 'bogus'"),
+        (["index", "build", str(PHOTOS), "--regions", "bogus"], 1, "error: unknown region source 'bogus'; known:"),
+        (["index", "build", str(PHOTOS), "--region-score", "0.5"], 1, "error: region settings need a region source"),
+        (["query", str(PHOTOS / "coffee.jpg"), "--index", str(tmp_path / "missing")], 1, "error: no index at"),
+        (["query", str(PHOTOS / "coffee.jpg"), "--index", str(small_index), "--box", "1,2,3"], 1,
+         "error: bad --box '1,2,3'"),
+        (["query", str(ODD / "corrupt.jpg"), "--index", str(small_index)], 1, "error: cannot read query image"),
+        (["train", "triplet", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], 1,
+         "error: no such file or folder"),
+        (["train", "triplet", str(PHOTOS), "--out", str(tmp_path / "o"), "--optimizer", "bogus"], 1,
+         "error: unknown --optimizer 'bogus'; use adamw or sgd"),
+        (["train", "triplet", str(PHOTOS), "--out", str(tmp_path / "o"), "--miner", "bogus"], 1,
+         "error: unknown --miner 'bogus'; known:"),
+        (["train", "simclr", str(PHOTOS), "--out", str(tmp_path / "o"), "--jitter-p", "2"], 1,
+         "error: jitter_p is a probability, got 2.0"),
     ]
     info = ["index", "info", "--index", str(small_index)]
     runs, heavy = run_fresh(helps + [args for args, _, _ in errors] + [info])

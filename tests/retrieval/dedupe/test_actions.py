@@ -5,7 +5,7 @@ import pytest
 
 from index.errors import RetrError
 from retrieval.dedupe.actions import delete_duplicates, move_duplicates, read_manifest, undo
-from retrieval.dedupe.finder import DedupeOptions
+from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.run import dedupe_paths
 from tests.retrieval.dedupe.photos import digest, make_library
 

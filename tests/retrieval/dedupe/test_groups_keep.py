@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from index.errors import RetrError
-from retrieval.dedupe.finder import DedupeOptions, Item, exact_pairs, find_duplicates
+from retrieval.dedupe.finder import Item, exact_pairs, find_duplicates
+from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.groups import UnionFind, group_pairs
 from retrieval.dedupe.keep import Candidate, choose_keep
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from retrieval.dedupe.finder import DedupeOptions
+from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.hashers import get_hasher
 from retrieval.dedupe.parallel_hashing import HashJob, hash_file
 from retrieval.dedupe.run import dedupe_paths
