@@ -51,6 +51,7 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
     with user_errors():  # user errors are said before torch and the model load: they cost no start-up
         for path in paths:
             existing(path)
+        weights_file = weights_path(weights)
         if index_type is not None:
             check_index_type(index_type)
         region_opts = make_region_options(regions, score=region_score, nms=region_nms, max_regions=max_regions,
@@ -58,7 +59,7 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
                                           blank_background=blank_background,
                                           detector_weights=weights_path(detector_weights))
         from retrieval.collection.build import BuildOptions, build_index
-        opts = BuildOptions(model=model, weights=weights_path(weights), random_weights=random_weights,
+        opts = BuildOptions(model=model, weights=weights_file, random_weights=random_weights,
                             index_type=index_type, db_url=db, batch_size=batch_size, workers=workers,
                             device=device, runtime=runtime, precision=precision,
                             progress=show_progress(quiet), regions=region_opts)

@@ -71,7 +71,9 @@ RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Start fro
 
 
 def weights_path(weights: Path | None) -> str | None:
-    """--weights as the library takes it."""
+    """--weights as the library takes it; a file that is not there is a usage error before any model loads."""
+    if weights is not None and not weights.is_file():
+        raise typer.BadParameter(f"weights file not found: {weights}", param_hint="'--weights'")
     return str(weights) if weights else None
 
 

@@ -29,14 +29,19 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
           regions: RegionsFlag = False, box: QueryBox = None, detect: Detect = False) -> None:
     """Find the K catalog images most like each query image. Similarity is cosine."""
     from index.directory import IndexStore
+    from retrieval.collection.checks import refuse_other_model, searched_regions
     from retrieval.images.decode import load_queries
     from retrieval.regions.proposal import check_region_query
     with user_errors():  # user errors are said before torch and the model load: they cost no start-up
         pictures = load_queries(images)
+        weights_file = weights_path(weights)
         check_region_query(box, detect)
-        IndexStore.open(index, db).close()  # a missing, damaged or empty index
+        with IndexStore.open(index, db) as store:  # a missing, damaged or empty index; another model; no regions
+            refuse_other_model(store, model)
+            if regions:
+                searched_regions(store, index)
         from retrieval.collection.api import Collection
-        with Collection(index, db_url=db, model=model, weights=weights_path(weights), device=device,
+        with Collection(index, db_url=db, model=model, weights=weights_file, device=device,
                         runtime=runtime, precision=precision) as col:
             results = col.query(pictures, names=[str(p) for p in images], k=k, nprobe=nprobe, ef=ef,
                                 regions=regions, box=box, detect=detect)

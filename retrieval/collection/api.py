@@ -31,7 +31,8 @@ from retrieval.collection.query import QueryResult, check_not_empty, search_pict
 from retrieval.embed import Embedder
 from retrieval.images.decode import ImageLoadError, check_files, decode, load_image, to_rgb
 from retrieval.regions.proposal import check_region_query
-from retrieval.regions.query import RegionQueryResult, searched_regions
+from retrieval.collection.checks import searched_regions
+from retrieval.regions.query import RegionQueryResult
 
 QueryInput = Union[str, os.PathLike, Image.Image, bytes, int, np.integer, np.ndarray]
 Results = Union[list[QueryResult], list[RegionQueryResult]]

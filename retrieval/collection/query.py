@@ -16,7 +16,8 @@ from retrieval.collection.model import index_model
 from retrieval.embed import Embedder, embed_images
 from retrieval.images.decode import load_queries
 from retrieval.regions.proposal import Box, check_region_query
-from retrieval.regions.query import RegionQueryResult, query_parts, searched_regions
+from retrieval.collection.checks import searched_regions
+from retrieval.regions.query import RegionQueryResult, query_parts
 
 
 @dataclasses.dataclass

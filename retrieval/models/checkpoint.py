@@ -14,11 +14,11 @@ from index.errors import RetrError
 from retrieval.models.backbones import check_data_config, create_backbone, is_whole, jsonable
 from retrieval.models.net import EmbeddingNet
 from retrieval.models.weights import file_digest
+from retrieval.models import CONFIG_FILE
 
 FORMAT = "retr-checkpoint"
 VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 def save_checkpoint(net: EmbeddingNet, out_dir: str | Path, *, backbone: str, data_config: dict[str, Any],

@@ -11,9 +11,9 @@ from typing import Any, Callable
 import torch
 
 from index.errors import RetrError
-from retrieval.models import DEFAULT_MODEL
+from retrieval.models import CONFIG_FILE, DEFAULT_MODEL, is_checkpoint
 from retrieval.models.backbones import create_backbone, data_config, make_transform
-from retrieval.models.checkpoint import CONFIG_FILE, read_checkpoint
+from retrieval.models.checkpoint import read_checkpoint
 from retrieval.models.net import EmbeddingNet
 
 
@@ -37,10 +37,6 @@ class LoadedModel:
     net: EmbeddingNet
     info: ModelInfo
     transform: Callable  # PIL image -> CHW float tensor, from the model's timm data config
-
-
-def is_checkpoint(spec: str | Path) -> bool:
-    return (Path(spec) / CONFIG_FILE).is_file()
 
 
 def load_checkpoint(ckpt_dir: str | Path) -> LoadedModel:

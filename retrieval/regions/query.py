@@ -13,7 +13,8 @@ from PIL import Image
 
 from index.errors import RetrError
 from index.directory import Hit, IndexStore
-from index.regions import RegionHit, RegionIndex
+from index.regions import RegionHit
+from retrieval.collection.checks import searched_regions
 from retrieval.regions.embed import region_crops
 from retrieval.regions.postprocess import clip_box
 from retrieval.regions.proposal import Box
@@ -67,15 +68,6 @@ def _query_source(state: dict[str, Any], device: str) -> RegionSource:
         raise RetrError(f"the index's regions come from {state['spec']}, which cannot find regions in "
                         "a new image; use --box x0,y0,x1,y1")
     return source
-
-
-def searched_regions(store: IndexStore, index_dir: object) -> RegionIndex:
-    """The index's region index; a one-line error when it has no regions."""
-    regions = RegionIndex(store)
-    if regions.state is None:
-        raise RetrError(f"the index at {index_dir} has no regions: build it with "
-                        "`retr index build PATH --regions NAME`")
-    return regions
 
 
 def query_parts(store: IndexStore, index_dir: object, paths: Sequence[str], pictures: Sequence[Image.Image], *,
