@@ -46,12 +46,15 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
     """Index every image under PATHS (recursively). Incremental: only new or changed files are embedded,
     deleted files are dropped, bad files are recorded and listed."""
     from index.ann.factory import check_index_type
+    from index.manifest import read_manifest
+    from retrieval.collection.checks import refuse_other_model
     from retrieval.images.decode import existing
     from retrieval.regions.settings import make_region_options
     with user_errors():  # user errors are said before torch and the model load: they cost no start-up
         for path in paths:
             existing(path)
         weights_file = weights_path(weights)
+        refuse_other_model(read_manifest(index), index, model)
         if index_type is not None:
             check_index_type(index_type)
         region_opts = make_region_options(regions, score=region_score, nms=region_nms, max_regions=max_regions,

@@ -37,7 +37,7 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
         weights_file = weights_path(weights)
         check_region_query(box, detect)
         with IndexStore.open(index, db) as store:  # a missing, damaged or empty index; another model; no regions
-            refuse_other_model(store, model)
+            refuse_other_model(store.manifest, index, model)
             if regions:
                 searched_regions(store, index)
         from retrieval.collection.api import Collection

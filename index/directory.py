@@ -163,16 +163,7 @@ class IndexStore:
 
     def check_model(self, identity: dict[str, Any]) -> None:
         """Refuse a model that differs from the one the index was built with."""
-        if self.manifest is None:
-            return
-        have = self.manifest.model
-        if identity.get("dim") != have.get("dim") or identity.get("spec") != have.get("spec") \
-                or identity.get("weights") != have.get("weights"):
-            raise RetrError(
-                f"model mismatch: the index at {self.dir} was built with {have.get('spec')} "
-                f"(dim {have.get('dim')}, weights {str(have.get('weights'))[:19]}), not {identity.get('spec')}"
-                + (f" (dim {identity.get('dim')}, weights {str(identity.get('weights'))[:19]})"
-                   if identity.get("dim") else "") + "; use another --index for another model")
+        check_model(self.manifest, self.dir, identity)
 
     # -- the faiss file ----------------------------------------------------------------------------------
 
@@ -264,6 +255,21 @@ class IndexStore:
 
     def vectors_for(self, ids: Sequence[int]) -> np.ndarray:
         return self.catalog.vectors_for(ids, self.dim)
+
+
+def check_model(manifest: Manifest | None, index_dir: Path, identity: dict[str, Any]) -> None:
+    """Refuse a model (``identity``: spec, dim, weights; dim None compares the spec only) that differs from
+    the one ``manifest`` records."""
+    if manifest is None:
+        return
+    have = manifest.model
+    if identity.get("dim") != have.get("dim") or identity.get("spec") != have.get("spec") \
+            or identity.get("weights") != have.get("weights"):
+        raise RetrError(
+            f"model mismatch: the index at {index_dir} was built with {have.get('spec')} "
+            f"(dim {have.get('dim')}, weights {str(have.get('weights'))[:19]}), not {identity.get('spec')}"
+            + (f" (dim {identity.get('dim')}, weights {str(identity.get('weights'))[:19]})"
+               if identity.get("dim") else "") + "; use another --index for another model")
 
 
 def _existing_catalog(index_dir: Path, db_url: str | None, manifest: Manifest | None, *, mode: Mode,

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index.directory import IndexStore
+from index.directory import IndexStore, check_model
 from index.errors import RetrError
+from index.manifest import Manifest
 from index.regions import RegionIndex
 from retrieval.models import is_checkpoint
 
 
-def refuse_other_model(store: IndexStore, model: str | None) -> None:
-    """Refuse a named ``model`` that is not the one the index was built with."""
-    recorded = store.manifest.model if store.manifest else None
-    if model and recorded:
+def refuse_other_model(manifest: Manifest | None, index_dir: str | Path, model: str | None) -> None:
+    """Refuse a named ``model`` that is not the one the index (its ``manifest``) was built with."""
+    if model and manifest is not None:
         asked = str(Path(model).resolve()) if is_checkpoint(model) else model
-        if asked != recorded["spec"]:
-            store.check_model({"spec": asked, "dim": None, "weights": None})
+        if asked != manifest.model["spec"]:
+            check_model(manifest, Path(index_dir), {"spec": asked, "dim": None, "weights": None})
 
 
 def searched_regions(store: IndexStore, index_dir: object) -> RegionIndex:

@@ -9,7 +9,7 @@ from retrieval.models.load import DEFAULT_MODEL, LoadedModel, load_model
 def index_model(store: IndexStore, model: str | None = None, weights: str | None = None,
                 random_weights: bool = False) -> LoadedModel:
     """The model to embed with: the index's recorded one unless ``model`` is named (then checked against it)."""
-    refuse_other_model(store, model)  # before loading it
+    refuse_other_model(store.manifest, store.dir, model)  # before loading it
     recorded = store.manifest.model if store.manifest else None
     spec = model or (recorded["spec"] if recorded else DEFAULT_MODEL)
     if weights is None and model is None and recorded:

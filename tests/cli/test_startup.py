@@ -86,6 +86,8 @@ def test_help_info_and_user_errors_import_no_torch(tmp_path, small_index):
         (["index", "build", str(PHOTOS), "--index-type", "bogus"], 1, "error: invalid --index-type 'bogus'"),
         (["index", "build", str(PHOTOS), "--regions", "bogus"], 1, "error: unknown region source 'bogus'; known:"),
         (["index", "build", str(PHOTOS), "--region-score", "0.5"], 1, "error: region settings need a region source"),
+        (["index", "build", str(PHOTOS), "--index", str(small_index), "--model", "mobilenetv2_100"], 1,
+         "error: model mismatch: the index at"),
         (["query", str(PHOTOS / "coffee.jpg"), "--index", str(tmp_path / "missing")], 1, "error: no index at"),
         (["query", str(PHOTOS / "coffee.jpg"), "--index", str(small_index), "--box", "1,2,3"], 1,
          "error: bad --box '1,2,3'"),
