@@ -41,3 +41,14 @@ def clustered_unit_vectors(n: int, dim: int, *, centres: int = 1000, noise: floa
         x = c[rng.integers(0, centres, m)] + noise / np.sqrt(dim) * rng.standard_normal((m, dim)).astype(np.float32)
         out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
+
+
+def write_photo_copies(folder: Path, copies: int) -> int:
+    """``copies`` JPEG copies of each real photo in ``folder`` (made here); how many files were written."""
+    from PIL import Image
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in real_photos().items():
+        img = Image.fromarray(arr).convert("RGB")
+        for i in range(copies):
+            img.save(folder / f"{name}-{i:03}.jpg", quality=90)
+    return len(list(folder.iterdir()))

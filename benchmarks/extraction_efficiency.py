@@ -15,9 +15,8 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from _common import real_photos  # noqa: E402
+from _common import write_photo_copies  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
 from retrieval.models.load import load_model, resolve_device  # noqa: E402
@@ -35,12 +34,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
-        folder.mkdir()
-        for name, arr in real_photos().items():
-            img = Image.fromarray(arr).convert("RGB")
-            for i in range(args.copies):
-                img.save(folder / f"{name}-{i:03}.jpg", quality=90)
-        n = len(list(folder.iterdir()))
+        n = write_photo_copies(folder, args.copies)
         model = load_model()
         embedder = Embedder(model, device)
         c, h, w = model.info.data_config["input_size"]

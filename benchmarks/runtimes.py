@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from _common import real_photos  # noqa: E402
+from _common import real_photos, write_photo_copies  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.models.load import DEFAULT_MODEL, load_model  # noqa: E402
@@ -161,12 +161,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         folder = tmp / "photos"
-        folder.mkdir()
-        for name, arr in real_photos().items():
-            img = Image.fromarray(arr).convert("RGB")
-            for i in range(args.copies):
-                img.save(folder / f"{name}-{i:03}.jpg", quality=90)
-        n = len(list(folder.iterdir()))
+        n = write_photo_copies(folder, args.copies)
         runtimes = ["torch", "onnx", "openvino", "auto"] if args.device == "cpu" else ["auto"]
         speeds = build_speed(folder, tmp, runtimes, args.rounds, args.batch_size, args.device)
         default_used = Embedder(load_model(), args.device).runtime_used
