@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, text, update
+from sqlalchemy import create_engine, delete, event, func, insert, inspect, or_, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -236,25 +236,27 @@ class Catalog:
 
         A record holds ``path`` and any of the other columns; ``vector`` may be a numpy array.
         """
-        ids: list[int] = []
         with self.session() as s:
             existing: dict[str, int] = {}
             for chunk in chunks([r["path"] for r in records]):
                 existing.update(s.execute(select(Image.path, Image.id).where(Image.path.in_(chunk))).all())
+            new: dict[str, dict] = {}  # path -> the values of a new row (the last record of a path wins)
             for rec in records:
                 values = dict(rec)
                 if isinstance(values.get("vector"), np.ndarray):
                     values["vector"] = encode_vector(values["vector"])
                 image_id = existing.get(values["path"])
                 if image_id is None:
-                    row = Image(**values)
-                    s.add(row)
-                    s.flush()
-                    image_id = row.id
-                    existing[values["path"]] = image_id
+                    new[values["path"]] = values
                 else:
                     s.execute(update(Image).where(Image.id == image_id).values(**values))
-                ids.append(image_id)
+            groups: dict[tuple[str, ...], list[dict]] = {}  # one multi-row INSERT per set of columns
+            for values in new.values():
+                groups.setdefault(tuple(sorted(values)), []).append(values)
+            for rows in groups.values():
+                got = s.execute(insert(Image).returning(Image.id, sort_by_parameter_order=True), rows).scalars()
+                existing.update(zip((r["path"] for r in rows), got))
+            ids = [existing[r["path"]] for r in records]
         return ids
 
     def delete_images(self, ids: Iterable[int]) -> int:

@@ -54,3 +54,20 @@ def test_a_failed_transaction_writes_nothing(catalog):
                                         r"|null value in column \"status\")"):
         catalog.write_images([{"path": "/new.jpg", "status": STATUS_OK}, {"path": "/bad.jpg", "status": None}])
     assert set(catalog.image_rows()) == {"/keep.jpg"}
+
+
+def test_a_mixed_batch_returns_each_records_id_in_order(catalog):
+    """New rows go in as multi-row INSERTs grouped by columns; the ids still follow the records."""
+    first = catalog.write_images([{"path": "/old.jpg", "status": STATUS_OK}])
+    records = [{"path": f"/n{i}.jpg", "status": STATUS_OK, "vector": np.full(2, i, np.float32)} for i in range(40)]
+    records.insert(7, {"path": "/bad.jpg", "status": STATUS_ERROR, "error": "truncated"})
+    records.insert(20, {"path": "/old.jpg", "status": STATUS_OK, "width": 9})
+    records.append({"path": "/n3.jpg", "status": STATUS_OK, "vector": np.full(2, 99, np.float32)})  # last wins
+    ids = catalog.write_images(records)
+    n3 = next(i for i, r in enumerate(records) if r["path"] == "/n3.jpg")
+    assert ids[20] == first[0] and ids[-1] == ids[n3]
+    by_path = {row.path: row.id for row in catalog.image_rows().values()}
+    assert ids == [by_path[r["path"]] for r in records]
+    assert len(by_path) == 42 and catalog.image_rows()["/old.jpg"].width == 9
+    np.testing.assert_array_equal(catalog.vectors_for([by_path["/n3.jpg"]], 2)[0], [99, 99])
+    np.testing.assert_array_equal(catalog.vectors_for([by_path["/n30.jpg"]], 2)[0], [30, 30])
