@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -88,8 +88,9 @@ class _FileDataset(Dataset):
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    good = [it for it in items if "tensor" in it]
-    return {"items": items, "batch": torch.stack([it["tensor"] for it in good]) if good else None}
+    """One uint8 batch of the decoded items; the items keep only their facts (one tensor crosses processes)."""
+    good = [it.pop("tensor") for it in items if "tensor" in it]
+    return {"items": items, "batch": torch.stack(good) if good else None}
 
 
 class Embedder:
@@ -112,6 +113,16 @@ class Embedder:
     def __call__(self, uint8_batch: torch.Tensor) -> np.ndarray:
         return self.session(uint8_batch)
 
+    def stream(self, batches: Iterable[tuple[torch.Tensor | None, Any]]) -> Iterator[tuple[np.ndarray | None, Any]]:
+        """(uint8 batch or None, tag) -> (vectors or None, tag) in order; the runtime may run several
+        batches at once (OpenVINO's async requests) while the caller reads the next and stores the last."""
+        streamed = getattr(self.session, "stream", None)
+        if streamed is not None:
+            yield from streamed(batches)
+            return
+        for batch, tag in batches:
+            yield (self.session(batch) if batch is not None else None), tag
+
 
 def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 32, workers: int | None = None,
                 device: str | torch.device = "auto", progress: bool = False,
@@ -124,15 +135,13 @@ def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 3
                         collate_fn=_collate, pin_memory=embedder.cuda, shuffle=False,
                         prefetch_factor=4 if workers else None, persistent_workers=False)
     with progress_bar(len(paths), desc="embedding", enabled=progress) as bar:
-        for chunk in loader:
+        for vecs, chunk in embedder.stream((chunk["batch"], chunk) for chunk in loader):
             items = chunk["items"]
-            vecs = embedder(chunk["batch"]) if chunk["batch"] is not None else \
-                np.zeros((0, model.info.dim), np.float32)
-            good = [it for it in items if "tensor" in it]
+            good = [it for it in items if "error" not in it]
             yield ExtractBatch(
                 paths=[paths[it["i"]] for it in items],
-                vectors=vecs,
-                ok=[items.index(it) for it in good],
+                vectors=vecs if vecs is not None else np.zeros((0, model.info.dim), np.float32),
+                ok=[pos for pos, it in enumerate(items) if "error" not in it],
                 infos=[{k: it[k] for k in ("sha256", "bytes", "width", "height")} for it in good],
                 errors=[(paths[it["i"]], it["error"]) for it in items if "error" in it])
             bar.update(len(items))

@@ -1,0 +1,46 @@
+"""Embedder.stream: batches run side by side on OpenVINO's async requests (one after another elsewhere),
+and every batch comes back with its own tag, in order, with the vectors a single call gives."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.embed import Embedder
+from retrieval.models.load import DEFAULT_MODEL, load_model
+from tests.retrieval.runtimes.conftest import photo_batch
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(DEFAULT_MODEL)
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnx", "torch"])
+def test_a_stream_gives_each_batch_its_own_vectors_in_order(model, runtime):
+    embedder = Embedder(model, "cpu", runtime)
+    assert embedder.runtime_used == runtime
+    photos = photo_batch(embedder)
+    # batches of different sizes and contents, an empty slot (a batch whose every file failed) among them
+    batches = [photos[i % len(photos):][:1 + i % 3] for i in range(9)]
+    batches.insert(4, None)
+    got = list(embedder.stream((b, f"tag{i}") for i, b in enumerate(batches)))
+    assert [tag for _, tag in got] == [f"tag{i}" for i in range(len(batches))]
+    for (vectors, _), batch in zip(got, batches):
+        if batch is None:
+            assert vectors is None
+        else:
+            assert vectors.shape == (len(batch), model.info.dim)
+            np.testing.assert_allclose(vectors, embedder(batch), atol=1e-5)
+
+
+def test_a_stream_left_early_finishes_its_requests_and_the_session_still_runs(model):
+    embedder = Embedder(model, "cpu", "openvino")
+    photos = photo_batch(embedder)
+    stream = embedder.stream((photos, i) for i in range(50))
+    first, tag = next(stream)
+    stream.close()  # the caller stops (an error while storing a batch): requests in flight are waited for
+    assert tag == 0
+    again = list(embedder.stream((photos[:2], i) for i in range(3)))
+    np.testing.assert_allclose(again[2][0], first[:2], atol=1e-5)
+    np.testing.assert_allclose(embedder(torch.clone(photos[:1])), first[:1], atol=1e-5)
