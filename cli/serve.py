@@ -19,9 +19,9 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
                                                       "route (/healthz stays open).")] = None,
           max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload "
                                                        "accepted, in MB.")] = 50.0,
-          max_batch: Annotated[int | None, typer.Option("--max-batch", min=1, help="Most queries embedded in one "
-                                                        "forward pass; 1: no micro-batching. Default: 16 on a "
-                                                        "GPU, 1 on a CPU (batches were slower there).")] = None,
+          max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="Most queries served together: one "
+                                                 "forward pass on a GPU, parallel single-image streams with "
+                                                 "OpenVINO on a CPU; 1: no micro-batching.")] = 16,
           max_wait_ms: Annotated[float, typer.Option("--max-wait-ms", min=0.0, help="How long a query waits "
                                                      "for others to share its batch (0: a batch is what "
                                                      "queued up while the last one ran).")] = 0.0,
@@ -40,12 +40,13 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
         from cli.server.app import ServeOptions, create_app
         from retrieval.collection.api import Collection
         opts = ServeOptions(api_key=api_key or None, max_upload=int(max_upload_mb * 1024 * 1024),
-                            batching=None if max_batch is None else max_batch > 1, max_batch=max_batch or 16,
+                            batching=max_batch > 1, max_batch=max_batch,
                             max_wait=max_wait_ms / 1000,
                             quarantine_dir=quarantine)
-        app = create_app(lambda: Collection(index, db_url=db, device=device, runtime=runtime, precision=precision), opts)
+        app = create_app(lambda: Collection(index, db_url=db, device=device, runtime=runtime, precision=precision,
+                                            streams=max_batch > 1), opts)
         if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
             typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "
                        "and quarantine files", err=True)
         typer.echo(f"retr serve: http://{host}:{port}/  (index {index}, pid {os.getpid()})", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -2,7 +2,8 @@
 
 Errors are JSON ``{"detail": "one line"}``: 4xx for anything a request can cause (a bad image, an
 unknown id, a bad box, a missing key), never a 500 for input. Blocking work (decoding, the model,
-faiss, the catalog) runs in worker threads; image searches go through the micro-batcher.
+faiss, the catalog) runs in worker threads; whole-image searches go through the micro-batcher, each
+search in one worker-thread call (decode, forward, faiss, result rows and JSON together).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import contextlib
 import dataclasses
 import hmac
 import io
+import json
 import os
 import threading
 import time
@@ -36,7 +38,7 @@ DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
 class ServeOptions:
     api_key: str | None = None
     max_upload: int = DEFAULT_MAX_UPLOAD  # bytes
-    batching: bool | None = None  # None: on with a GPU; off on a CPU, where batches did not pay (benchmarks)
+    batching: bool = True  # requests that arrive together are served together (see Collection.query_each)
     max_batch: int = 16
     max_wait: float = 0.0  # seconds the first request of a batch waits for others (0: takes what queued
     # up while the previous batch ran, so a lone request never waits)
@@ -91,13 +93,16 @@ class _State:
 
     def __init__(self, open_collection: Callable[[], Any], opts: ServeOptions):
         self.opts = opts
-        self.batching = bool(opts.batching)
+        self.batching = opts.batching
         self.collection: Any = None
         self.error: str | None = None
         self.batcher = MicroBatcher(self._run_batch, max_batch=opts.max_batch, max_wait=opts.max_wait)
         self.thumbs: OrderedDict[tuple[int, int, str, float], bytes] = OrderedDict()
         self.thumb_lock = threading.Lock()
         self.write_lock = threading.Lock()  # one quarantine or undo at a time
+        self.writes = 0  # quarantines and undos done: they change the duplicates without a rebuild
+        self.duplicates: tuple[tuple, dict[str, Any]] | None = None  # (index version, writes) -> the groups
+        self._duplicates_lock = asyncio.Lock()
         self._checked = 0.0
         self._refresh_lock = asyncio.Lock()
         self._open = open_collection
@@ -108,13 +113,21 @@ class _State:
         except RetrError as exc:
             self.error = str(exc)
             return
-        self.batching = self.opts.batching if self.opts.batching is not None else \
-            getattr(getattr(collection.embedder, "device", None), "type", "cpu") == "cuda"
         self.collection = collection
 
-    def _run_batch(self, pictures: list[Any], names: list[str], key: tuple) -> list[Any]:
+    def _run_batch(self, uploads: list[Any], names: list[str], key: tuple) -> list[Any]:
+        """Searches that arrived together -> each one's JSON body, or the error it alone caused."""
         k, nprobe, ef = key
-        return self.collection.query(pictures, names=names, k=k, nprobe=nprobe, ef=ef)
+        from retrieval.images.decode import ImageLoadError
+        out: list[Any] = []
+        for result in self.collection.query_each(uploads, names=names, k=k, nprobe=nprobe, ef=ef):
+            if isinstance(result, ImageLoadError):
+                out.append(_ApiError(400, f"cannot read the uploaded image: {result}"))
+            elif isinstance(result, BaseException):
+                out.append(result)
+            else:
+                out.append(_json(result.to_json()))
+        return out
 
     async def ready(self) -> Any:
         if self.collection is None:
@@ -188,7 +201,7 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
         return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid')}", "errors": _plain(errors)},
                             status_code=422)
 
-    def authorised(request: Request) -> None:
+    async def authorised(request: Request) -> None:  # async: a sync dependency costs a thread hop
         if not opts.api_key:
             return
         given = request.headers.get("authorization", "")
@@ -221,32 +234,39 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
                             k: Annotated[int, Query(ge=1, le=1000)] = 10,
                             nprobe: Annotated[int | None, Query(ge=1, le=65536)] = None,
                             ef: Annotated[int | None, Query(ge=1, le=65536)] = None,
-                            regions: bool = False, box: str | None = None) -> dict[str, Any]:
+                            regions: bool = False, box: str | None = None) -> Response:
         """The k nearest catalog images of an uploaded image (or of its ``box`` crop, x0,y0,x1,y1)."""
         data = await _read_upload(image, opts.max_upload)
-        picture = await run_in_threadpool(_decode, data)
         name = image.filename or "upload"
-        return await _search(col, picture, name, k=k, nprobe=nprobe, ef=ef, regions=regions, box=box)
+        if not regions and box is None:
+            key = (k, nprobe, ef)
+            if state.batching:
+                return _json_response(await state.batcher.submit(data, name, key))
+            return _json_response((await run_in_threadpool(state._run_batch, [data], [name], key))[0])
+
+        def one() -> bytes:
+            result = col.query(_decode(data), names=[name], k=k, nprobe=nprobe, ef=ef, regions=regions, box=box)
+            return _json(result[0].to_json())
+        return _json_response(await run_in_threadpool(one))
 
     @app.get("/api/search", response_model=SearchOut, response_model_exclude_unset=True, **api)
     async def search_id(col: Col, id: Annotated[int, Query(description="A catalog image id.")],
                         k: Annotated[int, Query(ge=1, le=1000)] = 10,
                         nprobe: Annotated[int | None, Query(ge=1, le=65536)] = None,
                         ef: Annotated[int | None, Query(ge=1, le=65536)] = None,
-                        regions: bool = False, box: str | None = None) -> dict[str, Any]:
+                        regions: bool = False, box: str | None = None) -> Response:
         """The k nearest catalog images of catalog image ``id`` ("more like this")."""
         return await _search(col, id, f"id:{id}", k=k, nprobe=nprobe, ef=ef, regions=regions, box=box)
 
-    async def _search(col: Any, query: Any, name: str, *, k: int, nprobe: int | None, ef: int | None,
-                      regions: bool, box: str | None) -> dict[str, Any]:
-        if isinstance(query, int) and col.store.path_of(query) is None:
+    async def _search(col: Any, query: int, name: str, *, k: int, nprobe: int | None, ef: int | None,
+                      regions: bool, box: str | None) -> Response:
+        if col.store.path_of(query) is None:
             raise _ApiError(404, f"no image with id {query} in the index")
-        if state.batching and not regions and box is None and not isinstance(query, int):
-            result = await state.batcher.submit(query, name, (k, nprobe, ef))
-        else:
-            result = (await run_in_threadpool(lambda: col.query(query, names=[name], k=k, nprobe=nprobe, ef=ef,
-                                                                regions=regions, box=box)))[0]
-        return result.to_json()
+
+        def one() -> bytes:
+            result = col.query(query, names=[name], k=k, nprobe=nprobe, ef=ef, regions=regions, box=box)
+            return _json(result[0].to_json())
+        return _json_response(await run_in_threadpool(one))
 
     @app.get("/api/images/{image_id}", **api)
     async def image_file(col: Col, image_id: int) -> FileResponse:
@@ -264,12 +284,19 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
 
     @app.get("/api/duplicates", **api)
     async def duplicates(col: Col) -> dict[str, Any]:
-        """Duplicate groups, as `retr dedupe --json` (plus ``ids``: path -> catalog id)."""
-        result = await run_in_threadpool(col.duplicates)
-        out = result.to_json()
-        paths = [g.keep.path for g in result.groups] + [d.item.path for g in result.groups for d in g.duplicates]
-        out["ids"] = {p: i for p in paths if (i := col.id_of(p)) is not None}
-        return out
+        """Duplicate groups, as `retr dedupe --json` (plus ``ids``: path -> catalog id); computed once per
+        index version (a rebuild, a quarantine or an undo computes them again)."""
+        def compute() -> dict[str, Any]:
+            result = col.duplicates()
+            out = result.to_json()
+            paths = [g.keep.path for g in result.groups] + [d.item.path for g in result.groups for d in g.duplicates]
+            out["ids"] = {p: i for p in paths if (i := col.id_of(p)) is not None}
+            return out
+        async with state._duplicates_lock:  # callers at once wait for one computation
+            key = (col.version, state.writes)
+            if state.duplicates is None or state.duplicates[0] != key:
+                state.duplicates = (key, await run_in_threadpool(compute))
+            return state.duplicates[1]
 
     @app.post("/api/duplicates/quarantine", **api)
     async def quarantine(col: Col, body: QuarantineIn) -> dict[str, Any]:
@@ -278,7 +305,10 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
 
         def act() -> Any:
             with state.write_lock:
-                return col.quarantine(body.keep, dest)
+                try:
+                    return col.quarantine(body.keep, dest)
+                finally:
+                    state.writes += 1
         return (await run_in_threadpool(act)).to_json()
 
     @app.post("/api/duplicates/undo", **api)
@@ -291,7 +321,10 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
 
         def act() -> Any:
             with state.write_lock:
-                return col.undo(manifest)
+                try:
+                    return col.undo(manifest)
+                finally:
+                    state.writes += 1
         return (await run_in_threadpool(act)).to_json()
 
     @app.get("/api/clusters", **api)
@@ -302,6 +335,17 @@ def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOpt
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="ui")
 
     return app
+
+
+def _json(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _json_response(body: Any) -> Response:
+    """A search's JSON, serialised in the worker thread (the OpenAPI schema still says SearchOut)."""
+    if isinstance(body, BaseException):
+        raise body
+    return Response(body, media_type="application/json")
 
 
 def _plain(errors: Any) -> Any:

@@ -1,8 +1,10 @@
-"""Dynamic micro-batching: image queries that arrive together are embedded in one forward pass.
+"""Dynamic micro-batching: image queries that arrive together are served together.
 
 Requests wait on an asyncio queue; one worker takes up to ``max_batch`` of them (waiting at most
-``max_wait`` seconds for more after the first), runs the batch in a worker thread so the event loop
-never blocks on the model, and hands each request its own result.
+``max_wait`` seconds for more after the first), runs the group in a worker thread so the event loop
+never blocks on the model, and hands each request its own result. ``run`` returns one result or one
+exception per request, so a bad request fails only itself. How a group is embedded is ``run``'s choice:
+one forward pass of the batch (a GPU), or parallel single-image streams (OpenVINO on a CPU).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Hashable, Sequence
 
-Run = Callable[[Sequence[Any], Sequence[str], Hashable], Sequence[Any]]
+Run = Callable[[Sequence[Any], Sequence[str], Hashable], Sequence[Any]]  # a result or an exception each
 
 
 @dataclasses.dataclass
@@ -82,7 +84,11 @@ class MicroBatcher:
                 requests[0].future.set_exception(exc)
             return
         for request, result in zip(requests, results):
-            if not request.future.done():
+            if request.future.done():
+                continue
+            if isinstance(result, BaseException):
+                request.future.set_exception(result)
+            else:
                 request.future.set_result(result)
 
     def close(self) -> None:

@@ -4,9 +4,10 @@
     with Collection("retr-index") as col:
         col.query("holiday.jpg", k=5)[0].results     # the same results as `retr query holiday.jpg --json`
 
-`retr query` and `retr serve` call it. Queries are thread-safe; a rebuild by another process is picked
-up by ``refresh()`` (the manifest's version changed and the new files agree with the catalog), while
-queries already running finish on the state they started with.
+`retr query` and `retr serve` call it. Queries are thread-safe: decoding, preprocessing and result rows run
+in the calling threads, the forward pass and the faiss search each one at a time (one can overlap the
+other). A rebuild by another process is picked up by ``refresh()`` (the manifest's version changed and
+the new files agree with the catalog), while queries already running finish on the state they started with.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from index.regions import RegionIndex
 from retrieval.collection.info import index_info
 from retrieval.collection.model import index_model
 from retrieval.collection.query import QueryResult, check_not_empty, search_pictures
-from retrieval.embed import Embedder
+from retrieval.collection.streams import InferStreams, open_streams
+from retrieval.embed import Embedder, embed_images
 from retrieval.images.decode import ImageLoadError, check_files, decode, load_image, to_rgb
 from retrieval.regions.proposal import check_region_query
 from retrieval.collection.checks import searched_regions
@@ -55,6 +57,7 @@ class _Warm:
     embedder: Embedder
     version: tuple[int, int, int] | None
     regions: RegionIndex | None
+    streams: InferStreams | None = None  # parallel single-image forwards for a group of queries
     users: int = 0
     retired: bool = False
 
@@ -68,12 +71,16 @@ class Collection:
 
     def __init__(self, index_dir: str | os.PathLike, *, db_url: str | None = None, model: str | None = None,
                  weights: str | None = None, device: str = "auto", runtime: str | None = None,
-                 precision: str = "f32"):
+                 precision: str = "f32", streams: bool = False):
+        """``streams``: also open parallel inference streams (OpenVINO on a CPU) for ``query_each`` groups."""
         self.dir = Path(index_dir)
-        self.precision = precision
+        self.precision, self.use_streams = precision, streams
         self.db_url, self.model_spec, self.weights, self.device, self.runtime = db_url, model, weights, device, runtime
         self._lock = threading.Lock()  # guards the swap and the users counts
-        self._search_lock = threading.Lock()  # one forward + search at a time (torch and faiss use all cores)
+        # a runtime session is not shared between threads (OpenVINO's call reuses one infer request), and a
+        # faiss search sets nprobe/ef on the shared index and a process-wide BLAS threshold: one at a time each
+        self._model_lock = threading.Lock()
+        self._search_lock = threading.Lock()
         self._warm = self._open(None)
 
     # -- opening and swapping ------------------------------------------------------------------------
@@ -84,17 +91,18 @@ class Collection:
         try:
             check_not_empty(store, self.dir)
             if previous is not None and previous.store.manifest.model == store.manifest.model:
-                embedder = previous.embedder  # same model: keep it warm
+                embedder, streams = previous.embedder, previous.streams  # same model: keep it warm
             else:
                 loaded = index_model(store, self.model_spec, self.weights)
                 embedder = Embedder(loaded, self.device, self.runtime or "auto", self.precision)
+                streams = open_streams(embedder, self.precision) if self.use_streams else None
             store.searcher()  # load (and check) the faiss file now, not on the first query
             store.path_of(0)  # the id -> path table, loaded now
             regions = RegionIndex(store) if RegionIndex(store).state is not None else None
         except BaseException:
             store.close()
             raise
-        return _Warm(store, embedder, version, regions)
+        return _Warm(store, embedder, version, regions, streams)
 
     def reload(self) -> bool:
         """Open the index again now and swap to it; False (old one kept) while its files disagree with
@@ -164,20 +172,68 @@ class Collection:
         items = _as_list(images)
         if names is not None and len(names) != len(items):
             raise RetrError(f"{len(names)} names for {len(items)} queries")
-        with self._use() as warm, self._search_lock:
+        with self._use() as warm:
             region_index = warm.regions if regions else None
             if regions and region_index is None:
                 searched_regions(warm.store, self.dir)  # the one-line "has no regions" error
-            vectors, pictures, labels = self._inputs(warm, items, names, needs_pixels=regions or detect
-                                                     or the_box is not None)
-            if pictures:
-                return search_pictures(warm.store, warm.embedder, labels, pictures, k=k, nprobe=nprobe, ef=ef,
-                                       region_index=region_index, box=the_box, detect=detect, device=self.device)
-            hits = region_index.search(vectors, k) if region_index is not None \
-                else warm.store.search(vectors, k, nprobe=nprobe, ef=ef)
+            parts = regions or detect or the_box is not None
+            vectors, pictures, labels = self._inputs(warm, items, names, needs_pixels=parts)
+            if pictures and parts:  # crops, detected regions, the region index: the one query path, whole
+                with self._model_lock, self._search_lock:
+                    return search_pictures(warm.store, warm.embedder, labels, pictures, k=k, nprobe=nprobe, ef=ef,
+                                           region_index=region_index, box=the_box, detect=detect,
+                                           device=self.device)
+            if pictures:  # search_pictures' plain path, with the forward and the search locked apart
+                vectors = self._embed(warm, pictures)
+            with self._search_lock:
+                hits = region_index.search(vectors, k) if region_index is not None \
+                    else warm.store.search(vectors, k, nprobe=nprobe, ef=ef)
             if region_index is not None:
                 return [RegionQueryResult(q, None, None, h) for q, h in zip(labels, hits)]
             return [QueryResult(q, h) for q, h in zip(labels, hits)]
+
+    def query_each(self, images: Sequence[QueryInput], *, names: Sequence[str], k: int = 10,
+                   nprobe: int | None = None, ef: int | None = None) -> list[QueryResult | RetrError]:
+        """Whole-image queries that arrived together: each one's result, or the error that query alone
+        caused (an unreadable upload fails only itself). With ``streams`` the images are decoded one after
+        another while the previous ones run as parallel single-image forwards; one faiss search for all."""
+        if k < 1:
+            raise RetrError(f"-k must be at least 1, got {k}")
+        if len(names) != len(images):
+            raise RetrError(f"{len(names)} names for {len(images)} queries")
+        out: list[QueryResult | RetrError | None] = [None] * len(images)
+        with self._use() as warm:
+            prep = warm.embedder.prep
+            good: list[int] = []
+
+            def tensors() -> Any:
+                for i, x in enumerate(images):
+                    try:
+                        picture = decode(bytes(x)) if _kind(x) == "bytes" else self._picture(warm, x)
+                        tensor = prep.to_uint8(picture)[None]
+                    except RetrError as exc:  # ImageLoadError included: the reason, as decoding gives it
+                        out[i] = exc
+                        continue
+                    good.append(i)
+                    yield tensor
+            if warm.streams is not None and len(images) > 1:
+                vectors = warm.streams(t.numpy() for t in tensors())
+            else:
+                batch = list(tensors())
+                if batch:
+                    import torch
+                    with self._model_lock:
+                        vectors = warm.embedder(torch.cat(batch))
+            if good:
+                with self._search_lock:
+                    hits = warm.store.search(vectors, k, nprobe=nprobe, ef=ef)
+                for i, h in zip(good, hits):
+                    out[i] = QueryResult(names[i], h)
+        return out  # type: ignore[return-value]
+
+    def _embed(self, warm: _Warm, pictures: list[Image.Image]) -> np.ndarray:
+        with self._model_lock:
+            return embed_images(warm.embedder.model, pictures, embedder=warm.embedder)
 
     def _inputs(self, warm: _Warm, items: list[Any], names: Sequence[str] | None, *, needs_pixels: bool
                 ) -> tuple[np.ndarray | None, list[Image.Image], list[str]]:

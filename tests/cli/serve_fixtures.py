@@ -29,7 +29,8 @@ def serving(index: Path, **options) -> Iterator:
     from cli.server.app import ServeOptions, create_app
     from retrieval.collection.api import Collection
     options.setdefault("refresh_every", 0.0)
-    app = create_app(lambda: Collection(index), ServeOptions(**options))
+    streams = options.get("batching", True)  # as `retr serve`: streams when micro-batching
+    app = create_app(lambda: Collection(index, streams=streams), ServeOptions(**options))
     with TestClient(app) as client:
         deadline = time.monotonic() + 60
         while client.get("/readyz").status_code != 200:

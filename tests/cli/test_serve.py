@@ -155,11 +155,48 @@ def test_concurrent_queries_equal_sequential_and_batch(index):
         assert [h["score"] for h in conc["results"]] == pytest.approx([h["score"] for h in seq["results"]], abs=1e-4)
 
 
-def test_micro_batching_is_off_by_default_on_a_cpu(client):
-    assert client.app.state.retr.collection.embedder.device.type == "cpu"
-    assert client.app.state.retr.batching is False
+def test_micro_batching_is_on_by_default_and_a_lone_request_runs_alone(client):
+    state = client.app.state.retr
+    assert state.collection.embedder.device.type == "cpu" and state.batching is True
+    state.batcher.batches.clear()
     assert client.post("/api/search", files={"image": ("q.jpg", (ODD / "image.webp").read_bytes())}).status_code == 200
-    assert client.app.state.retr.batcher.batches == []  # the request went straight to the worker thread
+    assert state.batcher.batches == [1]  # nothing else queued: it did not wait for company
+
+
+def test_a_bad_upload_in_a_batch_fails_only_itself(index):
+    photos = sorted((index.parent / "photos").glob("*.jpg"))[:5]
+    uploads = [p.read_bytes() for p in photos] + [b"not an image", (ODD / "image.webp").read_bytes()[:100]]
+    names = [p.name for p in photos] + ["junk.jpg", "cut.webp"]
+    with serving(index, batching=True, max_batch=16, max_wait=0.5) as c:
+        sequential = {p.name: upload(c, p, name=p.name, k=3).json() for p in photos}
+        c.app.state.retr.batcher.batches.clear()
+        out: dict[str, object] = {}
+
+        def ask(data: bytes, name: str) -> None:
+            out[name] = upload(c, data, name=name, k=3)
+        threads = [threading.Thread(target=ask, args=pair) for pair in zip(uploads, names)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert max(c.app.state.retr.batcher.batches) > 1
+        assert c.get("/healthz").status_code == 200
+    for name in ("junk.jpg", "cut.webp"):
+        assert out[name].status_code == 400 and out[name].json()["detail"].startswith("cannot read the uploaded image")
+    for name, seq in sequential.items():
+        got = out[name].json()
+        assert [h["id"] for h in got["results"]] == [h["id"] for h in seq["results"]]
+        assert [h["score"] for h in got["results"]] == pytest.approx([h["score"] for h in seq["results"]], abs=1e-4)
+
+
+def test_micro_batching_off_serves_each_request_by_itself(index):
+    photo = index.parent / "photos" / "coffee.jpg"
+    with serving(index, batching=False) as c:
+        assert c.app.state.retr.collection._warm.streams is None  # no streams opened without batching
+        got = upload(c, photo, name="coffee.jpg", k=3)
+        assert got.status_code == 200 and got.json()["results"][0]["path"] == str(photo)
+        assert c.app.state.retr.batcher.batches == []
+        assert upload(c, b"\x00" * 10, k=3).status_code == 400
 
 
 def test_live_swap_after_rebuild(tmp_path):
@@ -187,8 +224,12 @@ def test_duplicates_quarantine_and_undo(tmp_path):
     shutil.copy(folder / "chelsea.jpg", folder / "chelsea copy.jpg")
     index = build_photo_index(folder, tmp_path / "ix", names=[])
     with serving(index, quarantine_dir=str(tmp_path / "q")) as c:
+        collection, computed = c.app.state.retr.collection, []
+        real = collection.duplicates
+        collection.duplicates = lambda **o: computed.append(1) or real(**o)
         dups = c.get("/api/duplicates").json()
         assert {"n_images", "n_duplicates", "groups", "ids"} <= set(dups) and dups["n_duplicates"] == 1
+        assert c.get("/api/duplicates").json() == dups and len(computed) == 1  # cached for this index version
         group = dups["groups"][0]
         pair = {group["keep"], group["duplicates"][0]["path"]}
         assert pair == {str(folder / "chelsea.jpg"), str(folder / "chelsea copy.jpg")}
@@ -204,6 +245,7 @@ def test_duplicates_quarantine_and_undo(tmp_path):
         back = c.post("/api/duplicates/undo", json={"manifest": moved["manifest"]}).json()
         assert len(back["done"]) == 1 and Path(gone).exists()
         assert c.get("/api/info").json()["images"] == 4 and c.get("/api/duplicates").json()["n_duplicates"] == 1
+        assert len(computed) == 3  # once more after the quarantine, once more after the undo
 
 
 def test_clusters(tmp_path):

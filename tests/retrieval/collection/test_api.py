@@ -122,3 +122,54 @@ def test_threads_share_one_model(col):
     for t in threads:
         t.join()
     assert len(embedders) == 1
+
+
+def test_query_each_equals_query_with_errors_per_image(index):
+    from retrieval import Collection
+    from retrieval.images.decode import ImageLoadError
+    from retrieval.workers import usable_cores
+    photos = sorted((index.parent / "photos").glob("*.jpg"))[:6]
+    with Collection(index, streams=True) as col:
+        warm = col._warm
+        if warm.embedder.runtime_used == "openvino" and usable_cores() >= 2:
+            assert warm.streams is not None and warm.streams.jobs >= 2  # the group runs as parallel streams
+        queries = [p.read_bytes() for p in photos[:3]] + [b"junk"] + [str(p) for p in photos[3:]] + [b""]
+        names = [f"q{i}" for i in range(len(queries))]
+        got = col.query_each(queries, names=names, k=4)
+        assert isinstance(got[3], ImageLoadError) and isinstance(got[-1], ImageLoadError)
+        for i, photo in enumerate(photos):
+            one = got[i if i < 3 else i + 1]
+            alone = col.query(str(photo), k=4)[0]
+            assert one.query == names[i if i < 3 else i + 1]
+            assert [h.id for h in one.results] == [h.id for h in alone.results]
+            assert [h.score for h in one.results] == pytest.approx([h.score for h in alone.results], abs=1e-5)
+        assert col.query_each([photos[0].read_bytes()], names=["one"], k=2)[0].results[0].path == str(photos[0])
+
+
+def test_streams_give_the_sessions_vectors(index):
+    from retrieval import Collection
+    from retrieval.runtimes.check import probe_batch
+    from retrieval.runtimes.export import input_size
+    with Collection(index, streams=True) as col:
+        warm = col._warm
+        if warm.streams is None:
+            pytest.skip(f"no parallel streams here (runtime {warm.embedder.runtime_used})")
+        probe = probe_batch(input_size(warm.embedder.model))
+        alone = warm.embedder(probe)
+        streamed = warm.streams(p[None].numpy() for p in probe)
+        np.testing.assert_allclose(streamed, alone, atol=1e-5)
+        assert warm.streams(iter(())).shape[0] == 0
+
+
+def test_a_search_does_not_wait_for_a_forward(col):
+    vector = col.store.vectors_for([1])
+    done = threading.Event()
+
+    def search() -> None:
+        col.query(vector, k=2)
+        done.set()
+    with col._model_lock:  # a forward pass in progress
+        thread = threading.Thread(target=search)
+        thread.start()
+        assert done.wait(timeout=30)  # the faiss search ran meanwhile
+    thread.join(timeout=30)
