@@ -4,6 +4,7 @@ Screenshots of every page are kept under the test's tmp folder and copied to ben
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -71,7 +72,8 @@ def running(index: Path, **options) -> Iterator[str]:
 
     from cli.server.app import ServeOptions, create_app
     from retrieval.collection.api import Collection
-    app = create_app(lambda: Collection(index), ServeOptions(**options))
+    streams = options.get("batching", True)  # as `retr serve`
+    app = create_app(lambda: Collection(index, streams=streams), ServeOptions(**options))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -233,3 +235,73 @@ def test_box_drawing_searches_a_region_and_region_hits_show_their_box(browser, s
         page.wait_for_timeout(300)  # the region boxes are drawn once each full image is loaded
         shot(page, server, "10-region-search")
         context.close()
+
+
+JS_FILE = """([b64, name]) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+    return dt;
+}"""
+
+
+def test_drop_and_paste_an_image(page, server):
+    from playwright.sync_api import expect
+    edited = base64.b64encode(server["edited"].read_bytes()).decode()
+    page.goto(server["url"] + "/")
+    drop = page.locator("#drop")
+    dropped = page.evaluate_handle(JS_FILE, [edited, "dropped.jpg"])
+    drop.dispatch_event("dragover", {"dataTransfer": dropped})
+    expect(drop).to_have_class(re.compile(r"\bover\b"))  # the drop zone shows it will take the file
+    drop.dispatch_event("drop", {"dataTransfer": dropped})
+    expect(page.locator("#status")).to_contain_text("results in")
+    expect(page.locator("#query-name")).to_contain_text("dropped.jpg")
+    expect(page.locator("#results .card").first).to_contain_text("chelsea.jpg")
+    shot(page, server, "11-search-dropped")
+
+    page.goto(server["url"] + "/#/clusters")  # pasting on another page searches with the pasted image
+    page.evaluate("""(dt) => document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt }))""",
+                  page.evaluate_handle(JS_FILE, [edited, "pasted.jpg"]))
+    expect(page.locator("#page-search")).to_be_visible()
+    expect(page.locator("#status")).to_contain_text("results in")
+    expect(page.locator("#query-name")).to_contain_text("pasted.jpg")
+    expect(page.locator("#results .card").first).to_contain_text("chelsea.jpg")
+    shot(page, server, "12-search-pasted")
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """A server that needs an API key."""
+    _need_browser()
+    root = tmp_path_factory.mktemp("ui-key")
+    build_photo_index(root / "photos", root / "ix", names=["chelsea", "coffee", "brick"])
+    with running(root / "ix", api_key="s3cret-key") as url:
+        yield {"url": url, "shots": root / "shots"}
+
+
+def test_api_key_prompt(browser, keyed):
+    from playwright.sync_api import expect
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    page.goto(keyed["url"] + "/#/search?id=1&k=12")  # /api/info and /api/search refused at once: one prompt
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("This server needs an API key")
+    shot(page, keyed, "13-api-key-prompt")
+    dialog.get_by_label("API key").fill("wrong")
+    dialog.get_by_role("button", name="Use key").click()
+    expect(dialog).to_contain_text("That key was not accepted")
+    shot(page, keyed, "14-api-key-refused")
+    dialog.get_by_label("API key").fill("s3cret-key")
+    dialog.get_by_role("button", name="Use key").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#info")).to_contain_text("3 images")
+    first = page.locator("#results .card").first
+    expect(first.locator(".name")).to_have_text("brick.jpg")
+    expect(first.locator("img")).to_have_js_property("complete", True)
+    assert first.locator("img").evaluate("img => img.naturalWidth") > 0  # thumbnails load with the key too
+    query = page.locator("#query-img")  # asked for before the key was given: asked for again after
+    page.wait_for_function("() => document.getElementById('query-img').naturalWidth > 0")
+    expect(query).to_have_js_property("complete", True)
+    shot(page, keyed, "15-api-key-accepted")
+    context.close()

@@ -22,15 +22,30 @@ async function api(path, options = {}) {
   return body;
 }
 
+let keyPrompt = null; // one prompt however many requests were refused at once
+let keyGiven = false;
+
 function askKey() {
-  return new Promise((resolve) => {
+  if (keyPrompt) return keyPrompt;
+  keyPrompt = new Promise((resolve) => {
     const dialog = $("keyform");
+    $("key-note").textContent = keyGiven
+      ? "That key was not accepted. Enter this server's API key (--api-key or RETR_API_KEY)."
+      : "This server needs an API key.";
+    $("key").value = "";
     dialog.onclose = () => {
       document.cookie = `retr_key=${encodeURIComponent($("key").value)}; path=/; SameSite=Strict`;
+      keyGiven = true;
+      keyPrompt = null;
+      // images refused before the key was given (the query image, thumbnails): ask for them again
+      for (const img of document.querySelectorAll("img[src^='/api/']")) {
+        if (img.complete && img.naturalWidth === 0) img.src = img.getAttribute("src");
+      }
       resolve();
     };
     dialog.showModal();
   });
+  return keyPrompt;
 }
 
 function confirmBox(text, okLabel) {
