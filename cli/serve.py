@@ -31,6 +31,10 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
     """Search the index over HTTP, with a web UI.
 
     JSON API under /api (OpenAPI at /docs), the web UI at /, /healthz and /readyz."""
+    # OpenMP's idle threads (torch's, faiss's) spin after each parallel region; between requests that spinning
+    # took more CPU than the forward pass itself and slowed it (benchmarks/serve_latency.py): here they sleep.
+    # Read when torch and faiss load, which is below; a value already set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     with user_errors():
         if not (index / "manifest.json").exists():
             from index.directory import IndexStore

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -270,6 +271,11 @@ def test_web_ui_is_served(client):
         assert got.status_code == 200 and "http://" not in got.text and "https://" not in got.text
 
 
-def test_serve_without_an_index_is_one_line(tmp_path):
+def test_serve_without_an_index_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     result = runner.invoke(cli_app, ["serve", "--index", str(tmp_path / "none")])
     assert result.exit_code == 1 and result.output.startswith("error: no index at")
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # set before torch and faiss load (idle threads sleep)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    runner.invoke(cli_app, ["serve", "--index", str(tmp_path / "none")])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # the user's own setting is kept
