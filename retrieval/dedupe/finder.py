@@ -1,10 +1,13 @@
 """Finding duplicate groups: candidates from every cheap signal, verified, grouped without chains.
 
 1. Candidates (no O(n^2) loop): equal sha256 (sorting), perceptual hashes within a loose radius (faiss /
-   multi-index binary range search), and with ``embeddings`` cosine neighbours (faiss range search).
+   multi-index binary range search), each image's nearest thumbnails, each image's best partners by shared
+   keypoint descriptors (``retrieval.dedupe.keypoint_candidates``), and with ``embeddings`` cosine
+   neighbours (faiss range search).
 2. Verification (``retrieval.dedupe.verify``): every candidate pair that is not byte-identical is checked
-   with local features and a RANSAC similarity fit, over all cores. Low-information images (flat,
-   near-uniform, tiny) are never paired; a pair too poor in texture to verify is reported as unverified.
+   with local features and a RANSAC similarity fit, over all cores; a pair too smooth for keypoints by a
+   dense alignment (reason "aligned"). Low-information images (flat, near-uniform, tiny) are never paired;
+   a pair too poor in texture to verify either way is reported as unverified.
    With ``verify=False`` a hash within ``threshold`` (or an embedding above ``similarity``) is enough.
 3. Star groups (``retrieval.dedupe.groups.star_groups``): images in keep-policy order keep their untaken
    verified neighbours, and a duplicate reached only through another duplicate is verified against the kept
@@ -25,6 +28,7 @@ from retrieval.dedupe.options import DedupeOptions
 EXACT = "exact"
 EMBEDDING = "embedding"
 VERIFIED = "verified"
+ALIGNED = "aligned"  # a smooth pair verified densely (retrieval.dedupe.verify: too few keypoints for RANSAC)
 UNTEXTURED = "too little texture to verify"
 NEIGHBOURS = 10  # beyond --threshold, hash candidates are an image's this many nearest within the loose radius
 THUMB_MAX = 100_000  # thumbnail candidates up to this many images (an exact k-NN over all of them)
@@ -141,6 +145,12 @@ class _Link:
     inliers: int | None = None
 
 
+def _link(verdict: Any, distance: int) -> _Link:
+    if verdict.reason == ALIGNED:
+        return _Link(ALIGNED, distance)
+    return _Link(VERIFIED, distance, verdict.inliers)
+
+
 def _pairs(i: np.ndarray, j: np.ndarray) -> list[Pair]:
     return [(min(a, b), max(a, b)) for a, b in zip(np.asarray(i).tolist(), np.asarray(j).tolist()) if a != b]
 
@@ -219,10 +229,17 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
     nodes = sorted({x for p in cand for x in p})
     feats: dict[int, Any] = {}
     low: dict[int, str] = {}
+    if opts.verify and 1 < len(items) <= THUMB_MAX:  # keypoint candidates need every image's features
+        nodes = list(range(len(items)))
     if opts.verify and nodes:
         from retrieval.dedupe.verify import compute_features
         by_path = compute_features([items[k].path for k in nodes], workers=workers, progress=progress)
         feats = {k: by_path[items[k].path] for k in nodes}
+        if len(nodes) == len(items) > 1:
+            from retrieval.dedupe.keypoint_candidates import keypoint_pairs
+            for p in keypoint_pairs([feats[k].descriptors for k in nodes]):
+                cand.setdefault(p, set()).add("keypoints")
+            nodes = sorted({x for p in cand for x in p})
         for k, f in feats.items():
             items[k] = dataclasses.replace(items[k], camera=f.camera)
             if f.low_info:
@@ -244,7 +261,7 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
     verdicts = _verify(to_verify, feats, opts, workers=workers, progress=progress)
     for p, v in zip(to_verify, verdicts):
         if v.verified:
-            links[p] = _Link(VERIFIED, hamming_of(*p), v.inliers)
+            links[p] = _link(v, hamming_of(*p))
         elif v.reason == "untextured":
             unverified.append(Unverified(items[p[0]], items[p[1]], hamming_of(*p), UNTEXTURED))
     checked = set(to_verify)
@@ -316,7 +333,7 @@ def _attach_reached(stars: list[tuple[int, list[int]]], edges: dict[int, set[int
     todo = sorted({p for _, _, p in pending if p not in links})
     for p, v in zip(todo, _verify(todo, feats, opts, workers=workers)):
         if v.verified:
-            links[p] = _Link(VERIFIED, hamming_of(*p), v.inliers)
+            links[p] = _link(v, hamming_of(*p))
     joined = set()
     out = [(keep, list(dups)) for keep, dups in stars]
     for a, g, p in pending:

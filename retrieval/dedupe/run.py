@@ -169,5 +169,5 @@ def _verified(image: str, matches: dict[str, Match], opts: DedupeOptions, worker
     for p, v in zip(cands, verify_pairs(pairs, order, thresholds=opts.thresholds(), workers=workers)):
         if v.verified and not feats[p].low_info:
             dist = matches[p].distance if matches[p].reason == opts.hash else 0
-            out[p] = Match(p, dist, VERIFIED, v.inliers)
+            out[p] = Match(p, dist, v.reason, v.inliers if v.reason == VERIFIED else None)
     return out

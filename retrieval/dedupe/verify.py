@@ -40,6 +40,22 @@ SCALE_RANGE = (0.2, 5.0)  # a fitted scale outside this is not a plausible copy
 # inliers bunched along a line or in one spot prove nothing: two photos carrying the same watermark text
 # agree on it (one line of glyphs: about 0.03 of the height), and a degenerate fit maps many points onto one
 MIN_COVER = 0.05
+# ... or at least MIN_COVER_WARPED when the pictures themselves agree: warped by the fitted transform, the
+# small grey images correlate at least MIN_WARPED over their overlap (a band of a landscape, a horizon, holds
+# all the corners of a copy; two photos sharing a watermark agree on its glyphs, not on the rest). Calibration
+# half of benchmarks/dedupe_quality.py, pairs with a spread of 0.03-0.05: copies of banded pictures 0.97-1.0,
+# other pairs at most 0.90
+MIN_COVER_WARPED = 0.03
+MIN_WARPED = 0.95
+# smooth pictures (too few keypoints on either side) are compared densely instead: the grey image at
+# ALIGN_SIDE x ALIGN_SIDE (aspect ignored), its centre aligned onto the other by ECC (an affine warp), both ways
+ALIGN_SIDE = 96
+ALIGN_MARGIN = 0.15  # share of each side left out of the template (crops and rotated corners)
+ALIGN_SCALES = (0.5, 2.0)  # a plausible ECC warp scales the template by this much at most, either way
+MIN_ALIGNED = 0.997  # ECC correlation after alignment ...
+MIN_GLOBAL = 0.95  # ... and plain correlation of the two images' centres, both required
+# (calibration half of benchmarks/dedupe_quality.py, candidate pairs with a smooth side: 30 copies reach ECC
+# 0.9993-0.9999 and centre correlation 0.992-1.0; the other pairs at most ECC 0.952 and correlation 0.70)
 CAMERA_TAGS = (0x010F, 0x0110)  # EXIF Make, Model
 
 
@@ -67,6 +83,7 @@ class Features:
     camera: bool  # EXIF names a camera make or model (an original rather than an edited re-save)
     error: str | None = None
     shape: tuple[int, int] = (0, 0)  # (height, width) of the downscaled grey image the points lie on
+    small: np.ndarray | None = None  # uint8 [ALIGN_SIDE, ALIGN_SIDE] grey image, for smooth pictures
 
     @property
     def low_info(self) -> str | None:
@@ -93,7 +110,8 @@ class Verdict:
     verified: bool
     inliers: int
     matches: int
-    reason: str  # verified | rejected | untextured (too few keypoints on one side) | error
+    reason: str  # verified | aligned (smooth, dense check) | rejected | untextured (too few keypoints) | error
+    correlation: float | None = None  # the dense check's ECC correlation, when it ran
 
     @property
     def ratio(self) -> float:
@@ -133,9 +151,13 @@ def features_of_bytes(data: bytes, path: str = "") -> Features:
     kps, desc = _orb(grey, FAST_THRESHOLD)
     if len(kps) < FEW_KEYPOINTS:  # a smooth picture (a gradient wallpaper, a faint nebula): lower the bar
         kps, desc = _orb(grey, FAST_THRESHOLD_SMOOTH)
-    points = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
     desc = desc if desc is not None else np.zeros((0, 32), np.uint8)
-    return Features(path, points, desc, std, entropy, width, height, _camera(data), shape=grey.shape[:2])
+    strongest = np.argsort([-k.response for k in kps], kind="stable")  # keypoint candidates use the first
+    points = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)[strongest]
+    desc = desc[strongest] if len(desc) else desc
+    small = cv2.resize(grey, (ALIGN_SIDE, ALIGN_SIDE), interpolation=cv2.INTER_AREA)
+    return Features(path, points, desc, std, entropy, width, height, _camera(data), shape=grey.shape[:2],
+                    small=small)
 
 
 def _orb(grey: np.ndarray, fast_threshold: int):
@@ -214,7 +236,7 @@ def verify(a: Features, b: Features, th: VerifyThresholds = DEFAULT_THRESHOLDS) 
     if a.error or b.error:
         return Verdict(False, 0, 0, "error")
     if not (a.textured and b.textured):
-        return Verdict(False, 0, 0, "untextured")
+        return _aligned(a, b)
     matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
     good = [m[0] for m in matcher.knnMatch(a.descriptors, b.descriptors, k=2)
             if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
@@ -233,12 +255,78 @@ def verify(a: Features, b: Features, th: VerifyThresholds = DEFAULT_THRESHOLDS) 
     scale = float(np.hypot(model[0, 0], model[1, 0]))
     ok = (inliers >= th.min_inliers and inliers >= th.min_ratio * len(good)
           and SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]
-          and min(_cover(src[keep], a.shape), _cover(dst[keep], b.shape)) >= MIN_COVER)
+          and _spread_ok(min(_cover(src[keep], a.shape), _cover(dst[keep], b.shape)), a, b, model))
     return Verdict(ok, inliers, len(good), "verified" if ok else "rejected")
 
 
 def _distinct(points: np.ndarray) -> int:
     return len(np.unique(np.round(points).astype(np.int32), axis=0)) if len(points) else 0
+
+
+def _spread_ok(cover: float, a: Features, b: Features, model: np.ndarray) -> bool:
+    if cover >= MIN_COVER:
+        return True
+    return cover >= MIN_COVER_WARPED and warped_correlation(a, b, model) >= MIN_WARPED
+
+
+def warped_correlation(a: Features, b: Features, model: np.ndarray) -> float:
+    """Correlation of ``a``'s small grey image with ``b``'s warped into its frame by ``model`` (2x3, from
+    ``a``'s keypoint coordinates to ``b``'s), over the part both cover; -1 when they overlap too little."""
+    import cv2
+    if a.small is None or b.small is None or not all(a.shape) or not all(b.shape):
+        return -1.0
+    to_a = np.diag([ALIGN_SIDE / a.shape[1], ALIGN_SIDE / a.shape[0], 1.0])
+    to_b = np.diag([ALIGN_SIDE / b.shape[1], ALIGN_SIDE / b.shape[0], 1.0])
+    full = to_b @ np.vstack([model, [0, 0, 1]]) @ np.linalg.inv(to_a)  # small a -> small b
+    size = (ALIGN_SIDE, ALIGN_SIDE)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(b.small.astype(np.float32), full[:2], size, flags=flags)
+    inside = cv2.warpAffine(np.ones_like(b.small, np.float32), full[:2], size, flags=flags) > 0.99
+    if inside.mean() < 0.5:
+        return -1.0
+    x = cv2.GaussianBlur(a.small.astype(np.float32), (0, 0), 1.0)[inside]
+    y = cv2.GaussianBlur(warped, (0, 0), 1.0)[inside]
+    return _correlation(x, y)
+
+
+def _aligned(a: Features, b: Features) -> Verdict:
+    """The dense check for a pair too smooth for keypoints: "aligned" when the centre of each small grey
+    image, warped by ECC onto the other, correlates at least MIN_ALIGNED and the images correlate at least
+    MIN_GLOBAL as they are; "untextured" otherwise (reported, never merged). Low-information images never
+    get here (the caller drops them first)."""
+    if a.small is None or b.small is None or a.low_info or b.low_info:
+        return Verdict(False, 0, 0, "untextured")
+    m = int(round(ALIGN_SIDE * ALIGN_MARGIN))
+    glob = _correlation(a.small[m:-m, m:-m], b.small[m:-m, m:-m])  # centres: rotated corners left out
+    if glob < MIN_GLOBAL:
+        return Verdict(False, 0, 0, "untextured", round(glob, 4))
+    cc = min(1.0, max(_ecc(a.small, b.small), _ecc(b.small, a.small)))
+    ok = cc >= MIN_ALIGNED
+    return Verdict(ok, 0, 0, "aligned" if ok else "untextured", round(cc, 4))
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    x = x.astype(np.float32).ravel() - x.mean()
+    y = y.astype(np.float32).ravel() - y.mean()
+    norm = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y) / norm if norm > 1e-6 else 0.0
+
+
+def _ecc(template: np.ndarray, image: np.ndarray) -> float:
+    """ECC correlation of ``template``'s centre warped (affine) onto ``image``; -1 when it does not converge."""
+    import cv2
+    m = int(round(ALIGN_SIDE * ALIGN_MARGIN))
+    centre = template[m:ALIGN_SIDE - m, m:ALIGN_SIDE - m].astype(np.float32)
+    warp = np.array([[1, 0, m], [0, 1, m]], np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
+    try:
+        cc, warp = cv2.findTransformECC(centre, image.astype(np.float32), warp, cv2.MOTION_AFFINE, criteria, None,
+                                        5)
+    except cv2.error:  # no convergence (or a flat template): not aligned
+        return -1.0
+    # a warp that shrinks the template onto a patch (or stretches it) "aligns" anything smooth
+    sv = np.linalg.svd(warp[:, :2], compute_uv=False)
+    return float(cc) if ALIGN_SCALES[0] <= sv.min() and sv.max() <= ALIGN_SCALES[1] else -1.0
 
 
 def _cover(points: np.ndarray, shape: tuple[int, int]) -> float:

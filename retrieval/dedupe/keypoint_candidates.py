@@ -1,0 +1,95 @@
+"""Candidate pairs from shared keypoint descriptors: images whose ORB descriptors land in the same buckets.
+
+A copy keeps most of its original's keypoints with near-identical binary descriptors, even after a crop,
+a turn, a resize, a text overlay and low JPEG quality, when its thumbnail and perceptual hash have moved
+far (a cropped and turned star field looks like every other star field at 24 px). Each image's strongest
+``TOP`` descriptors are hashed into ``TABLES`` bucket tables by ``BITS`` sampled bits each (locality-
+sensitive hashing for the Hamming distance); two images sharing a bucket get a vote, weighted down by
+how many images share it (a glyph of the same watermark, a flat patch), and each image proposes its
+``NEIGHBOURS`` best-voted partners. Linear in the number of descriptors; no O(n^2) loop.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+TOP = 1000  # strongest descriptors per image that vote
+TABLES = 8
+BITS = 20  # sampled bits per table: near-identical descriptors share them, unrelated ones rarely do
+MAX_BUCKET = 16  # a bucket shared by more images than this is a stop word (texture every picture has)
+MIN_VOTES = 3.0  # weighted votes beyond what chance gives two images of their sizes, below which nothing is proposed
+NEIGHBOURS = 10
+SEED = 15
+
+
+def _bucket_keys(by_byte: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """int64 bucket key of each descriptor (``by_byte``: uint8 [32, n], one row per descriptor byte): the
+    sampled ``bits``."""
+    out = np.zeros(by_byte.shape[1], np.int64)
+    for j, bit in enumerate(bits.tolist()):
+        out |= ((by_byte[bit // 8] >> (7 - bit % 8)) & 1).astype(np.int64) << j
+    return out
+
+
+def _unique_sorted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique values, index of each value of ``x`` into them): sorting, faster than hashing here."""
+    order = np.argsort(x)
+    s = x[order]
+    new = np.r_[True, s[1:] != s[:-1]]
+    inverse = np.empty(len(x), np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return s[new], inverse
+
+
+def keypoint_pairs(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables: int = TABLES, bits: int = BITS,
+                   neighbours: int = NEIGHBOURS, min_votes: float = MIN_VOTES) -> list[tuple[int, int]]:
+    """Pairs (a < b) of positions into ``descriptors`` (uint8 [n_k, 32] per image, strongest first)
+    that share enough descriptor buckets: each image's ``neighbours`` best-voted partners."""
+    owners, rows = [], []
+    for k, d in enumerate(descriptors):
+        d = np.asarray(d, np.uint8)[:top]
+        if len(d):
+            rows.append(d)
+            owners.append(np.full(len(d), k, np.int64))
+    if len(rows) < 2:
+        return []
+    desc, owner = np.concatenate(rows), np.concatenate(owners)
+    rng = np.random.default_rng(SEED)
+    table_bits = np.stack([rng.choice(desc.shape[1] * 8, bits, replace=False) for _ in range(tables)])
+    by_byte = np.ascontiguousarray(desc.T)
+    del desc
+    n = len(descriptors)
+    pair_keys, pair_weights = [], []
+    for t in range(tables):
+        # one entry per (bucket, image): an image voting twice in one bucket is one vote
+        code = np.sort(_bucket_keys(by_byte, table_bits[t]) * n + owner)
+        code = code[np.r_[True, code[1:] != code[:-1]]]
+        bucket, img = code // n, code % n
+        starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+        sizes = np.diff(np.r_[starts, len(bucket)])
+        for size in np.unique(sizes[(sizes >= 2) & (sizes <= MAX_BUCKET)]).tolist():
+            first = starts[sizes == size]
+            members = img[first[:, None] + np.arange(size)[None, :]]  # [buckets, size], sorted per row
+            a, b = np.triu_indices(size, 1)
+            pair_keys.append((members[:, a] * n + members[:, b]).ravel())
+            pair_weights.append(np.full(len(first) * len(a), 1.0 / (size - 1)))
+    if not pair_keys:
+        return []
+    uniq, inverse = _unique_sorted(np.concatenate(pair_keys))
+    votes = np.bincount(inverse, weights=np.concatenate(pair_weights))
+    a, b = uniq // n, uniq % n
+    sizes = np.array([min(len(d), top) for d in descriptors], np.float64)
+    votes = votes - tables * sizes[a] * sizes[b] / float(1 << bits)  # unrelated descriptors share buckets too
+    ok = votes >= min_votes
+    a, b, votes = a[ok], b[ok], votes[ok]
+    # each image keeps its best-voted partners
+    node = np.concatenate([a, b])
+    other = np.concatenate([b, a])
+    score = np.concatenate([votes, votes])
+    order = np.lexsort((other, -score, node))
+    node, other = node[order], other[order]
+    starts = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
+    rank = np.arange(len(node)) - np.repeat(starts, np.diff(np.r_[starts, len(node)]))
+    keep = rank < neighbours
+    return sorted({(int(min(x, y)), int(max(x, y))) for x, y in zip(node[keep], other[keep])})
