@@ -110,9 +110,11 @@ def calibrate(pairs_csv: str | Path, *, hashes: Sequence[str] | None = None, has
 MAX_INLIERS = 60  # the inlier thresholds tried: 4..MAX_INLIERS
 
 
-def verification_scores(pairs: Pairs, *, workers: int | None = None, progress: bool = False) -> np.ndarray:
-    """Inliers of each pair when only the geometric sanity checks apply (0: rejected, low-information,
-    untextured or unreadable), with the default inlier ratio."""
+def verification_scores(pairs: Pairs, *, workers: int | None = None,
+                        progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(inliers, aligned) per pair when only the geometric sanity checks apply, with the default inlier
+    ratio: inliers 0 when rejected, low-information, untextured or unreadable; aligned True for a smooth
+    pair the dense check verifies (no keypoints, so no inlier count: no inlier threshold applies to it)."""
     from retrieval.dedupe.verify import DEFAULT_THRESHOLDS, compute_features, verify_pairs
     files = sorted(set(pairs.a) | set(pairs.b))
     feats = compute_features(files, workers=workers, progress=progress)
@@ -122,16 +124,21 @@ def verification_scores(pairs: Pairs, *, workers: int | None = None, progress: b
     verdicts = verify_pairs([(at[x], at[y]) for x, y in zip(pairs.a, pairs.b)], order, thresholds=loose,
                             workers=workers)
     low = {f for f in files if feats[f].low_info}
-    return np.array([v.inliers if v.verified and x not in low and y not in low else 0
-                     for v, x, y in zip(verdicts, pairs.a, pairs.b)], dtype=np.int64)
+    inliers, aligned = [], []
+    for v, x, y in zip(verdicts, pairs.a, pairs.b):
+        ok = v.verified and x not in low and y not in low
+        inliers.append(v.inliers if ok and v.reason == "verified" else 0)
+        aligned.append(ok and v.reason == "aligned")
+    return np.array(inliers, dtype=np.int64), np.array(aligned, dtype=bool)
 
 
-def inlier_curve(inliers: np.ndarray, labels: np.ndarray) -> list[dict[str, Any]]:
-    """Precision and recall of "duplicate when inliers >= t" for t = 4..MAX_INLIERS."""
+def inlier_curve(inliers: np.ndarray, labels: np.ndarray, aligned: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Precision and recall of "duplicate when inliers >= t (or aligned)" for t = 4..MAX_INLIERS."""
     inliers, labels = np.asarray(inliers), np.asarray(labels, dtype=bool)
+    aligned = np.zeros(len(inliers), bool) if aligned is None else np.asarray(aligned, dtype=bool)
     out = []
     for t in range(4, MAX_INLIERS + 1):
-        predicted = inliers >= t
+        predicted = (inliers >= t) | aligned
         tp = int((predicted & labels).sum())
         npred, pos = int(predicted.sum()), int(labels.sum())
         out.append({"min_inliers": t, "precision": tp / npred if npred else None, "recall": tp / pos if pos else None,
@@ -141,13 +148,17 @@ def inlier_curve(inliers: np.ndarray, labels: np.ndarray) -> list[dict[str, Any]
 
 def calibrate_verification(pairs: Pairs, target_precision: float, *, workers: int | None = None,
                            progress: bool = False) -> dict[str, Any]:
-    """The smallest inlier threshold (most recall) whose precision reaches the target, next to the default."""
+    """The smallest inlier threshold (most recall) whose precision reaches the target, next to the default;
+    and how many pairs the dense check for smooth pictures verified (``aligned``), and how many of those
+    are duplicates."""
     from retrieval.dedupe.verify import DEFAULT_THRESHOLDS
-    curve = inlier_curve(verification_scores(pairs, workers=workers, progress=progress), pairs.labels)
+    inliers, aligned = verification_scores(pairs, workers=workers, progress=progress)
+    curve = inlier_curve(inliers, pairs.labels, aligned)
     ok = [p for p in curve if p["precision"] is not None and p["precision"] >= target_precision]
     best = max(ok, key=lambda p: (p["recall"] or 0, -p["min_inliers"])) if ok else None
     at_default = next(p for p in curve if p["min_inliers"] == DEFAULT_THRESHOLDS.min_inliers)
     return {"min_ratio": DEFAULT_THRESHOLDS.min_ratio, "default_min_inliers": DEFAULT_THRESHOLDS.min_inliers,
             "default_precision": at_default["precision"], "default_recall": at_default["recall"],
             "min_inliers": best["min_inliers"] if best else None, "precision": best["precision"] if best else None,
-            "recall": best["recall"] if best else None, "curve": curve}
+            "recall": best["recall"] if best else None, "curve": curve,
+            "aligned": {"pairs": int(aligned.sum()), "duplicates": int((aligned & pairs.labels).sum())}}
