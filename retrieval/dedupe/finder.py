@@ -57,7 +57,7 @@ class Item:
 class Duplicate:
     item: Item
     distance: float  # Hamming distance to the kept image (0 for exact; 1 - cosine for an embedding link)
-    reason: str  # exact | verified | <hash name> or embedding (without verification)
+    reason: str  # exact | verified | aligned (smooth pair) | <hash name> or embedding (without verification)
     inliers: int | None = None  # verified: keypoint matches that agree with one transform
 
     def to_json(self) -> dict[str, Any]:

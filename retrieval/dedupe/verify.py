@@ -5,13 +5,17 @@ this module decides. Each image is decoded once (bounded decoding), turned grey,
 longer side is ``SIDE`` pixels, and described by ORB keypoints. A pair is verified when enough ratio-test
 matches agree with one similarity transform (rotation, uniform scale, translation) fitted by RANSAC
 (``cv2.estimateAffinePartial2D``): at least ``min_inliers`` inliers that are at least ``min_ratio`` of
-the ratio-test matches, with a sane scale. That survives crops (the kept part still matches), rotations,
+the ratio-test matches, with a sane scale, spread over the picture (or, for a picture whose corners lie
+in one band, with the two images agreeing once warped by the fit). That survives crops (the kept part still matches), rotations,
 rescaling, overlaid text (a few lost keypoints) and JPEG artefacts, while two different photos rarely
 agree on one transform. Thresholds come from ``retr dedupe calibrate`` on labelled pairs
 (benchmarks/dedupe_quality.py picks them on one set and reports on another).
 
-Low-information images (flat, near-uniform, tiny) are flagged from the grey level spread and entropy;
-an image with too few keypoints cannot be verified either way and its pairs are reported, not merged.
+Low-information images (flat, near-uniform, tiny) are flagged from the grey level spread and entropy and
+never compared. A smooth picture with too few keypoints (a gradient wallpaper) is compared densely: its
+small grey image is aligned onto the other's by ECC (an affine warp of plausible scale), and the pair is
+"aligned" when both the aligned and the plain centre correlations are very high; otherwise the pair is
+reported as unverified, not merged.
 """
 from __future__ import annotations
 
