@@ -2,7 +2,8 @@
 
 Requests wait on an asyncio queue; one worker takes up to ``max_batch`` of them (waiting at most
 ``max_wait`` seconds for more after the first), runs the group in a worker thread so the event loop
-never blocks on the model, and hands each request its own result. ``run`` returns one result or one
+never blocks on the model, and hands each request its own result. Two groups may run at once, so one is
+decoded while the other's forward passes finish (a group never waits for the previous one to drain). ``run`` returns one result or one
 exception per request, so a bad request fails only itself. How a group is embedded is ``run``'s choice:
 one forward pass of the batch (a GPU), or parallel single-image streams (OpenVINO on a CPU).
 """
@@ -27,15 +28,17 @@ class _Request:
 class MicroBatcher:
     """``await submit(picture, name, key)`` -> that picture's result from ``run(pictures, names, key)``."""
 
-    def __init__(self, run: Run, *, max_batch: int = 16, max_wait: float = 0.0):
-        if max_batch < 1 or max_wait < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait >= 0, got {max_batch}, {max_wait}")
-        self.run, self.max_batch, self.max_wait = run, max_batch, max_wait
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retr-embed")
+    def __init__(self, run: Run, *, max_batch: int = 16, max_wait: float = 0.0, in_flight: int = 2):
+        if max_batch < 1 or max_wait < 0 or in_flight < 1:
+            raise ValueError(f"max_batch and in_flight must be >= 1 and max_wait >= 0, got {max_batch}, "
+                             f"{in_flight}, {max_wait}")
+        self.run, self.max_batch, self.max_wait, self.in_flight = run, max_batch, max_wait, in_flight
+        self.executor = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="retr-embed")
         self.batches: list[int] = []  # sizes of the batches run (for tests and benchmarks)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
 
     async def submit(self, picture: Any, name: str, key: Hashable) -> Any:
         loop = asyncio.get_running_loop()
@@ -48,7 +51,9 @@ class MicroBatcher:
 
     async def _work(self) -> None:
         loop, queue = asyncio.get_running_loop(), self._queue
+        slots = asyncio.Semaphore(self.in_flight)
         while True:
+            await slots.acquire()  # before taking a group: what queues up meanwhile joins it
             batch = [await queue.get()]
             deadline = loop.time() + self.max_wait
             while len(batch) < self.max_batch:
@@ -64,11 +69,17 @@ class MicroBatcher:
                     batch.append(await asyncio.wait_for(queue.get(), left))
                 except asyncio.TimeoutError:
                     break
-            groups: dict[Hashable, list[_Request]] = {}
-            for request in batch:
-                groups.setdefault(request.key, []).append(request)
-            for key, requests in groups.items():
-                await self._run_group(loop, key, requests)
+            task = loop.create_task(self._run_groups(loop, batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: slots.release())
+
+    async def _run_groups(self, loop: asyncio.AbstractEventLoop, batch: list[_Request]) -> None:
+        groups: dict[Hashable, list[_Request]] = {}
+        for request in batch:
+            groups.setdefault(request.key, []).append(request)
+        for key, requests in groups.items():
+            await self._run_group(loop, key, requests)
 
     async def _run_group(self, loop: asyncio.AbstractEventLoop, key: Hashable, requests: list[_Request]) -> None:
         self.batches.append(len(requests))
@@ -94,4 +105,6 @@ class MicroBatcher:
     def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
+        for task in list(self._running):
+            task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)

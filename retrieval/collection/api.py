@@ -196,7 +196,8 @@ class Collection:
                    nprobe: int | None = None, ef: int | None = None) -> list[QueryResult | RetrError]:
         """Whole-image queries that arrived together: each one's result, or the error that query alone
         caused (an unreadable upload fails only itself). With ``streams`` the images are decoded one after
-        another while the previous ones run as parallel single-image forwards; one faiss search for all."""
+        another while the previous ones run as parallel single-image forwards (a lone image takes every core
+        unless the streams are busy with other calls); one faiss search for all."""
         if k < 1:
             raise RetrError(f"-k must be at least 1, got {k}")
         if len(names) != len(images):
@@ -216,7 +217,7 @@ class Collection:
                         continue
                     good.append(i)
                     yield tensor
-            if warm.streams is not None and len(images) > 1:
+            if warm.streams is not None and (len(images) > 1 or warm.streams.busy()):
                 vectors = warm.streams(t.numpy() for t in tensors())
             else:
                 batch = list(tensors())
