@@ -107,7 +107,8 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         report = BuildReport(unchanged=unchanged)
         if removed:
             report.removed = store.catalog.delete_images(removed)
-        embedder = Embedder(model, opts.device, opts.runtime, opts.precision) if todo else None
+        # lazy: the runtime opens while the decode workers start on the first batches
+        embedder = Embedder(model, opts.device, opts.runtime, opts.precision, lazy=True) if todo else None
         if todo:
             _embed_new(store, model, embedder, todo, rows, opts, report, on_batch)
 
