@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -62,6 +63,8 @@ def _variants(model, do_compile: bool) -> dict:
         embedder = Embedder(model, "cpu", runtime, precision)
         if embedder.runtime_used == runtime:
             out[label] = embedder
+            if runtime == "openvino":  # the same network on parallel infer requests, as a build runs it
+                out[f"{label} streams"] = lambda b, e=embedder: next(e.stream([(b, None)]))[0]
         else:
             print(f"  ({label}: not available, fell back to {embedder.runtime_used})")
     return out
@@ -100,11 +103,35 @@ def bare_forward(spec: str, batch_size: int, rounds: int, do_compile: bool) -> d
     return {label: (statistics.median(speed[label]), cosine[label]) for label in runners}
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the build's decode workers), every thread."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def preprocessing_cpu(folder: Path, model) -> float:
+    """CPU ms per image of what a decode worker does (read, sha256, decode, resize, crop), one thread."""
+    from retrieval.embed import _FileDataset
+    paths = sorted(str(p) for p in folder.iterdir())
+    dataset = _FileDataset(paths, Embedder(model, "cpu", "torch").prep)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    try:
+        start = time.thread_time()
+        for i in range(len(paths)):
+            dataset[i]
+        return 1000 * (time.thread_time() - start) / len(paths)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def build_speed(folder: Path, tmp: Path, runtimes: list[str], rounds: int, batch_size: int,
-                device: str) -> dict[str, list[float]]:
-    """--runtime -> images/s of each round; "bare" -> the default runtime's bare forward, interleaved."""
+                device: str) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(--runtime -> images/s of each round, --runtime -> CPU ms per image of each round); "bare" is the
+    default runtime's bare forward, interleaved."""
     n = len(list(folder.iterdir()))
     out: dict[str, list[float]] = {r: [] for r in [*runtimes, "bare"]}
+    cpu: dict[str, list[float]] = {r: [] for r in [*runtimes, "bare"]}
     for r in runtimes:  # untimed: exports into the cache, as a user's first run does
         build_index([folder], tmp / f"warm-{r}", BuildOptions(batch_size=batch_size, runtime=r, device=device))
     default = Embedder(load_model(), device)
@@ -114,17 +141,19 @@ def build_speed(folder: Path, tmp: Path, runtimes: list[str], rounds: int, batch
     list(default.stream((batch, None) for _ in range(2)))
     for i in range(rounds):
         # the bare forward at its best: pre-made batches streamed as the build streams them (OpenVINO runs
-        # them on parallel async requests; one after another for runtimes without a stream)
-        t = time.perf_counter()
+        # them on parallel infer requests; one after another for runtimes without a stream)
+        c, t = _cpu_seconds(), time.perf_counter()
         list(default.stream((batch, None) for _ in range(8)))
         out["bare"].append(8 * batch_size / (time.perf_counter() - t))
+        cpu["bare"].append(1000 * (_cpu_seconds() - c) / (8 * batch_size))
         for r in runtimes:
-            t = time.perf_counter()
+            c, t = _cpu_seconds(), time.perf_counter()
             report = build_index([folder], tmp / f"ix-{r}-{i}", BuildOptions(batch_size=batch_size, runtime=r,
                                                                             device=device))
             assert report.total == n, report
             out[r].append(n / (time.perf_counter() - t))
-    return out
+            cpu[r].append(1000 * (_cpu_seconds() - c) / n)
+    return out, cpu
 
 
 def query_latency(index: Path, photo: Path, runtimes: list[str], repeats: int) -> dict[str, float]:
@@ -165,7 +194,7 @@ def main() -> None:
         folder = tmp / "photos"
         n = write_photo_copies(folder, args.copies)
         runtimes = ["torch", "onnx", "openvino", "auto"] if args.device == "cpu" else ["auto"]
-        speeds = build_speed(folder, tmp, runtimes, args.rounds, args.batch_size, args.device)
+        speeds, cpu = build_speed(folder, tmp, runtimes, args.rounds, args.batch_size, args.device)
         default_used = Embedder(load_model(), args.device).runtime_used
         print(f"\nretr index build, {n} real photos (12 photos x {args.copies}, full size), default model, "
               f"batch {args.batch_size}, device {args.device}; auto chose {default_used}")
@@ -180,6 +209,13 @@ def main() -> None:
                   f"best {best['auto'] / best['torch']:.2f}x")
         print(f"  goal: default build >= 0.85 of its bare forward: median {med['auto'] / med['bare']:.2f}, "
               f"best {best['auto'] / best['bare']:.2f}")
+        prep = preprocessing_cpu(folder, load_model())
+        fwd = statistics.median(cpu["bare"])
+        print(f"\nCPU per image (every thread and decode worker; medians): bare forward {fwd:.2f} ms, "
+              + ", ".join(f"build --runtime {r} {statistics.median(cpu[r]):.2f} ms" for r in runtimes))
+        print(f"  a decode worker's share (read, sha256, decode, resize, crop; one thread): {prep:.2f} ms; "
+              f"with every core busy all the time the build can reach at most {fwd / (fwd + prep):.2f} "
+              f"of the bare forward")
         latency = query_latency(tmp / "ix-auto-0", folder / "coffee-000.jpg", runtimes, repeats=15)
         print("\nsingle-image query latency, Python API (Collection.query, k=10, median of 15)")
         for r, ms in latency.items():
