@@ -256,7 +256,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--process-repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--total", type=int, default=48, help="searches per throughput measurement")
+    parser.add_argument("--total", type=int, default=96, help="searches per throughput measurement")
     parser.add_argument("--memory-images", type=int, default=100_000)
     parser.add_argument("--only", choices=["latency", "throughput", "memory"], help="run one part")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, while iterating (not for figures)")
