@@ -240,5 +240,8 @@ def calibration(data: dict[str, Any], target_precision: float) -> str:
                      f"{v['min_inliers'] if v['min_inliers'] is not None else '-'} precision {fmt(v['precision'])} "
                      f"recall {fmt(v['recall'])}; default {v['default_min_inliers']}: precision "
                      f"{fmt(v['default_precision'])} recall {fmt(v['default_recall'])}")
+        if (aligned := v.get("aligned")) is not None:
+            lines.append(f"aligned densely (smooth pictures): {aligned['pairs']} pairs, "
+                         f"{aligned['duplicates']} of them duplicates")
     lines += [f"  could not hash {err['path']}: {err['error']}" for err in data["errors"]]
     return "\n".join(lines)

@@ -103,6 +103,7 @@ def test_calibrate_subcommand(lib):
     assert v["default_precision"] == 1.0 and v["default_recall"] == 1.0 and v["min_inliers"] >= 4
     res = runner.invoke(app, ["dedupe", "calibrate", str(csv), "--hash", "phash", "--workers", "1"])
     assert res.exit_code == 0 and "phash" in res.output and "verification (inlier ratio >= " in res.output
+    assert f"aligned densely (smooth pictures): {v['aligned']['pairs']} pairs" in res.output
 
 
 def test_usage_errors(lib):
