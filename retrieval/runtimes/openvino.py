@@ -13,7 +13,7 @@ from typing import Any, Iterable, Iterator
 from retrieval.runtimes.base import Runtime, Session
 
 
-STREAM_SLICE = 8  # images per infer request when batches stream (see _OpenVINOSession.stream)
+STREAM_SLICE = 4  # images per infer request when batches stream (see _OpenVINOSession.stream)
 
 
 class _OpenVINOSession:
@@ -48,7 +48,7 @@ class _OpenVINOSession:
 
         OpenVINO's throughput mode: one stream per core group, each fed by its own infer requests, so the caller reads the next batch and stores the last while the network runs, and a core
         busy elsewhere (decoding) holds up one stream, not every thread of one big request. A batch runs
-        as slices of STREAM_SLICE images: measured here, 4-8 images a request cost 10-15% less CPU per
+        as slices of STREAM_SLICE images: measured here, 2-4 images a request cost 15-25% less CPU per
         image than 32 (benchmarks/runtimes.py).
         """
         import numpy as np
