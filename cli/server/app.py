@@ -113,6 +113,9 @@ class _State:
         except RetrError as exc:
             self.error = str(exc)
             return
+        parallel = getattr(collection, "parallel_requests", 0)
+        if parallel:  # streams: groups of a few, so each group's answers go out while the next one runs
+            self.batcher.max_batch = min(self.opts.max_batch, 2 * parallel)
         self.collection = collection
 
     def _run_batch(self, uploads: list[Any], names: list[str], key: tuple) -> list[Any]:

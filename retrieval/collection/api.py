@@ -140,6 +140,12 @@ class Collection:
         """The warm model (its ``device`` and ``runtime_used`` say where it runs)."""
         return self._warm.embedder
 
+    @property
+    def parallel_requests(self) -> int:
+        """How many single-image forwards ``query_each`` runs at once on streams (0: no streams)."""
+        streams = self._warm.streams
+        return streams.jobs if streams is not None else 0
+
     def _use(self) -> "_Using":
         return _Using(self)
 
