@@ -42,11 +42,13 @@ class InferStreams:
     def _done(self, userdata: tuple[Any, Future]) -> None:
         request, future = userdata
         try:
-            future.set_result(np.array(request.get_output_tensor(0).data, dtype=np.float32))
+            vector = np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the request is reused
         except BaseException as exc:  # noqa: BLE001 - the waiting caller gets it
-            future.set_exception(exc)
-        finally:
             self._release(request)
+            future.set_exception(exc)
+            return
+        self._release(request)  # free before the waiter wakes: busy() is already false when the last result is in
+        future.set_result(vector)
 
     def _release(self, request: Any) -> None:
         with self._count:
@@ -55,18 +57,25 @@ class InferStreams:
 
     def __call__(self, tensors: Iterable[np.ndarray]) -> np.ndarray:
         futures: list[Future] = []
-        for x in tensors:
-            request = self._idle.get()  # waits for a free request: the next image is prepared meanwhile
-            future: Future = Future()
-            with self._count:
-                self._in_flight += 1
-            try:
-                request.set_callback(self._done, (request, future))
-                request.start_async({0: np.ascontiguousarray(x)})
-            except BaseException:
-                self._release(request)
-                raise
-            futures.append(future)
+        try:
+            for x in tensors:
+                request = self._idle.get()  # waits for a free request: the next image is prepared meanwhile
+                future: Future = Future()
+                with self._count:
+                    self._in_flight += 1
+                try:
+                    request.set_callback(self._done, (request, future))
+                    request.start_async({0: np.ascontiguousarray(x)})
+                except BaseException:
+                    self._release(request)
+                    raise
+                futures.append(future)
+        except BaseException:
+            # never return with a callback pending: one that runs while the compiled model is being
+            # destroyed (a swap to another model, the process ending) can deadlock on the GIL
+            for f in futures:
+                f.exception()
+            raise
         if not futures:
             return np.zeros((0, 0), np.float32)
         return np.concatenate([f.result() for f in futures])

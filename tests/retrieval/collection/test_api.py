@@ -173,3 +173,23 @@ def test_a_search_does_not_wait_for_a_forward(col):
         thread.start()
         assert done.wait(timeout=30)  # the faiss search ran meanwhile
     thread.join(timeout=30)
+
+
+def test_streams_wait_for_started_images_when_a_later_one_fails(index):
+    from retrieval import Collection
+    from retrieval.runtimes.check import probe_batch
+    from retrieval.runtimes.export import input_size
+    with Collection(index, streams=True) as col:
+        streams = col._warm.streams
+        if streams is None:
+            pytest.skip("no parallel streams here")
+        probe = probe_batch(input_size(col._warm.embedder.model))
+
+        def images():
+            yield probe[:1].numpy()
+            yield probe[1:2].numpy()
+            raise OSError("the third image could not be read")
+        with pytest.raises(OSError):
+            streams(images())
+        assert not streams.busy()  # the two started ones finished before the error came back
+        assert streams(iter([probe[:1].numpy()])).shape[0] == 1  # and the requests are free again
