@@ -200,8 +200,9 @@ class Collection:
 
     def query_each(self, images: Sequence[QueryInput], *, names: Sequence[str], k: int = 10,
                    nprobe: int | None = None, ef: int | None = None) -> list[QueryResult | RetrError]:
-        """Whole-image queries that arrived together: each one's result, or the error that query alone
-        caused (an unreadable upload fails only itself). With ``streams`` the images are decoded one after
+        """Whole-image queries that arrived together (paths, PIL images or encoded bytes; a catalog id
+        is read from its file): each one's result, or the error that query alone caused (an unreadable
+        upload fails only itself). With ``streams`` the images are decoded one after
         another while the previous ones run as parallel single-image forwards (a lone image takes every core
         unless the streams are busy with other calls); one faiss search for all."""
         if k < 1:
