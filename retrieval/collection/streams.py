@@ -5,8 +5,9 @@ performance hint (it picks the number of streams for the model and the machine) 
 requests, twice OPTIMAL_NUMBER_OF_INFER_REQUESTS (AsyncInferQueue's design, here shared by several calling
 threads so that no call waits for another's images). On this 2-core CPU, single images on
 2 streams ran 248 images/s against 214 for the latency session on batches of 16 (and took less CPU per
-image); a lone query keeps the runtime's LATENCY session (all cores on one image). The export is the
-runtime's own cached one; the vectors are checked against that session's on a probe batch before use.
+image); a lone query keeps the runtime's LATENCY session (all cores on one image). The streams run on
+the runtime session's own THROUGHPUT compilation; their vectors are checked against its LATENCY ones on
+a probe batch before use.
 """
 from __future__ import annotations
 
@@ -87,18 +88,11 @@ def open_streams(embedder: Any, precision: str = "f32") -> InferStreams | None:
     if getattr(embedder, "runtime_used", None) != "openvino" or embedder.device.type != "cpu":
         return None
     try:
-        import openvino as ov
-
-        from retrieval.runtimes import RUNTIMES
         from retrieval.runtimes.check import EXACT_COSINE, min_cosine, probe_batch
-        from retrieval.runtimes.export import cached_export, input_size
-        from retrieval.workers import usable_cores
-        folder, _ = cached_export(embedder.model, RUNTIMES.get("openvino"))
-        core = ov.Core()
-        core.set_property({"ENABLE_MMAP": False})  # as the runtime's session: weights read, never mapped
-        compiled = core.compile_model(core.read_model(str(folder / "model.xml")), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": precision,
-                                       "INFERENCE_NUM_THREADS": usable_cores(), "PERFORMANCE_HINT": "THROUGHPUT"})
+        from retrieval.runtimes.export import input_size
+        # the runtime session's own throughput compilation (the one a build streams through): its
+        # settings and one copy of the weights
+        compiled = embedder.session.throughput()
         optimal = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         if int(compiled.get_property("NUM_STREAMS")) < 2 or optimal < 2:
             return None  # one stream: nothing would run in parallel

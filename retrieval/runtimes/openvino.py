@@ -37,6 +37,10 @@ class _OpenVINOSession:
         """The network compiled for latency: every thread on one request."""
         return self._mode("LATENCY")
 
+    def throughput(self) -> Any:
+        """The network compiled for throughput: parallel streams, each fed by its own infer requests."""
+        return self._mode("THROUGHPUT")
+
     def __call__(self, uint8_batch: Any) -> Any:
         import numpy as np
         compiled = self.compiled
@@ -52,7 +56,7 @@ class _OpenVINOSession:
         image than 32 (benchmarks/runtimes.py).
         """
         import numpy as np
-        compiled = self._mode("THROUGHPUT")
+        compiled = self.throughput()
         streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         # plain infer requests, waited for in order: no Python callback, so OpenVINO's threads never need
         # the GIL (a callback pending while the compiled model is freed deadlocks its destructor)
