@@ -179,7 +179,9 @@ def dedupe_groups(result) -> str:
     o = result.options
     signals = (f"{o.hash} size {o.hash_size}, radius {o.candidate_radius()}"
                + (f", embeddings >= {o.similarity}" if o.embeddings else ""))
-    how = (f"candidates: {signals}, thumbnails; {result.verified_pairs} pairs verified with local features"
+    from retrieval.dedupe.finder import THUMB_MAX
+    near = ", thumbnails, shared keypoints" if result.n_images <= THUMB_MAX else ""  # as the finder proposes
+    how = (f"candidates: {signals}{near}; {result.verified_pairs} pairs verified with local features"
            if o.verify else f"{signals}, not verified")
     lines = [f"{result.n_images} images, {result.n_duplicates} duplicates in {len(result.groups)} groups "
              f"({how}; keep {o.keep})"]
