@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from retrieval.embed import Preprocess, embed_images
+from retrieval.embed import Embedder, Preprocess, embed_images
 from retrieval.models.load import load_model
 from tests.conftest import PHOTOS, TINY_MODEL
 
@@ -10,10 +10,46 @@ from tests.conftest import PHOTOS, TINY_MODEL
 def test_preprocess_split_matches_timm_transform_exactly():
     model = load_model(TINY_MODEL, pretrained=False)
     img = Image.open(PHOTOS / "coffee.jpg").convert("RGB")
-    prep = Preprocess.from_model(model)
+    prep = Preprocess.from_model(model, tensor_resize=False)
+    assert prep.tensor_stage is None
     torch.testing.assert_close(prep.normalise(prep.to_uint8(img)[None]), model.transform(img)[None])
     vecs = embed_images(model, [img, img.rotate(90)], device="cpu")
     assert vecs.shape == (2, model.info.dim) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+
+
+def test_tensor_resize_stays_within_two_grey_levels_of_timms_pil_stage_and_keeps_the_vectors():
+    """The fast stage (torch's uint8 antialiased resize) against timm's own PIL stage on every sample photo,
+    landscape, portrait and square, grey and colour, the pretrained default model's vectors compared."""
+    model = load_model()
+    fast, pil = Preprocess.from_model(model), Preprocess.from_model(model, tensor_resize=False)
+    assert fast.tensor_stage is not None
+    photos = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.glob("*.jpg"))]
+    photos += [photos[1].rotate(90, expand=True), photos[2].resize((300, 900))]  # portrait; tall
+    a = torch.stack([fast.to_uint8(img) for img in photos])
+    b = torch.stack([pil.to_uint8(img) for img in photos])
+    assert a.shape == b.shape == (len(photos), 3, 224, 224) and a.is_contiguous()
+    diff = (a.int() - b.int()).abs()
+    assert diff.max() <= 2 and (diff > 0).float().mean() < 0.01
+    embedder = Embedder(model, "cpu", "torch")
+    assert (embedder(a) * embedder(b)).sum(axis=1).min() >= 0.9999
+    small = photos[-1].resize((60, 80))  # enlarged: timm's PIL stage itself, pixel for pixel
+    assert torch.equal(fast.to_uint8(small), pil.to_uint8(small))
+
+
+def test_a_stage_other_than_resize_and_centre_crop_runs_on_pil_as_timm_does():
+    from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Resize
+    from retrieval.embed import _tensor_stage
+    assert _tensor_stage([Resize(256, InterpolationMode.BICUBIC), CenterCrop(224)]) is not None
+    assert _tensor_stage([Resize((224, 224), InterpolationMode.BICUBIC), CenterCrop(224)]) is None  # squash
+    assert _tensor_stage([Resize(256, InterpolationMode.NEAREST), CenterCrop(224)]) is None
+    assert _tensor_stage([Resize(256, antialias=False), CenterCrop(224)]) is None
+    assert _tensor_stage([Resize(256)]) is None
+    calls = []
+    prep = Preprocess(pil_stage=Compose([Resize(64), CenterCrop(56)]), mean=(0.5,) * 3, std=(0.5,) * 3,
+                      draft_size=64, tensor_stage=lambda x: calls.append(x) or x[:, :56, :56].contiguous())
+    assert prep.to_uint8(Image.new("L", (80, 64))).shape == (1, 56, 56) and not calls  # not RGB: PIL stage
+    assert prep.to_uint8(Image.new("RGB", (80, 63))).shape == (3, 56, 56) and not calls  # enlarged: PIL
+    assert prep.to_uint8(Image.new("RGB", (80, 64))).shape == (3, 56, 56) and len(calls) == 1
 
 
 def test_embed_files_gives_the_same_vectors_and_errors_on_every_runtime():
