@@ -5,12 +5,16 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 EXACT_COSINE = 0.9999  # the least cosine between a runtime's vector and torch's for the same image
 PROBE_BATCH = 3  # not the export's example size: the probe also checks that the batch size is dynamic
+# what a check covers; a note of an older check is not trusted. 2: a session's stream (OpenVINO's fixed-shape
+# throughput compilation) is checked as well as its call
+CHECK_VERSION = 2
 
 
 def probe_batch(size: tuple[int, int], seed: int = 0) -> torch.Tensor:
@@ -31,6 +35,17 @@ def min_cosine(reference: np.ndarray, got: np.ndarray) -> float:
     return float((ref * out).sum(axis=1).min())
 
 
+def session_cosine(reference: np.ndarray, session: Any, probe: torch.Tensor) -> float:
+    """The least cosine against ``reference`` of a session's vectors of ``probe``: called as one batch and,
+    for a session that streams (runs batches on its own compilation), streamed as well."""
+    cosine = min_cosine(reference, session(probe))
+    stream = getattr(session, "stream", None)
+    if stream is not None:
+        streamed = [v for v, _ in stream([(probe[:1], None), (probe[1:], None)])]
+        cosine = min(cosine, min_cosine(reference, np.concatenate(streamed)))
+    return cosine
+
+
 def _note(folder: Path, precision: str) -> Path:
     return folder / f"checked-{precision}.json"
 
@@ -38,8 +53,9 @@ def _note(folder: Path, precision: str) -> Path:
 def checked_cosine(folder: Path, precision: str) -> float | None:
     """The least cosine an earlier check of this export measured at ``precision``; None when unchecked."""
     try:
-        return float(json.loads(_note(folder, precision).read_text())["min_cosine"])
-    except (OSError, ValueError, KeyError, TypeError):
+        note = json.loads(_note(folder, precision).read_text())
+        return float(note["min_cosine"]) if note.get("check") == CHECK_VERSION else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
@@ -47,7 +63,7 @@ def note_checked(folder: Path, precision: str, cosine: float) -> None:
     """Record a passed check in the export's folder (written whole, then renamed: never half a note)."""
     tmp = folder / f".checked-{uuid.uuid4().hex}"
     try:
-        tmp.write_text(json.dumps({"min_cosine": cosine, "probe_batch": PROBE_BATCH}))
+        tmp.write_text(json.dumps({"min_cosine": cosine, "probe_batch": PROBE_BATCH, "check": CHECK_VERSION}))
         os.replace(tmp, _note(folder, precision))
     except OSError:
         tmp.unlink(missing_ok=True)  # a read-only cache: the check simply runs again next time

@@ -15,7 +15,7 @@ import torch
 from index.errors import RetrError
 from retrieval.models.load import LoadedModel
 from retrieval.runtimes.base import AUTO, PRECISIONS, RUNTIMES, Runtime, Session, runtime_names
-from retrieval.runtimes.check import EXACT_COSINE, checked_cosine, min_cosine, note_checked, probe_batch
+from retrieval.runtimes.check import EXACT_COSINE, checked_cosine, note_checked, probe_batch, session_cosine
 from retrieval.runtimes.export import cached_export, discard, input_size
 from retrieval.runtimes.torch import TorchSession
 from retrieval.workers import usable_cores
@@ -94,7 +94,7 @@ def _open_checked(model: LoadedModel, rt: Runtime, precision: str, reference: To
         try:
             session = rt.open(folder, threads=usable_cores(), precision=precision)
             passed = checked_cosine(folder, precision)
-            cosine = passed if passed is not None else min_cosine(reference(probe), session(probe))
+            cosine = passed if passed is not None else session_cosine(reference(probe), session, probe)
         except Exception as exc:  # noqa: BLE001 - a cache file damaged in a way its digest did not catch
             if fresh or attempt:
                 raise _Refused(f"{rt.name} cannot run the export of {model.info.spec} "
