@@ -1,12 +1,15 @@
 """Resize-and-crop on uint8 tensors against timm's PIL stage: CPU per image, pixels, and vectors.
 
 A decode worker's time went mostly to Pillow's bicubic resize (2 ms for a 640x427 photo); retr runs the
-usual ``Resize(side) + CenterCrop`` on uint8 tensors with torch's antialiased kernels instead. This prints,
+usual ``Resize(side) + CenterCrop`` on uint8 tensors with torch's antialiased kernels instead, when the
+picture shrinks and is at most twice as long as wide (Preprocess.takes_tensor_stage; others take Pillow,
+as timm does: the "tensor" column counts the pictures that took the tensor stage). This prints,
 side by side in one process (one thread, as in a decode worker), what a worker's item costs with each
 stage, how far the pixels move, and the cosine between the default model's vectors (torch runtime) of the
 two inputs, on photos the change was never tuned on: the 12 scikit-image / scikit-learn photos, the
 largest file of each Debian wallpaper picture (bench-out/wallpapers, fetched as benchmarks/dedupe_verified.py
-does; skipped when absent and no network), and Fashion-MNIST test images (28x28 PNG, upsampled).
+does; skipped when absent and no network), crops of random size and shape (up to 4:1, either way) of those
+photos, and Fashion-MNIST test images (28x28 PNG, upsampled).
 
     nice -n -5 .venv/bin/python benchmarks/preprocess.py [--wallpapers 150] [--fashion 300]
 """
@@ -48,7 +51,16 @@ def _png(arr: np.ndarray) -> bytes:
 
 
 def sets(n_wallpapers: int, n_fashion: int) -> dict[str, list[bytes]]:
-    out = {"photos (skimage, sklearn; JPEG)": [_jpeg(a) for a in real_photos().values()]}
+    photos = real_photos()
+    out = {"photos (skimage, sklearn; JPEG)": [_jpeg(a) for a in photos.values()]}
+    rng = np.random.default_rng(0)
+    crops = []
+    for arr in [a for a in photos.values() for _ in range(25)]:
+        big = np.asarray(Image.fromarray(arr).resize((1200, 1200), Image.BICUBIC))
+        short, ratio = int(rng.integers(256, 700)), float(rng.choice([1.0, rng.uniform(1, 2), rng.uniform(2, 4)]))
+        h, w = (min(1200, int(short * ratio)), short) if rng.random() < 0.5 else (short, min(1200, int(short * ratio)))
+        crops.append(_jpeg(big[:h, :w]))
+    out["crops of them (256-1200 px, up to 4:1; JPEG)"] = crops
     try:
         from dedupe_verified import fetch, real_files
         fetch()
@@ -67,10 +79,10 @@ def measure(data: list[bytes], fast: Preprocess, pil: Preprocess, embedder: Embe
     """CPU ms per item (decode + stage, interleaved), pixel differences and vector cosines."""
     times = {"pil": [], "tensor": []}
     inputs = {"pil": [], "tensor": []}
-    diffs, changed, sizes = [], [], []
+    diffs, changed, sizes, tensor = [], [], [], 0
     for blob in data:
         try:
-            decode_sized(blob, draft_size=pil.draft_size)
+            tensor += fast.takes_tensor_stage(decode_sized(blob, draft_size=pil.draft_size)[0])
         except ImageLoadError:
             continue
         for name, prep in (("pil", pil), ("tensor", fast)) if len(times["pil"]) % 2 else (("tensor", fast), ("pil", pil)):
@@ -87,7 +99,7 @@ def measure(data: list[bytes], fast: Preprocess, pil: Preprocess, embedder: Embe
     vec = {k: np.concatenate([embedder(torch.stack(v[i:i + 32])) for i in range(0, len(v), 32)])
            for k, v in inputs.items()}
     cos = (vec["pil"] * vec["tensor"]).sum(axis=1)
-    return {"n": len(diffs), "megapixels": statistics.median(sizes) / 1e6,
+    return {"n": len(diffs), "tensor": tensor, "megapixels": statistics.median(sizes) / 1e6,
             "pil_ms": sum(times["pil"]) / len(diffs), "tensor_ms": sum(times["tensor"]) / len(diffs),
             "max_diff": max(diffs), "changed": statistics.mean(changed), "cos_min": float(cos.min()),
             "cos_median": float(np.median(cos))}
@@ -104,13 +116,13 @@ def main() -> None:
     assert fast.tensor_stage is not None and pil.tensor_stage is None
     embedder = Embedder(model, "cpu", "torch")
     print(f"default model {model.info.spec}; stage {fast.pil_stage}; torch {torch.__version__}, 1 thread")
-    print(f"{'set':52} {'n':>5} {'Mpx':>5} {'PIL ms':>7} {'tensor ms':>9} {'ratio':>6} {'max diff':>8} "
+    print(f"{'set':52} {'n':>5} {'tensor':>6} {'Mpx':>5} {'PIL ms':>7} {'tensor ms':>9} {'ratio':>6} {'max diff':>8} "
           f"{'px changed':>10} {'min cos':>8} {'median cos':>10}")
     worst = 1.0
     for name, data in sets(args.wallpapers, args.fashion).items():
         r = measure(data, fast, pil, embedder)
         worst = min(worst, r["cos_min"])
-        print(f"{name:52} {r['n']:5d} {r['megapixels']:5.2f} {r['pil_ms']:7.2f} {r['tensor_ms']:9.2f} "
+        print(f"{name:52} {r['n']:5d} {r['tensor']:6d} {r['megapixels']:5.2f} {r['pil_ms']:7.2f} {r['tensor_ms']:9.2f} "
               f"{r['pil_ms'] / r['tensor_ms']:5.2f}x {r['max_diff']:8d} {r['changed']:10.2%} {r['cos_min']:8.6f} "
               f"{r['cos_median']:10.7f}")
     print(f"least cosine over every set: {worst:.6f} (bar: 0.9999, the runtimes' exactness bar)")

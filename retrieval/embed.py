@@ -39,10 +39,10 @@ class ExtractBatch:
 class Preprocess:
     """The model's timm eval transform, split: a resize-and-crop stage (uint8) and a tensor stage (normalise).
 
-    When the resize-and-crop stage is the usual ``Resize(side) + CenterCrop`` and the picture shrinks, it
-    runs on a uint8 tensor (torch's antialiased uint8 kernels, Pillow's filters ported: 3-4x faster than
-    Pillow on a CPU, pixels within 2 grey levels of it, vectors to cosine >= 0.9999; see
-    benchmarks/preprocess.py); any other stage, and any picture it would enlarge, runs on the PIL image
+    When the resize-and-crop stage is the usual ``Resize(side) + CenterCrop``, and the picture shrinks and
+    is at most twice as long as wide, it runs on a uint8 tensor (torch's antialiased uint8 kernels,
+    Pillow's filters ported: 3-4x faster than Pillow on a CPU, pixels within 2 grey levels of it, vectors
+    to cosine >= 0.9999; see benchmarks/preprocess.py); any other stage or picture runs on the PIL image
     as timm does.
     """
 
@@ -67,8 +67,7 @@ class Preprocess:
     def to_uint8(self, img: Image.Image) -> torch.Tensor:
         """Resize and crop to the model's input; an image that would resize to a giant is refused first."""
         check_resize(*img.size, self.draft_size)
-        if self.tensor_stage is not None and img.mode == "RGB" and min(img.size) >= self.draft_size:
-            # shrinking only: an upsampled small picture (cheap in PIL anyway) moved a vector to 0.99986.
+        if self.takes_tensor_stage(img):
             # np.array: a writable copy of the pixels (HWC); the stage returns a contiguous CHW tensor
             return self.tensor_stage(torch.from_numpy(np.array(img)).permute(2, 0, 1))
         out = self.pil_stage(img)
@@ -76,6 +75,13 @@ class Preprocess:
             return TF.pil_to_tensor(out)
         # channels first as a contiguous copy: stacking pil_to_tensor's strided views cost ~2 ms an image
         return torch.from_numpy(np.ascontiguousarray(np.asarray(out).transpose(2, 0, 1)))
+
+    def takes_tensor_stage(self, img: Image.Image) -> bool:
+        """Whether ``img`` is resized on a tensor. Measured (benchmarks/preprocess.py): shrinking a picture at
+        most twice as long as wide, torch changes < 0.5% of the pixels by 1-2 levels; enlarging a small one,
+        or a portrait over 2:1 (~8% of its pixels), moved vectors to 0.9998, so those take Pillow."""
+        short, long = sorted(img.size)
+        return self.tensor_stage is not None and img.mode == "RGB" and self.draft_size <= short and long <= 2 * short
 
     def normalise(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 [B,3,H,W] (on any device) -> normalised float32, exactly as timm's ToTensor+Normalize."""

@@ -24,7 +24,7 @@ def test_tensor_resize_stays_within_two_grey_levels_of_timms_pil_stage_and_keeps
     fast, pil = Preprocess.from_model(model), Preprocess.from_model(model, tensor_resize=False)
     assert fast.tensor_stage is not None
     photos = [Image.open(p).convert("RGB") for p in sorted(PHOTOS.glob("*.jpg"))]
-    photos += [photos[1].rotate(90, expand=True), photos[2].resize((300, 900))]  # portrait; tall
+    photos += [photos[1].rotate(90, expand=True), photos[2].resize((300, 600))]  # portrait; 2:1 portrait
     a = torch.stack([fast.to_uint8(img) for img in photos])
     b = torch.stack([pil.to_uint8(img) for img in photos])
     assert a.shape == b.shape == (len(photos), 3, 224, 224) and a.is_contiguous()
@@ -32,8 +32,8 @@ def test_tensor_resize_stays_within_two_grey_levels_of_timms_pil_stage_and_keeps
     assert diff.max() <= 2 and (diff > 0).float().mean() < 0.01
     embedder = Embedder(model, "cpu", "torch")
     assert (embedder(a) * embedder(b)).sum(axis=1).min() >= 0.9999
-    small = photos[-1].resize((60, 80))  # enlarged: timm's PIL stage itself, pixel for pixel
-    assert torch.equal(fast.to_uint8(small), pil.to_uint8(small))
+    for other in (photos[-1].resize((60, 80)), photos[2].resize((300, 900))):  # enlarged; portrait over 2:1
+        assert torch.equal(fast.to_uint8(other), pil.to_uint8(other))  # timm's PIL stage, pixel for pixel
 
 
 def test_a_stage_other_than_resize_and_centre_crop_runs_on_pil_as_timm_does():
@@ -49,6 +49,7 @@ def test_a_stage_other_than_resize_and_centre_crop_runs_on_pil_as_timm_does():
                       draft_size=64, tensor_stage=lambda x: calls.append(x) or x[:, :56, :56].contiguous())
     assert prep.to_uint8(Image.new("L", (80, 64))).shape == (1, 56, 56) and not calls  # not RGB: PIL stage
     assert prep.to_uint8(Image.new("RGB", (80, 63))).shape == (3, 56, 56) and not calls  # enlarged: PIL
+    assert prep.to_uint8(Image.new("RGB", (64, 129))).shape == (3, 56, 56) and not calls  # over 2:1: PIL
     assert prep.to_uint8(Image.new("RGB", (80, 64))).shape == (3, 56, 56) and len(calls) == 1
 
 
