@@ -83,7 +83,6 @@ class _Refused(Exception):
 def _open_checked(model: LoadedModel, rt: Runtime, precision: str, reference: TorchSession) -> Opened:
     """Open the cached export (exporting it first when missing); check it against torch unless this export
     passed the check before (a note in its folder: later processes skip the torch forward)."""
-    probe = probe_batch(input_size(model))
     floor = EXACT_COSINE if precision == "f32" else REDUCED_COSINE
     for attempt in (0, 1):
         try:
@@ -94,7 +93,11 @@ def _open_checked(model: LoadedModel, rt: Runtime, precision: str, reference: To
         try:
             session = rt.open(folder, threads=usable_cores(), precision=precision)
             passed = checked_cosine(folder, precision)
-            cosine = passed if passed is not None else session_cosine(reference(probe), session, probe)
+            if passed is None:
+                probe = probe_batch(input_size(model))  # made only when checking (60 ms)
+                cosine = session_cosine(reference(probe), session, probe)
+            else:
+                cosine = passed
         except Exception as exc:  # noqa: BLE001 - a cache file damaged in a way its digest did not catch
             if fresh or attempt:
                 raise _Refused(f"{rt.name} cannot run the export of {model.info.spec} "
