@@ -61,7 +61,8 @@ Precision = Annotated[str, typer.Option("--precision", callback=_precision_name,
                                         "faster, vectors move: see the README).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 Workers = Annotated[int | None, typer.Option("--workers", min=0,
-                                             help="DataLoader worker processes (default: cores - 1).")]
+                                             help="DataLoader worker processes (default: cores - 1, at most 8; "
+                                                  "when embedding, at least 2 on 2 or more cores).")]
 ModelSpec = Annotated[str | None, typer.Option("--model", "-m", help="timm model name or retr checkpoint "
                                                "directory (default: tf_efficientnet_lite0, offline weights).")]
 WeightsFile = Annotated[Path | None, typer.Option("--weights", help="Weights file (safetensors or state "

@@ -23,7 +23,7 @@ from retrieval.models.load import LoadedModel, resolve_device
 from retrieval.progress import progress_bar
 from retrieval.runtimes.base import Session
 from retrieval.runtimes.choose import Opened, check_choice, open_runtime
-from retrieval.workers import loader_workers
+from retrieval.workers import embed_workers
 
 
 @dataclasses.dataclass
@@ -198,7 +198,7 @@ def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 3
     """Embed image files in batches; undecodable files come back as errors, never as exceptions."""
     # lazy: the runtime opens (exporting or checking) while the workers decode the first batches
     embedder = embedder or Embedder(model, device, runtime, precision, lazy=True)
-    workers = loader_workers() if workers is None else workers
+    workers = embed_workers() if workers is None else workers
     loader = DataLoader(_FileDataset(paths, embedder.prep), batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate, pin_memory=embedder.cuda, shuffle=False,
                         prefetch_factor=4 if workers else None, persistent_workers=False)

@@ -23,7 +23,7 @@ from retrieval.regions.postprocess import crop, select
 from retrieval.regions.proposal import Proposal
 from retrieval.regions.settings import RegionSettings
 from retrieval.regions.sources.base import RegionSource
-from retrieval.workers import loader_workers
+from retrieval.workers import embed_workers
 
 
 def region_crops(image: Image.Image, source: RegionSource, settings: RegionSettings,
@@ -74,7 +74,7 @@ def embed_regions(model: LoadedModel, source: RegionSource, settings: RegionSett
                   precision: str = "f32") -> Iterator[tuple[list[ImageDone], list[RegionFailure]]]:
     """For each step of a few images: the regions of each (with vectors), and the images that failed."""
     embedder = embedder or Embedder(model, device, runtime, precision)
-    workers = (loader_workers() if workers is None else workers) if source.in_workers else 0
+    workers = (embed_workers() if workers is None else workers) if source.in_workers else 0
     loader = DataLoader(_RegionDataset(items, source, settings, embedder.prep), batch_size=images_per_step,
                         num_workers=workers, collate_fn=list, shuffle=False,
                         prefetch_factor=2 if workers else None)
