@@ -85,7 +85,8 @@ def measure(data: list[bytes], fast: Preprocess, pil: Preprocess, embedder: Embe
             tensor += fast.takes_tensor_stage(decode_sized(blob, draft_size=pil.draft_size)[0])
         except ImageLoadError:
             continue
-        for name, prep in (("pil", pil), ("tensor", fast)) if len(times["pil"]) % 2 else (("tensor", fast), ("pil", pil)):
+        order = (("pil", pil), ("tensor", fast))  # alternating which goes first
+        for name, prep in order if len(times["pil"]) % 2 else order[::-1]:
             t = time.thread_time()
             for _ in range(3):
                 img, w, h = decode_sized(blob, draft_size=prep.draft_size)

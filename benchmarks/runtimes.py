@@ -269,8 +269,8 @@ def main() -> None:
               f"{med['auto'] / med['streamed']:.2f}, best {best['auto'] / best['streamed']:.2f}")
         prep = in_child("prep", folder=str(folder))["cpu_ms"]
         fwd = statistics.median(cpu["streamed"])
-        print(f"\nCPU per image (every thread and decode worker; medians): bare forward {statistics.median(cpu['bare']):.2f} "
-              f"ms, streamed {fwd:.2f} ms, "
+        print("\nCPU per image (every thread and decode worker; medians): bare forward "
+              f"{statistics.median(cpu['bare']):.2f} ms, streamed {fwd:.2f} ms, "
               + ", ".join(f"build --runtime {r} {statistics.median(cpu[r]):.2f} ms" for r in runtimes))
         print(f"  a decode worker's share (read, sha256, decode, resize, crop; one thread): {prep:.2f} ms; "
               f"with every core busy all the time the build can reach at most {fwd / (fwd + prep):.2f} "

@@ -39,7 +39,8 @@ class _OpenVINOSession:
 
     def throughput(self) -> Any:
         """The network compiled for throughput with a fixed batch of one image: parallel streams, each fed by
-        its own single-image infer requests (a fixed shape costs 8-12% less CPU per image than the dynamic batch)."""
+        its own single-image infer requests (a fixed shape costs 8-12% less CPU per image than the dynamic
+        batch)."""
         return self._mode("THROUGHPUT")
 
     def _model_for(self, hint: str) -> Any:
