@@ -75,32 +75,29 @@ class _OpenVINOSession:
         # the GIL (a callback pending while the compiled model is freed deadlocks its destructor)
         free = [compiled.create_infer_request() for _ in range(REQUESTS_PER_STREAM * streams)]
         running: collections.deque[tuple[Any, int, int]] = collections.deque()  # (request, key, row)
-        pending: collections.deque[tuple[int, Any, int]] = collections.deque()  # (key, tag, images)
-        pending_size: dict[int, int] = {}  # key -> images in that batch
-        out: dict[int, Any] = {}  # key -> [images, dim]: the batch's vectors as they come back
-        filled: collections.Counter[int] = collections.Counter()  # key -> vectors back so far
+        pending: collections.deque[tuple[int, Any]] = collections.deque()  # (key, tag), in order
+        out: dict[int, list[Any]] = {}  # key -> that batch's vectors, filled in as they come back
+        left: dict[int, int] = {}  # key -> that batch's images still running
 
         def finish_oldest() -> None:
             request, key, row = running.popleft()
             request.wait()
-            vector = request.get_output_tensor(0).data
-            if key not in out:
-                out[key] = np.empty((pending_size[key], vector.shape[-1]), np.float32)
-            out[key][row] = vector[0]
-            filled[key] += 1
+            out[key][row] = np.array(request.get_output_tensor(0).data[0], dtype=np.float32)
+            left[key] -= 1
             free.append(request)
 
         def ready() -> Iterator[tuple[Any, Any]]:
-            while pending and filled[pending[0][0]] == pending[0][2]:
-                key, tag, images = pending.popleft()
-                del filled[key], pending_size[key]
-                yield (out.pop(key) if images else None), tag
+            while pending and left[pending[0][0]] == 0:
+                key, tag = pending.popleft()
+                del left[key]
+                rows = out.pop(key)
+                yield (np.stack(rows) if rows else None), tag
 
         try:
             for key, (batch, tag) in enumerate(batches):
                 images = 0 if batch is None else len(batch)
-                pending_size[key] = images
-                pending.append((key, tag, images))
+                pending.append((key, tag))
+                out[key], left[key] = [None] * images, images
                 if images:
                     array = np.ascontiguousarray(batch.numpy())
                     for row in range(images):
