@@ -1,6 +1,6 @@
 """Resize-and-crop on uint8 tensors against timm's PIL stage: CPU per image, pixels, and vectors.
 
-A decode worker's time went mostly to Pillow's bicubic resize (2 ms for a 640x427 photo); retr runs the
+Pillow's bicubic resize was a large share of a decode worker's time; retr runs the
 usual ``Resize(side) + CenterCrop`` on uint8 tensors with torch's antialiased kernels instead, when the
 picture shrinks and is at most twice as long as wide (Preprocess.takes_tensor_stage; others take Pillow,
 as timm does: the "tensor" column counts the pictures that took the tensor stage). This prints,

@@ -39,8 +39,8 @@ class _OpenVINOSession:
 
     def throughput(self) -> Any:
         """The network compiled for throughput with a fixed batch of one image: parallel streams, each fed by
-        its own single-image infer requests (a fixed shape costs 8-12% less CPU per image than the dynamic
-        batch)."""
+        its own single-image infer requests (a fixed shape: 3% less CPU per image than the dynamic batch,
+        benchmarks/build_settings.py)."""
         return self._mode("THROUGHPUT")
 
     def _model_for(self, hint: str) -> Any:
@@ -64,9 +64,8 @@ class _OpenVINOSession:
         OpenVINO's throughput mode: one stream per core group, each fed by its own infer requests, so the
         caller reads the next batch and stores the last while the network runs, and a core busy elsewhere
         (decoding) holds up one stream, not every thread of one big request. Each image is a request of
-        its own on the fixed-shape compilation: measured here (benchmarks/runtimes.py, each setting in a
-        fresh process), one image a request costs 20% less CPU per image than slices of 4 on the dynamic
-        batch, and 3 requests per stream keep every stream busy (2: 3-5% more CPU per image).
+        its own on the fixed-shape compilation (slices of 2-8 images a request ran slower in development
+        checks); 2 and 3 requests a stream measure the same (benchmarks/build_settings.py).
         """
         import numpy as np
         compiled = self.throughput()
