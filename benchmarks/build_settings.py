@@ -4,7 +4,8 @@
    batch of one image against the dynamic batch, and 3 infer requests per stream against 2 (images/s and
    CPU ms per image, all threads);
 2. `retr index build` of the same real photos: resize on uint8 tensors against Pillow's resize for every
-   picture, and two decode workers against one.
+   picture, two decode workers against one, and the heap frozen while the workers run (``frozen_heap``)
+   against the garbage collector passing over every object.
 
 Every measurement runs in a fresh process (as each `retr` command is one), rounds interleaved.
 
@@ -26,8 +27,9 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 
 STREAMS = {"fixed shape, 3 requests a stream (default)": (True, 3),
            "dynamic batch, 3 requests a stream": (False, 3), "fixed shape, 2 requests a stream": (True, 2)}
-BUILDS = {"default (tensor resize, 2 workers)": (True, 2), "Pillow resize for every picture": (False, 2),
-          "one decode worker": (True, 1)}
+BUILDS = {"default (tensor resize, 2 workers, frozen heap)": (True, 2, True),
+          "Pillow resize for every picture": (False, 2, True), "one decode worker": (True, 1, True),
+          "heap not frozen": (True, 2, False)}
 
 
 def _cpu_seconds() -> float:
@@ -53,9 +55,13 @@ def child_stream(fixed: bool, requests: int, batches: int) -> dict:
     return {"images_s": n / (time.perf_counter() - t), "cpu_ms": 1000 * (_cpu_seconds() - c) / n}
 
 
-def child_build(folder: str, out: str, tensor_resize: bool, workers: int) -> dict:
+def child_build(folder: str, out: str, tensor_resize: bool, workers: int, frozen: bool) -> dict:
+    import contextlib
+
     import retrieval.embed as embed
     from retrieval.collection.build import BuildOptions, build_index
+    if not frozen:
+        embed.frozen_heap = contextlib.nullcontext
     if not tensor_resize:
         make = embed.Preprocess.from_model.__func__
         embed.Preprocess.from_model = classmethod(lambda cls, model, **_: make(cls, model, tensor_resize=False))
@@ -77,7 +83,7 @@ def in_child(kind: str, **kwargs) -> dict:
 
 def table(title: str, got: dict[str, list[dict]]) -> None:
     print(f"\n{title}")
-    print(f"  {'setting':46} {'images/s':>9} {'CPU ms/img':>11}  rounds (images/s)")
+    print(f"  {'setting':50} {'images/s':>9} {'CPU ms/img':>11}  rounds (images/s)")
     base = None
     for name, runs in got.items():
         speed = statistics.median(r["images_s"] for r in runs)
@@ -85,7 +91,7 @@ def table(title: str, got: dict[str, list[dict]]) -> None:
         base = base or (speed, cpu)
         note = "" if (speed, cpu) == base else f"   ({speed / base[0]:.2f}x the first, CPU {cpu / base[1] - 1:+.0%})"
         rounds = ", ".join(f"{r['images_s']:.1f}" for r in runs)
-        print(f"  {name:46} {speed:9.1f} {cpu:11.2f}  {rounds}{note}")
+        print(f"  {name:50} {speed:9.1f} {cpu:11.2f}  {rounds}{note}")
 
 
 def main() -> None:
@@ -104,14 +110,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         n = write_photo_copies(tmp / "photos", args.copies)
-        in_child("build", folder=str(tmp / "photos"), out=str(tmp / "warm"), tensor_resize=True, workers=2)
+        in_child("build", folder=str(tmp / "photos"), out=str(tmp / "warm"), tensor_resize=True, workers=2,
+                 frozen=True)
         for r in range(args.rounds):
             for name, (fixed, requests) in STREAMS.items():
                 streams[name].append(in_child("stream", fixed=fixed, requests=requests, batches=24))
-            for name, (tensor_resize, workers) in BUILDS.items():
-                out = str(tmp / f"ix-{r}-{len(builds[name])}-{workers}-{tensor_resize}")
-                builds[name].append(in_child("build", folder=str(tmp / "photos"), out=out,
-                                             tensor_resize=tensor_resize, workers=workers))
+            for i, (name, (tensor_resize, workers, frozen)) in enumerate(BUILDS.items()):
+                builds[name].append(in_child("build", folder=str(tmp / "photos"), out=str(tmp / f"ix-{r}-{i}"),
+                                             tensor_resize=tensor_resize, workers=workers, frozen=frozen))
     table("OpenVINO stream, default model, 24 batches of 32 pre-made images (medians)", streams)
     table(f"retr index build, {n} real photos, default model and runtime (medians)", builds)
 

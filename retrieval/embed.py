@@ -23,7 +23,7 @@ from retrieval.models.load import LoadedModel, resolve_device
 from retrieval.progress import progress_bar
 from retrieval.runtimes.base import Session
 from retrieval.runtimes.choose import Opened, check_choice, open_runtime
-from retrieval.workers import embed_workers
+from retrieval.workers import embed_workers, frozen_heap
 
 
 @dataclasses.dataclass
@@ -202,7 +202,7 @@ def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 3
     loader = DataLoader(_FileDataset(paths, embedder.prep), batch_size=batch_size, num_workers=workers,
                         collate_fn=_collate, pin_memory=embedder.cuda, shuffle=False,
                         prefetch_factor=4 if workers else None, persistent_workers=False)
-    with progress_bar(len(paths), desc="embedding", enabled=progress) as bar:
+    with frozen_heap(), progress_bar(len(paths), desc="embedding", enabled=progress) as bar:
         for vecs, chunk in embedder.stream((chunk["batch"], chunk) for chunk in loader):
             items = chunk["items"]
             good = [it for it in items if "error" not in it]

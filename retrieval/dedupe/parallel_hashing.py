@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 from retrieval.dedupe.hashers import Hasher, get_hasher
 from retrieval.images.decode import ImageLoadError, decode_sized, read_bytes
 from retrieval.progress import progress_bar
-from retrieval.workers import process_pool_workers
+from retrieval.workers import frozen_heap, process_pool_workers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +89,7 @@ def hash_files(paths: Sequence[str], job: HashJob = HashJob(), *, workers: int |
                 yield from results
             return
         ctx = _context()
-        with cf.ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
+        with frozen_heap(), cf.ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=ctx) as pool:
             for results in pool.map(_hash_chunk, chunks, [job] * len(chunks)):
                 bar.update(len(results))
                 yield from results

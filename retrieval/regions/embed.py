@@ -23,7 +23,7 @@ from retrieval.regions.postprocess import crop, select
 from retrieval.regions.proposal import Proposal
 from retrieval.regions.settings import RegionSettings
 from retrieval.regions.sources.base import RegionSource
-from retrieval.workers import embed_workers
+from retrieval.workers import embed_workers, frozen_heap
 
 
 def region_crops(image: Image.Image, source: RegionSource, settings: RegionSettings,
@@ -78,7 +78,7 @@ def embed_regions(model: LoadedModel, source: RegionSource, settings: RegionSett
     loader = DataLoader(_RegionDataset(items, source, settings, embedder.prep), batch_size=images_per_step,
                         num_workers=workers, collate_fn=list, shuffle=False,
                         prefetch_factor=2 if workers else None)
-    with progress_bar(len(items), desc="regions", enabled=progress) as bar:
+    with frozen_heap(), progress_bar(len(items), desc="regions", enabled=progress) as bar:
         for step in loader:
             yield _embed_step(step, items, model, embedder, batch_size)
             bar.update(len(step))

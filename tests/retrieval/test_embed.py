@@ -72,3 +72,24 @@ def test_embed_files_gives_the_same_vectors_and_errors_on_every_runtime():
         got, got_errors = results[runtime]
         assert got_errors == errors
         assert (got * vectors).sum(axis=1).min() >= 0.9999
+
+
+def test_embed_files_runs_its_workers_on_a_frozen_heap_and_thaws_it_after(monkeypatch):
+    """The decode workers fork from a frozen heap; the heap is thawed when the files are done, and also when
+    the caller stops reading early."""
+    import gc
+
+    from retrieval.embed import embed_files
+    model = load_model(TINY_MODEL, pretrained=False)
+    paths = [str(p) for p in sorted(PHOTOS.glob("*.jpg"))[:4]]
+    counts = []
+    for batch in embed_files(model, paths, batch_size=2, workers=1, runtime="torch"):
+        counts.append(gc.get_freeze_count())
+        assert batch.vectors.shape == (2, model.info.dim)
+    assert len(counts) == 2 and min(counts) > 0
+    assert gc.get_freeze_count() == 0
+    stream = embed_files(model, paths, batch_size=2, workers=1, runtime="torch")
+    next(stream)
+    assert gc.get_freeze_count() > 0
+    stream.close()
+    assert gc.get_freeze_count() == 0

@@ -16,3 +16,42 @@ def test_each_worker_count_means_one_thing(monkeypatch, cores, loader, embed, po
 def test_usable_cores_is_asked_at_call_time(monkeypatch):
     monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     assert workers.usable_cores() == 3
+
+
+class _Node:
+    def __init__(self):
+        self.other = self  # a reference cycle: only the garbage collector frees it
+
+
+def test_frozen_heap_exempts_the_objects_of_now_and_hands_them_back():
+    import gc
+    import weakref
+    assert gc.get_freeze_count() == 0
+    node = _Node()
+    alive = weakref.ref(node)
+    with workers.frozen_heap():
+        assert gc.get_freeze_count() > 0
+        del node
+        gc.collect()
+        assert alive() is not None  # frozen: a full collection passes it by
+        with workers.frozen_heap():  # an enclosing freeze is left as it is
+            pass
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert alive() is None  # handed back and collected: nothing leaks
+
+
+def test_frozen_heap_ends_on_an_error_and_leaves_a_programs_own_freeze(monkeypatch):
+    import gc
+    with pytest.raises(KeyError):
+        with workers.frozen_heap():
+            raise KeyError("x")
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        with workers.frozen_heap():
+            pass
+        assert gc.get_freeze_count() > 0  # the program's freeze is not undone
+    finally:
+        gc.unfreeze()
