@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import weakref
 from concurrent.futures import Future
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -30,9 +31,15 @@ class InferStreams:
     def __init__(self, compiled: Any, jobs: int):
         self.jobs = jobs
         self.streams = int(compiled.get_property("NUM_STREAMS"))
-        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for _ in range(jobs):
-            self._idle.put(compiled.create_infer_request())
+        self._requests = [compiled.create_infer_request() for _ in range(jobs)]
+        self._futures: list[Future | None] = [None] * jobs  # the caller waiting on each request
+        self._idle: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot, request in enumerate(self._requests):
+            # set once, holding neither the request nor these streams: a callback that did (the request
+            # as its userdata, a bound method) made a cycle through OpenVINO that Python's collector cannot
+            # see, and every swap to another model kept the old compiled network (~47 MB) for good
+            request.set_callback(_callback(weakref.ref(self)), slot)
+            self._idle.put(slot)
         self._count = threading.Lock()
         self._in_flight = 0
 
@@ -40,35 +47,34 @@ class InferStreams:
         """Some request is running (a lone query then joins the streams instead of taking every core)."""
         return self._in_flight > 0
 
-    def _done(self, userdata: tuple[Any, Future]) -> None:
-        request, future = userdata
+    def _finish(self, slot: int) -> tuple[Future, np.ndarray | None, BaseException | None]:
+        """A finished request's caller, vector (a copy: the request is reused) or error; the request freed."""
+        future, self._futures[slot] = self._futures[slot], None
         try:
-            vector = np.array(request.get_output_tensor(0).data, dtype=np.float32)  # a copy: the request is reused
+            vector, error = np.array(self._requests[slot].get_output_tensor(0).data, dtype=np.float32), None
         except BaseException as exc:  # noqa: BLE001 - the waiting caller gets it
-            self._release(request)
-            future.set_exception(exc)
-            return
-        self._release(request)  # free before the waiter wakes: busy() is already false when the last result is in
-        future.set_result(vector)
+            vector, error = None, exc
+        self._release(slot)  # free before the waiter wakes: busy() is already false when the last result is in
+        return future, vector, error
 
-    def _release(self, request: Any) -> None:
+    def _release(self, slot: int) -> None:
         with self._count:
             self._in_flight -= 1
-        self._idle.put(request)
+        self._idle.put(slot)
 
     def __call__(self, tensors: Iterable[np.ndarray]) -> np.ndarray:
         futures: list[Future] = []
         try:
             for x in tensors:
-                request = self._idle.get()  # waits for a free request: the next image is prepared meanwhile
+                slot = self._idle.get()  # waits for a free request: the next image is prepared meanwhile
                 future: Future = Future()
+                self._futures[slot] = future
                 with self._count:
                     self._in_flight += 1
                 try:
-                    request.set_callback(self._done, (request, future))
-                    request.start_async({0: np.ascontiguousarray(x)})
+                    self._requests[slot].start_async({0: np.ascontiguousarray(x)})
                 except BaseException:
-                    self._release(request)
+                    self._release(slot)
                     raise
                 futures.append(future)
         except BaseException:
@@ -80,6 +86,23 @@ class InferStreams:
         if not futures:
             return np.zeros((0, 0), np.float32)
         return np.concatenate([f.result() for f in futures])
+
+
+def _callback(streams: weakref.ref[InferStreams]) -> Callable[[int], None]:
+    """A request's completion callback that reaches its streams through a weak reference."""
+    def done(slot: int) -> None:
+        alive = streams()
+        if alive is None:
+            return
+        future, vector, error = alive._finish(slot)
+        # dropped before the caller wakes: the caller holds the streams until its results are in, so they are
+        # never freed here, inside a callback of one of their own requests
+        del alive
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(vector)
+    return done
 
 
 def open_streams(embedder: Any, precision: str = "f32") -> InferStreams | None:
