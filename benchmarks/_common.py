@@ -1,6 +1,10 @@
 """Helpers shared by the benchmark scripts (not part of the package)."""
 from __future__ import annotations
 
+import json
+import resource
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,3 +56,21 @@ def write_photo_copies(folder: Path, copies: int) -> int:
         for i in range(copies):
             img.save(folder / f"{name}-{i:03}.jpg", quality=90)
     return len(list(folder.iterdir()))
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (decode workers), every thread."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_child(script: str, kind: str, **kwargs) -> dict:
+    """Run ``script --child {"kind": kind, **kwargs}`` in a fresh Python process; the JSON it prints last.
+
+    Each measurement in a fresh process, as each `retr` command is one: idle OpenMP threads left spinning
+    by one measurement never slow the next."""
+    proc = subprocess.run([sys.executable, script, "--child", json.dumps({"kind": kind, **kwargs})],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{kind} {kwargs} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

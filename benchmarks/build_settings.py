@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,16 +23,13 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+from _common import cpu_seconds, run_child, write_photo_copies  # noqa: E402
+
 STREAMS = {"fixed shape, 3 requests a stream (default)": (True, 3),
            "dynamic batch, 3 requests a stream": (False, 3), "fixed shape, 2 requests a stream": (True, 2)}
 BUILDS = {"default (tensor resize, 2 workers, frozen heap)": (True, 2, True),
           "Pillow resize for every picture": (False, 2, True), "one decode worker": (True, 1, True),
           "heap not frozen": (True, 2, False)}
-
-
-def _cpu_seconds() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def child_stream(fixed: bool, requests: int, batches: int) -> dict:
@@ -49,10 +44,10 @@ def child_stream(fixed: bool, requests: int, batches: int) -> dict:
     assert embedder.runtime_used == "openvino", embedder.runtime_used
     batch = _photo_batch(embedder.prep, 32)
     list(embedder.stream((batch, None) for _ in range(2)))
-    c, t = _cpu_seconds(), time.perf_counter()
+    c, t = cpu_seconds(), time.perf_counter()
     list(embedder.stream((batch, None) for _ in range(batches)))
     n = 32 * batches
-    return {"images_s": n / (time.perf_counter() - t), "cpu_ms": 1000 * (_cpu_seconds() - c) / n}
+    return {"images_s": n / (time.perf_counter() - t), "cpu_ms": 1000 * (cpu_seconds() - c) / n}
 
 
 def child_build(folder: str, out: str, tensor_resize: bool, workers: int, frozen: bool) -> dict:
@@ -66,19 +61,15 @@ def child_build(folder: str, out: str, tensor_resize: bool, workers: int, frozen
         make = embed.Preprocess.from_model.__func__
         embed.Preprocess.from_model = classmethod(lambda cls, model, **_: make(cls, model, tensor_resize=False))
     n = len(list(Path(folder).iterdir()))
-    c, t = _cpu_seconds(), time.perf_counter()
+    c, t = cpu_seconds(), time.perf_counter()
     report = build_index([folder], out, BuildOptions(batch_size=32, workers=workers))
     dt = time.perf_counter() - t
     assert report.total == n, report
-    return {"images_s": n / dt, "cpu_ms": 1000 * (_cpu_seconds() - c) / n}
+    return {"images_s": n / dt, "cpu_ms": 1000 * (cpu_seconds() - c) / n}
 
 
 def in_child(kind: str, **kwargs) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps({"kind": kind, **kwargs})],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} {kwargs} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, kind, **kwargs)
 
 
 def table(title: str, got: dict[str, list[dict]]) -> None:
@@ -104,7 +95,6 @@ def main() -> None:
         task = json.loads(args.child)
         print(json.dumps({"stream": child_stream, "build": child_build}[task.pop("kind")](**task)))
         return
-    from _common import write_photo_copies
     streams: dict[str, list[dict]] = {k: [] for k in STREAMS}
     builds: dict[str, list[dict]] = {k: [] for k in BUILDS}
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from _common import real_photos, write_photo_copies  # noqa: E402
+from _common import cpu_seconds, real_photos, run_child, write_photo_copies  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.models.load import DEFAULT_MODEL, load_model  # noqa: E402
@@ -76,12 +74,6 @@ def _photo_batch(prep, batch_size: int) -> torch.Tensor:
     return torch.stack([prep.to_uint8(photos[i % len(photos)]) for i in range(batch_size)])
 
 
-def _cpu_seconds() -> float:
-    """CPU seconds of this process and its finished children (the build's decode workers), every thread."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 # --- what one child process measures (each measurement in a fresh process, as each `retr` run is one: torch's
 # or a runtime's idle OpenMP threads left spinning by one measurement never slow the next) ---
 
@@ -104,21 +96,21 @@ def child_bare(spec: str, label: str, batch_size: int, batches: int, vectors: st
     t = time.perf_counter()
     np.save(vectors, run(batch))  # also the warm-up (and compile)
     warm = time.perf_counter() - t
-    c, t = _cpu_seconds(), time.perf_counter()
+    c, t = cpu_seconds(), time.perf_counter()
     for _ in range(1 if streamed else batches):
         run(batch)
     dt = time.perf_counter() - t
-    return {"images_s": batches * batch_size / dt, "cpu_ms": 1000 * (_cpu_seconds() - c) / (batches * batch_size),
+    return {"images_s": batches * batch_size / dt, "cpu_ms": 1000 * (cpu_seconds() - c) / (batches * batch_size),
             "warm_s": warm}
 
 
 def child_build(folder: str, out: str, runtime: str, batch_size: int, device: str) -> dict:
     n = len(os.listdir(folder))
-    c, t = _cpu_seconds(), time.perf_counter()
+    c, t = cpu_seconds(), time.perf_counter()
     report = build_index([folder], out, BuildOptions(batch_size=batch_size, runtime=runtime, device=device))
     dt = time.perf_counter() - t
     assert report.total == n, report
-    return {"images_s": n / dt, "cpu_ms": 1000 * (_cpu_seconds() - c) / n,
+    return {"images_s": n / dt, "cpu_ms": 1000 * (cpu_seconds() - c) / n,
             "runtime_used": Embedder(load_model(), device, runtime, lazy=True).runtime_used}
 
 
@@ -135,10 +127,10 @@ def child_stream(batch_size: int, batches: int, device: str, streamed: bool) -> 
             for _ in range(n):
                 default(batch)
     run(2)
-    c, t = _cpu_seconds(), time.perf_counter()
+    c, t = cpu_seconds(), time.perf_counter()
     run(batches)
     return {"images_s": batches * batch_size / (time.perf_counter() - t),
-            "cpu_ms": 1000 * (_cpu_seconds() - c) / (batches * batch_size), "runtime_used": default.runtime_used}
+            "cpu_ms": 1000 * (cpu_seconds() - c) / (batches * batch_size), "runtime_used": default.runtime_used}
 
 
 def child_prep(folder: str) -> dict:
@@ -171,12 +163,7 @@ CHILDREN = {"bare": child_bare, "build": child_build, "stream": child_stream, "p
 
 
 def in_child(kind: str, **kwargs) -> dict:
-    """Run CHILDREN[kind](**kwargs) in a fresh Python process; its result."""
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps({"kind": kind, **kwargs})],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} {kwargs} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, kind, **kwargs)
 
 
 def bare_forward(spec: str, batch_size: int, rounds: int, do_compile: bool, tmp: Path) -> None:
