@@ -24,7 +24,7 @@ def loader_workers() -> int:
 
 def embed_workers() -> int:
     """Decode workers beside an embedding forward: as ``loader_workers``, but at least two where there are two
-    cores (on 2 cores one worker left `retr index build` 5% slower than two: benchmarks/build_settings.py;
+    cores (on 2 cores one worker left `retr index build` 5-6% slower than two: benchmarks/build_settings.py;
     the stream waits on its single process at start and at each stall)."""
     return loader_workers() if usable_cores() < 2 else max(2, loader_workers())
 
