@@ -113,4 +113,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _common import record_result
+    with record_result(__file__):
+        main()

@@ -252,4 +252,6 @@ def embeddings(paths, labels) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _common import record_result
+    with record_result(__file__):
+        main()

@@ -109,4 +109,6 @@ def full_search(report, seconds: dict, dim: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _common import record_result
+    with record_result(__file__):
+        main()

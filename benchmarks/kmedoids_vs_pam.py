@@ -127,4 +127,6 @@ def loss_across_datasets(n: int, k: int, datasets: int, limit: float, seeds: int
 
 
 if __name__ == "__main__":
-    main()
+    from _common import record_result
+    with record_result(__file__):
+        main()

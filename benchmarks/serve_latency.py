@@ -318,4 +318,6 @@ def print_memory(index: Path, args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from _common import record_result
+    with record_result(__file__):
+        main()
