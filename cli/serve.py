@@ -42,6 +42,7 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
         import uvicorn
 
         from cli.server.app import ServeOptions, create_app
+        from cli.server.protocol import with_header_timeout
         from retrieval.collection.api import Collection
         opts = ServeOptions(api_key=api_key or None, max_upload=int(max_upload_mb * 1024 * 1024),
                             batching=max_batch > 1, max_batch=max_batch,
@@ -53,4 +54,5 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
             typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "
                        "and quarantine files", err=True)
         typer.echo(f"retr serve: http://{host}:{port}/  (index {index}, pid {os.getpid()})", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                    http=with_header_timeout(), timeout_keep_alive=5)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from index.catalog.clusters import latest_members, latest_run
 from index.directory import IndexStore
-from index.errors import RetrError
+from index.errors import NotFound, RetrError
 from index.manifest import MANIFEST_FILE
 from index.regions import RegionIndex
 from retrieval.collection.info import index_info
@@ -271,7 +271,7 @@ class Collection:
 
     def _known_id(self, warm: _Warm, image_id: int) -> int:
         if warm.store.path_of(image_id) is None:
-            raise RetrError(f"no image with id {image_id} in the index at {self.dir}")
+            raise NotFound(f"no image with id {image_id} in the index at {self.dir}")
         return image_id
 
     def _picture(self, warm: _Warm, x: Any) -> Image.Image:
