@@ -50,3 +50,7 @@ class NotFound(RetrError):
 
 class Conflict(RetrError):
     """The request clashes with the index's state: another writer holds its lock, a file is in the way."""
+
+
+class TooLarge(RetrError):
+    """The input is over a size this process is set to handle (an upload, the memory to decode a picture)."""

@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from cli.server.errors import ApiError, Kind, kind_of, log, one_line
 from cli.server.guards import BodyLimit, SecurityHeaders
+from cli.server.memory import return_large_blocks
 from cli.server.routes import clusters, duplicates, health, images, search
 from cli.server.state import DEFAULT_MAX_UPLOAD, ServeOptions, ServerState
 from index.errors import RetrError
@@ -35,6 +36,7 @@ STATIC = Path(__file__).parent / "static"
 def create_app(open_collection: Callable[[], Any], opts: ServeOptions = ServeOptions()) -> FastAPI:
     """The app over the collection ``open_collection()`` returns (opened in a thread at start-up, so
     `/healthz` answers while the model loads; `/readyz` says when it is ready)."""
+    return_large_blocks()
     if opts.decode_budget is not None:
         from retrieval.images.decode import DECODE_BUDGET
         DECODE_BUDGET.resize(opts.decode_budget)

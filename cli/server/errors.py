@@ -1,15 +1,15 @@
 """Every error `retr serve` answers with: a kind, mapped to its status in one place, and a JSON body
 ``{"detail": "one line"}`` whose message is capped in length and always encodable.
 
-Library errors carry their kind as a type (``index.errors``: ``NotFound``, ``Conflict``; an unreadable
-image is ``ImageLoadError``); any other ``RetrError`` is bad input. No status is chosen by matching text.
+Library errors carry their kind as a type (``index.errors``: ``NotFound``, ``Conflict``, ``TooLarge``);
+any other ``RetrError`` (an unreadable image included) is bad input. No status is chosen by matching text.
 """
 from __future__ import annotations
 
 import enum
 import logging
 
-from index.errors import Conflict, NotFound, RetrError
+from index.errors import Conflict, NotFound, RetrError, TooLarge
 
 MAX_DETAIL = 300  # characters of a message; longer input is never echoed whole
 log = logging.getLogger("retr.serve")
@@ -44,6 +44,8 @@ def kind_of(exc: RetrError) -> Kind:
         return Kind.NOT_FOUND
     if isinstance(exc, Conflict):
         return Kind.CONFLICT
+    if isinstance(exc, TooLarge):
+        return Kind.TOO_LARGE
     return Kind.BAD_INPUT
 
 

@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from cli.server.batching import MicroBatcher
-from cli.server.errors import ApiError, Kind
+from cli.server.errors import ApiError, Kind, kind_of
 from index.errors import RetrError
 
 DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
@@ -71,7 +71,7 @@ class ServerState:
         out: list[Any] = []
         for result in self.collection.query_each(uploads, names=names, k=k, nprobe=nprobe, ef=ef):
             if isinstance(result, ImageLoadError):
-                out.append(ApiError(Kind.BAD_INPUT, f"cannot read the uploaded image: {result}"))
+                out.append(ApiError(kind_of(result), f"cannot read the uploaded image: {result}"))
             elif isinstance(result, BaseException):
                 out.append(result)
             else:
@@ -101,7 +101,7 @@ class ServerState:
                 self.thumbs.move_to_end(key)
                 return self.thumbs[key]
         try:
-            img = load_image(path, draft_size=size)
+            img = load_image(path, draft_size=size, reduce=True)
         except ImageLoadError as exc:
             raise ApiError(Kind.UNPROCESSABLE, f"cannot read image {image_id}: {exc}") from None
         img.thumbnail((size, size))

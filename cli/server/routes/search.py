@@ -1,6 +1,7 @@
 """Search by an uploaded image (or a box of it) and by a catalog image's id ("more like this")."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
@@ -8,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from cli.server.errors import ApiError, Kind
+from cli.server.errors import ApiError, Kind, kind_of
 from cli.server.params import Digits
 from cli.server.state import Col, State, json_bytes
 
@@ -50,13 +51,14 @@ async def search_upload(request: Request, state: State, col: Col,
         return _answer((await run_in_threadpool(state.run_batch, [data], [name], key))[0])
 
     def one() -> bytes:
-        from retrieval.images.decode import ImageLoadError, decode
-        try:
-            picture = decode(data)
-        except ImageLoadError as exc:
-            raise ApiError(Kind.BAD_INPUT, f"cannot read the uploaded image: {exc}") from None
-        result = col.query(picture, names=[name], k=k, nprobe=nprobe, ef=ef, regions=regions, box=box)
-        return json_bytes(result[0].to_json())
+        from retrieval.regions.proposal import parse_box
+        the_box = parse_box(box) if box is not None else None
+        picture, scale = _reduced(data, col.embedder.prep.draft_size, the_box)
+        scaled = None if the_box is None else tuple(v * s for v, s in zip(the_box, scale * 2))
+        result = col.query(picture, names=[name], k=k, nprobe=nprobe, ef=ef, regions=regions, box=scaled)[0]
+        if getattr(result, "box", None) is not None:  # back in the uploaded picture's own pixels
+            result = dataclasses.replace(result, box=tuple(v / s for v, s in zip(result.box, scale * 2)))
+        return json_bytes(result.to_json())
     return _answer(await run_in_threadpool(one))
 
 
@@ -72,6 +74,17 @@ async def search_id(col: Col, id: Annotated[Digits, Query(description="A catalog
         result = col.query(id, names=[f"id:{id}"], k=k, nprobe=nprobe, ef=ef, regions=regions, box=box)
         return json_bytes(result[0].to_json())
     return _answer(await run_in_threadpool(one))
+
+
+def _reduced(data: bytes, side: int, box: tuple[float, ...] | None) -> tuple[Any, tuple[float, float]]:
+    """The upload decoded at the smallest scale whose shorter side (or the box's) stays >= the model's
+    ``side``, and that scale (x, y) against the full-size picture."""
+    from retrieval.images.decode import ImageLoadError, decode_sized
+    try:
+        picture, width, height = decode_sized(data, draft_size=side, reduce=True, region=box)
+    except ImageLoadError as exc:
+        raise ApiError(kind_of(exc), f"cannot read the uploaded image: {exc}") from None
+    return picture, (picture.width / width, picture.height / height)
 
 
 def _answer(body: Any) -> Response:
