@@ -23,7 +23,7 @@ from PIL import Image
 
 from index.catalog.clusters import latest_members, latest_run
 from index.directory import IndexStore
-from index.errors import RetrError
+from index.errors import NotFound, RetrError
 from index.manifest import MANIFEST_FILE
 from index.regions import RegionIndex
 from retrieval.collection.info import index_info
@@ -217,7 +217,8 @@ class Collection:
             def tensors() -> Any:
                 for i, x in enumerate(images):
                     try:
-                        picture = decode(bytes(x)) if _kind(x) == "bytes" else self._picture(warm, x)
+                        picture = (decode(bytes(x), draft_size=prep.draft_size, reduce=True) if _kind(x) == "bytes"
+                                   else self._picture(warm, x, side=prep.draft_size))
                         tensor = prep.to_uint8(picture)[None]
                     except RetrError as exc:  # ImageLoadError included: the reason, as decoding gives it
                         out[i] = exc
@@ -267,24 +268,28 @@ class Collection:
             return vectors, [], labels
         if "vector" in kinds:
             raise RetrError("numpy vectors cannot be mixed with images, or used with a box or regions")
-        return None, [self._picture(warm, x) for x in items], labels
+        side = None if needs_pixels else warm.embedder.prep.draft_size  # boxes and regions crop full-size pixels
+        return None, [self._picture(warm, x, side=side) for x in items], labels
 
     def _known_id(self, warm: _Warm, image_id: int) -> int:
         if warm.store.path_of(image_id) is None:
-            raise RetrError(f"no image with id {image_id} in the index at {self.dir}")
+            raise NotFound(f"no image with id {image_id} in the index at {self.dir}")
         return image_id
 
-    def _picture(self, warm: _Warm, x: Any) -> Image.Image:
+    def _picture(self, warm: _Warm, x: Any, side: int | None = None) -> Image.Image:
+        """A query as an RGB picture; with ``side`` (whole-image queries) decoded at the smallest scale
+        whose shorter side is still >= it (JPEG draft, a whole-factor reduce for other formats)."""
         kind = _kind(x)
+        reduced = {"draft_size": side, "reduce": side is not None}
         try:
             if kind == "image":
                 return to_rgb(x)
             if kind == "bytes":
-                return decode(bytes(x))
+                return decode(bytes(x), **reduced)
             if kind == "id":
-                return load_image(warm.store.path_of(self._known_id(warm, int(x))))
+                return load_image(warm.store.path_of(self._known_id(warm, int(x))), **reduced)
             check_files([x], "query image")
-            return load_image(x)
+            return load_image(x, **reduced)
         except ImageLoadError as exc:
             raise RetrError(f"cannot read query image {exc}") from exc
 
