@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev demo test bench clean
+.PHONY: install dev demo test docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,5 +44,11 @@ demo: $(STAMP)
 test: $(STAMP) $(SKX)
 	$(PY) -m pytest -q
 
+# The docs site (mkdocs-material; Zensical reads the same mkdocs.yml), into site/. The command-line reference
+# is generated from the typer app first (tests/docs/test_cli_reference.py fails when the committed page is stale).
+docs: $(STAMP)
+	$(PY) -m tests.docs.cli_reference
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) demo-out
+	rm -rf $(VENV) demo-out site

@@ -17,8 +17,8 @@ Method = Annotated[str, typer.Option("--method", help=", ".join(f"{name} ({ENGIN
 def cluster(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
             k: Annotated[int | None, typer.Option("-k", min=1, help="Number of clusters.")] = None,
             k_min: Annotated[int | None, typer.Option("--k-min", min=1, help="Try k from here ...")] = None,
-            k_max: Annotated[int | None, typer.Option("--k-max", min=1, help="... to here; keep the best "
-                                                      "medoid silhouette and write the elbow PNG.")] = None,
+            k_max: Annotated[int | None, typer.Option("--k-max", min=1, help="... to here; choose k by the "
+                                                      "silhouette and write the elbow PNG.")] = None,
             method: Method = "fasterpam",
             sample: Annotated[int | None, typer.Option("--sample", min=2, help="Cluster a random sample of N "
                                                        "and assign the rest to the nearest medoid.")] = None,

@@ -58,7 +58,7 @@ Runtime = Annotated[str, typer.Option("--runtime", callback=_runtime_name, envva
                                       "runtime installed: openvino, onnx, else torch), torch, openvino or onnx.")]
 Precision = Annotated[str, typer.Option("--precision", callback=_precision_name,
                                         help="f32 (exact: checked against torch) or bf16 (openvino only; "
-                                        "faster, vectors move: see the README).")]
+                                        "faster, vectors move: see the docs, CPU runtimes).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 Workers = Annotated[int | None, typer.Option("--workers", min=0,
                                              help="DataLoader worker processes (default: cores - 1, at most 8; "

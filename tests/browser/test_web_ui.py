@@ -1,6 +1,7 @@
 """The web UI in a real browser: Playwright driving Debian's Chromium headless against `retr serve`.
 
-Screenshots of every page are kept under the test's tmp folder and copied to bench-out/screenshots/.
+Screenshots of every page are kept under the test's tmp folder and copied to bench-out/screenshots/; those the
+docs show are also saved to docs/assets/screenshots/ (see ``keep_for_docs``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 KEEP = Path(__file__).parents[2] / "bench-out" / "screenshots"
+DOCS = Path(__file__).parents[2] / "docs" / "assets" / "screenshots"
+FOR_DOCS = {"2-search-results": "search-results", "5-duplicates": "duplicates", "9-clusters": "clusters",
+            "10-region-search": "region-search", "13-api-key-prompt": "api-key-prompt"}
 WAIT_MS = 30_000
 
 
@@ -122,6 +126,22 @@ def shot(page, server, name: str) -> None:
     page.screenshot(path=str(path), full_page=True)
     KEEP.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, KEEP / path.name)
+    if name in FOR_DOCS:
+        keep_for_docs(path, DOCS / f"{FOR_DOCS[name]}.png")
+
+
+def keep_for_docs(shot_path: Path, target: Path) -> None:
+    """The docs' copy of a screenshot, replaced when the page looks different: another size, or over 1% of the
+    pixels changed. Two runs of the same page differ in under 0.3% (timings, temporary folder names), so the
+    docs' pictures stay put until the page itself changes."""
+    import numpy as np
+    new = np.asarray(Image.open(shot_path).convert("RGB"), dtype=np.int16)
+    if target.exists():
+        old = np.asarray(Image.open(target).convert("RGB"), dtype=np.int16)
+        if old.shape == new.shape and (np.abs(old - new).max(axis=2) > 16).mean() <= 0.01:
+            return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot_path, target)
 
 
 def test_search_by_upload_then_more_like_this(page, server):
