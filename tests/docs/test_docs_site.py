@@ -53,7 +53,7 @@ def test_every_page_is_in_the_nav():
 def test_mkdocs_yml_holds_only_what_mkdocs_material_and_zensical_both_read():
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     assert set(config) <= {"site_name", "site_description", "site_url", "repo_url", "docs_dir", "site_dir", "nav",
-                           "theme", "plugins", "markdown_extensions", "extra"}, set(config)
+                           "theme", "plugins", "markdown_extensions", "extra", "extra_css"}, set(config)
     plugins = [p if isinstance(p, str) else next(iter(p)) for p in config["plugins"]]
     assert set(plugins) <= {"search", "mkdocstrings"}, plugins  # no hooks, no plugin of our own
     assert config["theme"]["name"] == "material"
