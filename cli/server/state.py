@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from cli.server.batching import MicroBatcher
-from cli.server.errors import ApiError, Kind, kind_of
+from cli.server.errors import ApiError, Kind, kind_of, log
 from index.errors import RetrError
 
 DEFAULT_MAX_UPLOAD = 50 * 1024 * 1024
@@ -59,6 +59,11 @@ class ServerState:
         except RetrError as exc:
             self.error = str(exc)
             return
+        try:  # a quarantine or an undo that a crash cut short is settled before the first request
+            for note in collection.settle_quarantine():
+                log.warning("retr serve: %s", note)
+        except RetrError as exc:  # another writer holds the index: it settles them itself
+            log.warning("retr serve: quarantine not checked: %s", exc)
         parallel = getattr(collection, "parallel_requests", 0)
         if parallel:  # streams: groups of a few, so each group's answers go out while the next one runs
             self.batcher.max_batch = min(self.opts.max_batch, 2 * parallel)

@@ -11,12 +11,13 @@ the new files agree with the catalog), while queries already running finish on t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -354,19 +355,46 @@ class Collection:
             if not groups:
                 raise RetrError(f"no duplicate group keeps {keep}")
             link = CatalogLink(store.catalog, store.manifest.dim if store.manifest else None,
-                               str(Path(store.dir).resolve()))
+                               str(Path(store.dir).resolve()), hold=self._leaving)
             report = move_duplicates(groups, move_to, catalog=link)
             if report.catalog_rows:
                 store.reconcile()
         self.refresh()
         return report
 
+    @contextlib.contextmanager
+    def _leaving(self, image_id: int) -> Iterator[None]:
+        """Around an image's row leaving the catalog: searches wait, then never name it again (the warm
+        index forgets its path until the swap to the rebuilt one)."""
+        with self._search_lock:
+            yield
+            self._warm.store.forget(image_id)
+
     def undo(self, manifest: str | os.PathLike) -> Any:
-        """Reverse a quarantine from its manifest (as `retr dedupe --undo`)."""
+        """Reverse a quarantine from its manifest (as `retr dedupe --undo`): only what this index's catalog
+        recorded moving goes back, each image under its own id."""
         from retrieval.dedupe.run import undo_manifest
         report = undo_manifest(manifest, index_dir=self.dir, db_url=self.db_url)
         self.refresh()
         return report
+
+    def quarantines(self) -> list[dict[str, Any]]:
+        """The manifests whose files are in the quarantine (path, files, moved_at), newest first."""
+        from index.catalog.quarantine import manifests
+        with self._use() as warm:
+            return manifests(warm.store.catalog)
+
+    def settle_quarantine(self) -> list[str]:
+        """Complete or roll back quarantine moves and undos a crash cut short (what was done); nothing to do
+        costs one query. Takes the writer lock only when there is something to settle."""
+        from index.catalog.quarantine import pending
+        with self._use() as warm:
+            if not pending(warm.store.catalog):
+                return []
+        with IndexStore.open(self.dir, self.db_url, mode="write", command="retr serve (recovery)") as store:
+            notes = list(store.repairs)
+        self.refresh()
+        return notes
 
     def clusters(self) -> dict[str, Any] | None:
         """The latest clustering run with its clusters, medoid first; None when there is none."""

@@ -59,12 +59,20 @@ async def quarantine(state: State, col: Col, body: QuarantineIn) -> dict[str, An
     return (await run_in_threadpool(act)).to_json()
 
 
+@router.get("/api/duplicates/quarantine")
+async def quarantines(col: Col) -> dict[str, Any]:
+    """The quarantine manifests whose files are still in the quarantine (newest first), from the catalog's
+    own record of the moves: each can be undone, even one whose answer never reached the client."""
+    return {"manifests": await run_in_threadpool(col.quarantines)}
+
+
 @router.post("/api/duplicates/undo")
 async def undo(state: State, col: Col, body: UndoIn) -> dict[str, Any]:
-    """Reverse a quarantine from its manifest (a manifest under the quarantine folder only)."""
+    """Reverse a quarantine from its manifest (under the quarantine folder): only what the catalog recorded
+    moving goes back, from the quarantine to where it came from, each image under its own id."""
     dest = quarantine_dir(state, col).resolve()
     manifest = Path(os.path.realpath(body.manifest))  # through every symlink, before the check
-    if dest not in manifest.parents or not manifest.is_file():
+    if dest not in manifest.parents:
         raise ApiError(Kind.BAD_INPUT, f"not a quarantine manifest of this server: {body.manifest}")
 
     def act() -> Any:
