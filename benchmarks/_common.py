@@ -210,7 +210,7 @@ def record_result(script: str) -> Iterator[None]:
     path = folder / (machine_slug(m) + (f"--{options}" if options else "") + ".json")
     path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     (folder / "README.md").write_text(render_results(folder))
-    print(f"result file: {path.relative_to(ROOT)}", file=sys.stderr)
+    print(f"result file: {os.path.relpath(path, ROOT)}", file=sys.stderr)
 
 
 def render_results(folder: Path) -> str:
