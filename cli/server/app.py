@@ -119,13 +119,15 @@ DOCS_PAGE = """<!doctype html>
 
 
 def _docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from the installed swagger-ui-bundle package (nothing from a CDN); without the
-    package, /docs is off and /openapi.json still describes the API."""
+    """Swagger UI at /docs from the files the installed fastapi-offline package ships (nothing from a CDN;
+    the page's script is a file of ours, so the CSP needs no inline script); without the package, /docs is
+    off and /openapi.json still describes the API."""
     try:
-        import swagger_ui_bundle
+        import fastapi_offline
     except ImportError:
         return
-    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs/assets", StaticFiles(directory=assets), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -224,3 +224,35 @@ def _swallow(request) -> None:
         urllib.request.urlopen(request, timeout=60).read()
     except OSError:
         pass
+
+
+def test_quarantine_and_undo_on_a_postgresql_catalog(pg_catalog_url, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from cli.server.app import ServeOptions, create_app
+    from retrieval.collection.api import Collection
+    from retrieval.collection.build import BuildOptions, build_index
+    from tests.conftest import TINY_MODEL
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee", "chelsea"):
+        shutil.copy(PHOTOS / f"{name}.jpg", folder / f"{name}.jpg")
+    for i in range(3):
+        shutil.copy(folder / "chelsea.jpg", folder / f"chelsea copy {i}.jpg")
+    index, q = tmp_path / "ix", tmp_path / "q"
+    build_index([folder], index, BuildOptions(model=TINY_MODEL, random_weights=True, workers=0, batch_size=4,
+                                              db_url=pg_catalog_url))
+    app = create_app(lambda: Collection(index, db_url=pg_catalog_url), ServeOptions(quarantine_dir=str(q),
+                                                                                    refresh_every=0))
+    with TestClient(app) as c:
+        while c.get("/readyz").status_code != 200:
+            time.sleep(0.05)
+        before = {h["path"]: h["id"] for h in c.get("/api/search", params={"id": 1, "k": 10}).json()["results"]}
+        keep = c.get("/api/duplicates").json()["groups"][0]["keep"]
+        moved = c.post("/api/duplicates/quarantine", json={"keep": keep}).json()
+        assert len(moved["done"]) == 3 and c.get("/api/info").json()["images"] == 2
+        assert [m["files"] for m in c.get("/api/duplicates/quarantine").json()["manifests"]] == [3]
+        back = c.post("/api/duplicates/undo", json={"manifest": moved["manifest"]}).json()
+        assert len(back["done"]) == 3 and c.get("/api/info").json()["images"] == 5
+        after = {h["path"]: h["id"] for h in c.get("/api/search", params={"id": 1, "k": 10}).json()["results"]}
+    assert after == before  # every image back under its own id

@@ -148,6 +148,16 @@ def server(photo_index):
     from retrieval.collection.api import Collection
     app = CountingApp(create_app(lambda: Collection(photo_index), ServeOptions(max_upload=LIMIT)))
     with live(app, http=with_header_timeout(1.0)) as port:
+        import urllib.error
+        import urllib.request
+        deadline = time.monotonic() + 60
+        while True:  # ready: the model and index are loaded
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5):
+                    break
+            except (urllib.error.HTTPError, OSError):
+                assert time.monotonic() < deadline, "not ready in 60 s"
+                time.sleep(0.1)
         yield app, port
 
 

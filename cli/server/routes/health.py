@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from cli.server.state import Col, State
 
 open_router = APIRouter(tags=["health"])  # no API key needed
-router = APIRouter()
+router = APIRouter(tags=["index"])
 
 
 @open_router.get("/healthz")
