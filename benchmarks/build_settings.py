@@ -40,7 +40,7 @@ def child_stream(fixed: bool, requests: int, batches: int) -> dict:
     ov_runtime.REQUESTS_PER_STREAM = requests
     if not fixed:
         ov_runtime._OpenVINOSession._model_for = lambda self, hint: self.model
-    embedder = Embedder(load_model(), "cpu")
+    embedder = Embedder(load_model(), cpu())
     assert embedder.runtime_used == "openvino", embedder.runtime_used
     batch = _photo_batch(embedder.prep, 32)
     list(embedder.stream((batch, None) for _ in range(2)))
@@ -55,6 +55,7 @@ def child_build(folder: str, out: str, tensor_resize: bool, workers: int, frozen
 
     import retrieval.embed as embed
     from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.runtimes.settings import InferenceSettings
     if not frozen:
         embed.frozen_heap = contextlib.nullcontext
     if not tensor_resize:
@@ -62,7 +63,7 @@ def child_build(folder: str, out: str, tensor_resize: bool, workers: int, frozen
         embed.Preprocess.from_model = classmethod(lambda cls, model, **_: make(cls, model, tensor_resize=False))
     n = len(list(Path(folder).iterdir()))
     c, t = cpu_seconds(), time.perf_counter()
-    report = build_index([folder], out, BuildOptions(batch_size=32, workers=workers))
+    report = build_index([folder], out, BuildOptions(inference=InferenceSettings(batch_size=32, workers=workers)))
     dt = time.perf_counter() - t
     assert report.total == n, report
     return {"images_s": n / dt, "cpu_ms": 1000 * (cpu_seconds() - c) / n}

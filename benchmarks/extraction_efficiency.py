@@ -19,6 +19,7 @@ import torch  # noqa: E402
 from _common import write_photo_copies  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.runtimes.settings import InferenceSettings
 from retrieval.models.load import load_model, resolve_device  # noqa: E402
 
 
@@ -54,8 +55,7 @@ def main() -> None:
         def build(round_no: int) -> float:
             t = time.perf_counter()
             report = build_index([folder], Path(tmp) / f"ix{round_no}",
-                                 BuildOptions(batch_size=args.batch_size, workers=args.workers,
-                                              device=str(device)))
+                                 BuildOptions(inference=InferenceSettings(device=str(device), batch_size=args.batch_size, workers=args.workers)))
             assert report.total == n, report
             return n / (time.perf_counter() - t)
 

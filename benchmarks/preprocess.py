@@ -115,7 +115,7 @@ def main() -> None:
     model = load_model()
     fast, pil = Preprocess.from_model(model), Preprocess.from_model(model, tensor_resize=False)
     assert fast.tensor_stage is not None and pil.tensor_stage is None
-    embedder = Embedder(model, "cpu", "torch")
+    embedder = Embedder(model, cpu("torch"))
     print(f"default model {model.info.spec}; stage {fast.pil_stage}; torch {torch.__version__}, 1 thread")
     print(f"{'set':52} {'n':>5} {'tensor':>6} {'Mpx':>5} {'PIL ms':>7} {'tensor ms':>9} {'ratio':>6} {'max diff':>8} "
           f"{'px changed':>10} {'min cos':>8} {'median cos':>10}")

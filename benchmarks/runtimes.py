@@ -31,6 +31,7 @@ from PIL import Image  # noqa: E402
 
 from _common import cpu_seconds, real_photos, run_child, write_photo_copies  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.runtimes.settings import InferenceSettings
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.models.load import DEFAULT_MODEL, load_model  # noqa: E402
 from retrieval.models.weights import packaged_weights  # noqa: E402
@@ -40,7 +41,7 @@ from retrieval.workers import usable_cores  # noqa: E402
 
 def _torch_variant(model, kind: str):
     """A callable uint8 batch -> vectors for torch eager, channels_last or torch.compile (CPU)."""
-    base = Embedder(model, "cpu", "torch")
+    base = Embedder(model, cpu("torch"))
     net = model.net.eval()
     if kind == "channels_last":
         net = net.to(memory_format=torch.channels_last)
@@ -83,7 +84,7 @@ def child_bare(spec: str, label: str, batch_size: int, batches: int, vectors: st
     kind, precision, streamed = LABELS[label]
     if kind in ("eager", "channels_last", "compile"):
         run, used = _torch_variant(model, kind), "torch"
-        prep = Embedder(model, "cpu", "torch").prep
+        prep = Embedder(model, cpu("torch")).prep
     else:
         embedder = Embedder(model, "cpu", kind, precision)
         used, prep = embedder.runtime_used, embedder.prep
@@ -107,7 +108,7 @@ def child_bare(spec: str, label: str, batch_size: int, batches: int, vectors: st
 def child_build(folder: str, out: str, runtime: str, batch_size: int, device: str) -> dict:
     n = len(os.listdir(folder))
     c, t = cpu_seconds(), time.perf_counter()
-    report = build_index([folder], out, BuildOptions(batch_size=batch_size, runtime=runtime, device=device))
+    report = build_index([folder], out, BuildOptions(inference=InferenceSettings(device=device, runtime=runtime, batch_size=batch_size)))
     dt = time.perf_counter() - t
     assert report.total == n, report
     return {"images_s": n / dt, "cpu_ms": 1000 * (cpu_seconds() - c) / n,

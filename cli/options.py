@@ -71,6 +71,14 @@ RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Start fro
                                              "(never chosen silently).")]
 
 
+def inference_settings(device: str = "auto", runtime: str = "auto", precision: str = "f32", batch_size: int = 32,
+                       workers: int | None = None) -> Any:
+    """The inference options of a command as the one value the library takes (retrieval.runtimes.settings)."""
+    from retrieval.runtimes.settings import InferenceSettings
+    return InferenceSettings(device=device, runtime=runtime, precision=precision, batch_size=batch_size,
+                             workers=workers)
+
+
 def weights_path(weights: Path | None) -> str | None:
     """--weights as the library takes it; a file that is not there is a usage error before any model loads."""
     if weights is not None and not weights.is_file():

@@ -9,7 +9,7 @@ import typer
 from cli import render
 from cli.errors import user_errors
 from cli.options import (DEFAULT_INDEX, DbUrl, Device, HtmlOut, IndexDir, JsonOut, ModelSpec, Neighbours, Precision,
-                         Runtime, WeightsFile, weights_path)
+                         Runtime, WeightsFile, inference_settings, weights_path)
 
 # region search (issue 6)
 RegionsFlag = Annotated[bool, typer.Option("--regions", help="Search the region index: images ranked by their "
@@ -41,8 +41,8 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
             if regions:
                 searched_regions(store, index)
         from retrieval.collection.api import Collection
-        with Collection(index, db_url=db, model=model, weights=weights_file, device=device,
-                        runtime=runtime, precision=precision) as col:
+        with Collection(index, db_url=db, model=model, weights=weights_file,
+                        inference=inference_settings(device, runtime, precision)) as col:
             results = col.query(pictures, names=[str(p) for p in images], k=k, nprobe=nprobe, ef=ef,
                                 regions=regions, box=box, detect=detect)
         if html is not None:

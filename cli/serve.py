@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import user_errors
-from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir, Precision, Runtime
+from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir, Precision, Runtime, inference_settings
 
 
 def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
@@ -47,8 +47,8 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
                             batching=max_batch > 1, max_batch=max_batch,
                             max_wait=max_wait_ms / 1000,
                             quarantine_dir=quarantine)
-        app = create_app(lambda: Collection(index, db_url=db, device=device, runtime=runtime, precision=precision,
-                                            streams=max_batch > 1), opts)
+        inference = inference_settings(device, runtime, precision)
+        app = create_app(lambda: Collection(index, db_url=db, inference=inference, streams=max_batch > 1), opts)
         if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
             typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "
                        "and quarantine files", err=True)
