@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from index.atomic import file_sha256
 from retrieval.models import CONFIG_FILE, is_checkpoint
-from retrieval.models.config import WEIGHTS_FILE
+from retrieval.models.config import WEIGHTS_FILE, read_config
 from retrieval.models.sources import packaged_weights
 
 if TYPE_CHECKING:
@@ -36,15 +36,16 @@ def installed_version(*distributions: str) -> str | None:
     return None
 
 
-def export_key(spec: str, weights: str) -> dict[str, Any]:
-    """What a model's export depends on besides the runtime: its identity, a checkpoint's config (its data
-    config, head and backbone), and the torch and timm that export it (timm's data config of a name)."""
+def export_key(spec: str, weights: str, head: int | None) -> dict[str, Any]:
+    """What a model's export depends on besides the runtime: its identity, the width of its linear head (None
+    without one), a checkpoint's config (its data config and backbone), and the torch and timm that export it
+    (timm's data config of a name)."""
     config = Path(spec) / CONFIG_FILE
     try:
         config_digest = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
     except OSError:
         config_digest = None
-    return {"spec": spec, "weights": weights, "config": config_digest,
+    return {"spec": spec, "weights": weights, "head": head, "config": config_digest,
             "torch": installed_version("torch"), "timm": installed_version("timm")}
 
 
@@ -63,7 +64,8 @@ class ModelName:
             ckpt = Path(self.spec).resolve()
             if self.weights_file is not None or not (ckpt / WEIGHTS_FILE).is_file():
                 return None
-            return export_key(str(ckpt), "sha256:" + file_sha256(ckpt / WEIGHTS_FILE))
+            head = read_config(ckpt).get("embedding_dim")
+            return export_key(str(ckpt), "sha256:" + file_sha256(ckpt / WEIGHTS_FILE), head)
         if Path(self.spec).exists():
             return None
         if self.weights_file is not None:
@@ -76,7 +78,7 @@ class ModelName:
             weights = "sha256:" + file_sha256(packaged)
         else:
             weights = TIMM_PRETRAINED
-        return export_key(self.spec, weights)
+        return export_key(self.spec, weights, None)  # a timm name has no head
 
 
 class ModelRef:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,6 +37,18 @@ class Runtime(abc.ABC):
     distributions: tuple[str, ...]  # the packages that install it, as pip names them
     files: tuple[str, ...]  # what an export writes into its folder
     precisions: tuple[str, ...] = ("f32",)
+
+    def load(self) -> None:
+        """Import the library (ImportError, or whatever a broken install raises, when it cannot be)."""
+        importlib.import_module(self.module)
+
+    def installed(self) -> bool:
+        """Whether the library is installed and not blocked, known without importing it."""
+        try:
+            self.version()
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):  # ValueError: a module set to None (blocked) in sys.modules
+            return False
 
     def version(self) -> str:
         """The installed library's version, from package metadata (nothing imported); ImportError when it is

@@ -107,9 +107,7 @@ def find_checked(name: ModelName, runtime: str = AUTO, precision: str = "f32") -
         rt = RUNTIMES.get(rt_name)
         if precision not in rt.precisions:
             continue
-        try:
-            rt.version()
-        except ImportError:
+        if not rt.installed():
             continue
         if key is None and (key := name.export_key()) is None:
             return None

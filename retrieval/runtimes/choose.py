@@ -45,6 +45,7 @@ def open_runtime(model: LoadedModel, device: torch.device, runtime: str = AUTO, 
             continue
         try:
             rt.version()
+            rt.load()
         except Exception as exc:  # noqa: BLE001 - missing, or broken on import
             if explicit:
                 log.warning(f"--runtime {name} needs {rt.module}, which cannot be imported "

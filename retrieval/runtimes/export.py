@@ -48,7 +48,8 @@ def input_size(model: LoadedModel) -> tuple[int, int]:
 
 
 def model_key(model: LoadedModel) -> dict[str, Any]:
-    return export_key(model.info.spec, model.info.weights)
+    head = None if isinstance(model.net.head, torch.nn.Identity) else model.net.dim
+    return export_key(model.info.spec, model.info.weights, head)
 
 
 def export_folder(model: LoadedModel, runtime: Runtime) -> Path:
