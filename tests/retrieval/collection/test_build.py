@@ -267,8 +267,9 @@ def test_a_read_only_index_is_refused_before_embedding_starts(tmp_path, photos, 
     build_index([photos], ix, tiny_opts)
     Image.open(photos / "china.jpg").crop((0, 0, 100, 100)).save(photos / "new.png")  # something to embed
     _read_only(ix, request)
-    import retrieval.collection.model as model_choice
-    monkeypatch.setattr(model_choice, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    import retrieval.models.identity as identity
+    monkeypatch.setattr(identity.ModelRef, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("retrieval.embed.find_checked", lambda *a, **k: pytest.fail("the export was looked up"))
     with pytest.raises(RetrError, match=r"cannot write the index folder .*ix: (Read-only file system|Permission "
                                         r"denied); the location is read-only"):
         build_index([photos], ix, tiny_opts)
