@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from index.errors import RetrError
 from index.catalog.regions import clear_regions, pending_images, replace_regions
@@ -12,10 +12,12 @@ from index.regions import RegionIndex
 from index.directory import IndexStore
 from retrieval.embed import Embedder
 from retrieval.models.identity import ModelRef
-from retrieval.models.load import LoadedModel
 from retrieval.regions.embed import embed_regions
 from retrieval.regions.settings import RegionOptions, RegionSettings
 from retrieval.regions.sources.base import RegionSource
+
+if TYPE_CHECKING:
+    from retrieval.models.load import LoadedModel
 
 
 @dataclasses.dataclass
