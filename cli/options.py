@@ -79,6 +79,21 @@ def inference_settings(device: str = "auto", runtime: str = "auto", precision: s
                              workers=workers)
 
 
+def prefetch_model(index: Path, model: str | None, weights: str | None, settings: Any) -> None:
+    """Start opening the model of the index at ``index`` (its checked export) in the background; nothing when
+    the index cannot be read yet (opening it says why)."""
+    from index.errors import RetrError
+    from index.manifest import read_manifest
+    from retrieval.embed import prefetch
+    from retrieval.models.identity import model_name
+    try:
+        manifest = read_manifest(index)
+    except RetrError:
+        return
+    if manifest is not None:
+        prefetch(model_name(manifest.model, model, weights), settings)
+
+
 def weights_path(weights: Path | None) -> str | None:
     """--weights as the library takes it; a file that is not there is a usage error before any model loads."""
     if weights is not None and not weights.is_file():

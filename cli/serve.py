@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import user_errors
-from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir, Precision, Runtime, inference_settings
+from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir, Precision, Runtime, inference_settings, prefetch_model
 
 
 def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
@@ -39,6 +39,8 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
         if not (index / "manifest.json").exists():
             from index.directory import IndexStore
             IndexStore.open(index, db).close()  # the one-line "no index" error before the server starts
+        inference = inference_settings(device, runtime, precision)
+        prefetch_model(index, None, None, inference)  # the model's export opens while the server imports
         import uvicorn
 
         from cli.server.app import ServeOptions, create_app
@@ -47,7 +49,6 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
                             batching=max_batch > 1, max_batch=max_batch,
                             max_wait=max_wait_ms / 1000,
                             quarantine_dir=quarantine)
-        inference = inference_settings(device, runtime, precision)
         app = create_app(lambda: Collection(index, db_url=db, inference=inference, streams=max_batch > 1), opts)
         if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
             typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "

@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
 from retrieval.images.preprocess import Preprocess, prepare_files
-from retrieval.models.identity import ModelRef
+from retrieval.models.identity import ModelName, ModelRef
 from retrieval.progress import progress_bar
 from retrieval.runtimes.base import RUNTIMES, Opened, Session
 from retrieval.runtimes.cache import CheckedExport, find_checked
@@ -58,8 +59,11 @@ class Embedder:
         self._opened: Opened | None = None
         self._open_lock = threading.Lock()
         self.found: CheckedExport | None = None
+        self._warm: Session | None = None
         if self.ref.loaded is None and not settings.needs_torch():
-            self.found = find_checked(self.ref.name, settings.runtime, settings.precision)
+            self.found, self._warm = _claim_prefetched(self.ref.name, settings)
+            if self.found is None:
+                self.found = find_checked(self.ref.name, settings.runtime, settings.precision)
         if self.found is not None:
             self.ref.check(self.found.model)  # another model than the index's is refused, as a loaded one is
             self.identity, data_config = dict(self.found.model), self.found.data_config
@@ -90,14 +94,8 @@ class Embedder:
         found = self.found
         if found is None:
             return None
-        try:
-            session = RUNTIMES.get(found.runtime).open(found.folder, threads=usable_cores(),
-                                                       precision=found.precision)
-        except Exception as exc:  # noqa: BLE001 - damaged in a way its digests did not catch: torch re-exports
-            log.warning(f"the cached {found.runtime} export at {found.folder} cannot be opened "
-                        f"({type(exc).__name__}); loading the model to export it again")
-            return None
-        return Opened(session, found.runtime, found.min_cosine, False)
+        session = self._warm or _open_export(found)
+        return Opened(session, found.runtime, found.min_cosine, False) if session is not None else None
 
     def _open_torch(self) -> Opened:
         from retrieval.models.load import resolve_device
@@ -126,6 +124,60 @@ class Embedder:
             return
         for batch, tag in batches:
             yield (self.session(batch) if batch is not None else None), tag
+
+
+def _open_export(found: CheckedExport, *, warm: bool = False) -> Session | None:
+    """A checked export's session (``warm``: compiled and run once, so the first query pays neither); None, said
+    in a warning, when it cannot be opened (the torch path then exports it again)."""
+    try:
+        session = RUNTIMES.get(found.runtime).open(found.folder, threads=usable_cores(), precision=found.precision)
+        if warm:
+            shape = tuple(found.data_config["input_size"])
+            session(np.zeros((1, *shape), np.uint8))
+        return session
+    except Exception as exc:  # noqa: BLE001 - damaged in a way its digests did not catch: torch re-exports
+        log.warning(f"the cached {found.runtime} export at {found.folder} cannot be opened "
+                    f"({type(exc).__name__}); loading the model to export it again")
+        return None
+
+
+_prefetched: dict[tuple[ModelName, str, str], Future] = {}
+_prefetch_lock = threading.Lock()
+
+
+def prefetch(name: ModelName, settings: InferenceSettings = InferenceSettings()) -> None:
+    """Start finding, opening and compiling ``name``'s checked export in a thread, while the caller imports and
+    opens everything else (a process's start-up: `retr query`, `retr serve`); the next Embedder of the same
+    model and settings takes the session. Nothing happens where torch would embed anyway."""
+    if settings.needs_torch():
+        return
+    key = (name, settings.runtime, settings.precision)
+    with _prefetch_lock:
+        if key in _prefetched:
+            return
+        future: Future = Future()
+        _prefetched[key] = future
+
+    def run() -> None:
+        try:
+            found = find_checked(name, settings.runtime, settings.precision)
+            future.set_result((found, _open_export(found, warm=True) if found is not None else None))
+        except BaseException as exc:  # noqa: BLE001 - the Embedder looks again itself
+            future.set_exception(exc)
+    # not a daemon: the interpreter waits for it rather than ending while it compiles
+    threading.Thread(target=run, name="retr-prefetch").start()
+
+
+def _claim_prefetched(name: ModelName, settings: InferenceSettings) -> tuple[CheckedExport | None, Session | None]:
+    """A prefetched export and its session, taken once (a session serves one Embedder); (None, None) if none."""
+    with _prefetch_lock:
+        future = _prefetched.pop((name, settings.runtime, settings.precision), None)
+    if future is None:
+        return None, None
+    try:
+        return future.result()
+    except Exception:  # noqa: BLE001
+        return None, None
 
 
 def embed_files(model: LoadedModel | ModelRef | None, paths: Sequence[str], *,

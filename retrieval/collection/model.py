@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from index.directory import IndexStore
 from retrieval.collection.checks import refuse_other_model
-from retrieval.models import DEFAULT_MODEL
-from retrieval.models.identity import ModelName, ModelRef
+from retrieval.models.identity import ModelRef, model_name
 
 
 def index_model(store: IndexStore, model: str | None = None, weights: str | None = None,
@@ -16,9 +15,4 @@ def index_model(store: IndexStore, model: str | None = None, weights: str | None
     """
     refuse_other_model(store.manifest, store.dir, model)  # before loading it
     recorded = store.manifest.model if store.manifest else None
-    spec = model or (recorded["spec"] if recorded else DEFAULT_MODEL)
-    if weights is None and model is None and recorded:
-        weights = recorded.get("weights_file")
-    random = random_weights or (model is None and bool(recorded)
-                                and str(recorded.get("weights", "")).startswith("random"))
-    return ModelRef(ModelName(spec, weights, pretrained=not random), check=store.check_model)
+    return ModelRef(model_name(recorded, model, weights, random_weights), check=store.check_model)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from index.atomic import file_sha256
-from retrieval.models import CONFIG_FILE, is_checkpoint
+from retrieval.models import CONFIG_FILE, DEFAULT_MODEL, is_checkpoint
 from retrieval.models.config import WEIGHTS_FILE, read_config
 from retrieval.models.sources import packaged_weights
 
@@ -79,6 +79,17 @@ class ModelName:
         else:
             weights = TIMM_PRETRAINED
         return export_key(self.spec, weights, None)  # a timm name has no head
+
+
+def model_name(recorded: dict[str, Any] | None, model: str | None = None, weights: str | None = None,
+               random_weights: bool = False) -> ModelName:
+    """The model an index embeds with: the one its manifest ``recorded`` unless ``model`` is named."""
+    spec = model or (recorded["spec"] if recorded else DEFAULT_MODEL)
+    if weights is None and model is None and recorded:
+        weights = recorded.get("weights_file")
+    random = random_weights or (model is None and bool(recorded)
+                                and str(recorded.get("weights", "")).startswith("random"))
+    return ModelName(spec, weights, pretrained=not random)
 
 
 class ModelRef:

@@ -130,3 +130,20 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     """A private export cache (these tests count and damage its exports)."""
     monkeypatch.setenv("RETR_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+def test_a_prefetched_export_is_opened_once_and_taken_by_one_embedder(cache_dir):
+    from retrieval import embed
+    Embedder(ModelRef(ModelName(TINY_MODEL, pretrained=False)), cpu("openvino"))  # exported and checked
+    name = ModelName(TINY_MODEL, pretrained=False)
+    embed.prefetch(name, cpu("openvino"))
+    embed.prefetch(name, cpu("openvino"))  # already under way: not started twice
+    assert len(embed._prefetched) == 1
+    first = Embedder(ModelRef(name), cpu("openvino"))
+    assert first.found is not None and first._warm is not None and first.session is first._warm
+    second = Embedder(ModelRef(name), cpu("openvino"))
+    assert second._warm is None and second.session is not first.session  # a session serves one Embedder
+    probe = np.random.default_rng(2).integers(0, 255, (2, 3, *first.prep.size), dtype=np.uint8)
+    np.testing.assert_allclose(first(probe), second(probe), atol=1e-6)
+    embed.prefetch(name, cpu("torch"))  # torch embeds: nothing to prefetch
+    assert not embed._prefetched
