@@ -24,7 +24,7 @@ from _common import real_photos  # noqa: E402
 from index.directory import IndexStore  # noqa: E402
 from retrieval.images.decode import to_rgb  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
-from retrieval.runtimes.settings import InferenceSettings
+from retrieval.runtimes.settings import InferenceSettings  # noqa: E402
 from retrieval.collection.model import index_model  # noqa: E402
 from retrieval.regions import RegionOptions, build_regions  # noqa: E402
 
