@@ -44,7 +44,8 @@ def main() -> None:
                 (img if c == 0 else img.transpose(Image.FLIP_LEFT_RIGHT)).save(folder / f"{name}_{c}.jpg", quality=90)
                 sizes.append(img.width * img.height)
         n = len(sizes)
-        build_index([folder], Path(tmp) / "warm", BuildOptions(inference=InferenceSettings(workers=1)))  # imports and caches warm
+        # imports and caches warm
+        build_index([folder], Path(tmp) / "warm", BuildOptions(inference=InferenceSettings(workers=1)))
         start = time.perf_counter()
         build_index([folder], Path(tmp) / "ix", BuildOptions(inference=InferenceSettings(workers=1)))
         whole = time.perf_counter() - start

@@ -212,7 +212,8 @@ def test_box_drawing_searches_a_region_and_region_hits_show_their_box(browser, s
     from tests.conftest import TINY_MODEL, copy_photos
     photos = copy_photos(tmp_path / "photos", ("chelsea", "coffee", "rocket", "astronaut"))
     build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True,
-                                                        regions=RegionOptions("grid:1,2"), inference=InferenceSettings(workers=0)))
+                                                        regions=RegionOptions("grid:1,2"),
+                                                        inference=InferenceSettings(workers=0)))
     with running(tmp_path / "ix") as url:
         context = browser.new_context(viewport={"width": 1280, "height": 860})
         context.set_default_timeout(WAIT_MS)

@@ -18,7 +18,8 @@ def build_photo_index(folder: Path, index: Path, names: list[str] | None = None)
     for photo in sorted(PHOTOS.glob("*.jpg")):
         if names is None or photo.stem in names:
             shutil.copy(photo, folder / photo.name)
-    build_index([folder], index, BuildOptions(model=TINY_MODEL, random_weights=True, inference=InferenceSettings(batch_size=4, workers=0)))
+    build_index([folder], index, BuildOptions(model=TINY_MODEL, random_weights=True,
+                                              inference=InferenceSettings(batch_size=4, workers=0)))
     return index
 
 

@@ -57,7 +57,8 @@ def test_checkpoint_works_with_index_build(run, tmp_path, colour_set):
     folder.mkdir()
     for i in range(0, 64, 8):
         colour_set.items[i].save(folder / f"{i}.png")
-    report = build_index([folder], tmp_path / "idx", BuildOptions(model=str(out), inference=InferenceSettings(workers=0)))
+    report = build_index([folder], tmp_path / "idx",
+                         BuildOptions(model=str(out), inference=InferenceSettings(workers=0)))
     assert report.added == 8 and report.total == 8
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["dim"] == 16
