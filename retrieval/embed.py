@@ -108,6 +108,11 @@ class Embedder:
         return self._open().session
 
     @property
+    def device_type(self) -> str:
+        """``cpu`` or ``cuda``: where the network runs (the exported runtimes run on the CPU)."""
+        return str(getattr(getattr(self.session, "device", None), "type", "cpu"))  # torch's session has a device
+
+    @property
     def runtime_used(self) -> str:
         """The runtime that embeds, after any fallback."""
         return self._open().runtime
