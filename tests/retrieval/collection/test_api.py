@@ -110,6 +110,28 @@ def test_info_add_reload_and_in_flight_queries(tmp_path):
         assert [m.path for m in dup] == [str(tmp_path / "photos" / "brick.jpg")]
 
 
+def test_add_embeds_with_the_collection_s_inference_settings_unless_told_otherwise(tmp_path, monkeypatch):
+    from retrieval import Collection
+    import retrieval.collection.build as build
+    from tests.conftest import cpu
+    index = build_photo_index(tmp_path / "photos", tmp_path / "ix", names=["coffee", "brick"])
+    seen = []
+
+    class Spy(build.Embedder):
+        def __init__(self, model, settings, **kwargs):
+            seen.append(settings)
+            super().__init__(model, settings, **kwargs)
+    monkeypatch.setattr(build, "Embedder", Spy)
+    settings = cpu("onnx", batch_size=3, workers=1)
+    for i, name in enumerate(("rocket", "chelsea")):
+        (tmp_path / "photos" / f"{name}.jpg").write_bytes((PHOTOS / f"{name}.jpg").read_bytes())
+        with Collection(index, inference=settings) as col:
+            options = {} if i == 0 else {"inference": cpu("torch", workers=0)}
+            assert col.add([tmp_path / "photos"], **options).added == 1
+            assert col.query(str(tmp_path / "photos" / f"{name}.jpg"), k=1)[0].results[0].path.endswith(name + ".jpg")
+    assert seen == [settings, cpu("torch", workers=0)]
+
+
 def test_threads_share_one_model(col):
     embedders = set()
 
