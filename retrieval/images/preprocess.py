@@ -115,7 +115,7 @@ def prepare_file(path: str, prep: Preprocess) -> dict[str, Any]:
     model: its uint8 array and facts (sha256, bytes, width, height), or the reason it cannot be used."""
     try:
         data = read_bytes(path)
-        img, width, height = decode_sized(data, draft_size=prep.draft_size)
+        img, width, height = decode_sized(data, draft_size=prep.draft_size, reduce=True)
         pixels = prep.to_uint8(img)
     except ImageLoadError as exc:
         return {"error": str(exc)}
