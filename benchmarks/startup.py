@@ -9,6 +9,7 @@
 4. the first use of a model (its export and check, an empty export cache): `retr query` on the demo index.
 
     .venv/bin/python benchmarks/startup.py [--repeats 3] [--photos 288] [--baseline /other/.venv/bin/retr]
+        [--sections 1234]
 
 ``--baseline`` runs every command with another installation's `retr` too (another checkout's .venv),
 interleaved with this one's, so the two are compared in the same minutes. Commands of a section run
@@ -118,6 +119,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--photos", type=int, default=288, help="full-size photos the build section indexes")
     ap.add_argument("--baseline", help="another installation's retr script, run side by side")
+    ap.add_argument("--sections", default="1234", help="which sections to run, e.g. 13")
     args = ap.parse_args()
     retrs = {"": this_retr(), **({" (baseline)": args.baseline} if args.baseline else {})}
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,57 +130,75 @@ def main() -> None:
             wall([retr, "index", "build", str(PHOTOS), "--index", demo, "--quiet"], env)
             wall([retr, "query", one, "--index", demo], env)
 
-        # 1. start-up
-        commands: dict[str, object] = {
-            "python -c pass": lambda: wall([sys.executable, "-c", "pass"], env),
-            "import floor": lambda: wall([sys.executable, "-c", FLOOR], env)}
-        for tag, retr in retrs.items():
-            commands[f"retr --help{tag}"] = lambda r=retr: wall([r, "--help"], env)
-            commands[f"retr index info{tag}"] = lambda r=retr: wall([r, "index", "info", "--index", demo], env)
-            commands[f"retr query one.jpg{tag}"] = lambda r=retr: wall([r, "query", one, "--index", demo], env)
-        times = rounds(commands, args.repeats)
-        table(f"1. start-up, demo index of {len(list(PHOTOS.glob('*.jpg')))} photos, export cached", times,
-              "import floor", 0.5, {f"retr query one.jpg{t}" for t in retrs},
-              "goal: retr query within 0.5 s of the import floor")
+        if "1" in args.sections:
+            startup(args, retrs, env, demo, one)
+        if "2" in args.sections:
+            build(args, retrs, env, Path(tmp))
+        if "3" in args.sections:
+            serve(args, retrs, env, demo)
+        if "4" in args.sections:
+            first_use(args, retrs, env, demo, one, Path(tmp))
 
-        # 2. a build of full-size photos, the default runtime against torch
-        photos = Path(tmp) / "photos"
-        count = write_photo_copies(photos, max(1, args.photos // 12))
-        builds: dict[str, object] = {}
-        for tag, retr in retrs.items():
-            for runtime in ("auto", "torch"):
-                def build(r=retr, rt=runtime) -> float:
-                    out = Path(tmp) / "build-ix"
-                    shutil.rmtree(out, ignore_errors=True)
-                    return wall([r, "index", "build", str(photos), "--index", str(out), "--runtime", rt, "--quiet"],
-                                env)
-                builds[f"index build --runtime {runtime}{tag}"] = build
-        times = rounds(builds, args.repeats)
-        table(f"2. retr index build of {count} full-size photos (a new index each time)", times, None, None, set(),
-              "")
-        for tag in retrs:
-            ratio = statistics.median(times[f"index build --runtime torch{tag}"]) / \
-                statistics.median(times[f"index build --runtime auto{tag}"])
-            print(f"   default runtime against --runtime torch{tag}: {ratio:.2f}x end to end "
-                  f"(goal >= 4x){'  ok' if ratio >= 4 else '  under'}")
 
-        # 3. serve: start to /readyz 200
-        serves: dict[str, object] = {"import floor": lambda: wall([sys.executable, "-c", FLOOR], env)}
-        for tag, retr in retrs.items():
-            serves[f"retr serve -> /readyz 200{tag}"] = lambda r=retr: serve_ready(r, demo, env)
-        times = rounds(serves, args.repeats)
-        table("3. retr serve on the demo index", times, "import floor", 1.0,
-              {f"retr serve -> /readyz 200{t}" for t in retrs}, "goal: within 1 s of the import floor")
+def startup(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], demo: str, one: str) -> None:
+    """1. processes that start, answer and end: the import floor, --help, index info, a query."""
+    commands: dict[str, object] = {
+        "python -c pass": lambda: wall([sys.executable, "-c", "pass"], env),
+        "import floor": lambda: wall([sys.executable, "-c", FLOOR], env)}
+    for tag, retr in retrs.items():
+        commands[f"retr --help{tag}"] = lambda r=retr: wall([r, "--help"], env)
+        commands[f"retr index info{tag}"] = lambda r=retr: wall([r, "index", "info", "--index", demo], env)
+        commands[f"retr query one.jpg{tag}"] = lambda r=retr: wall([r, "query", one, "--index", demo], env)
+    times = rounds(commands, args.repeats)
+    table(f"1. start-up, demo index of {len(list(PHOTOS.glob('*.jpg')))} photos, export cached", times,
+          "import floor", 0.5, {f"retr query one.jpg{t}" for t in retrs},
+          "goal: retr query within 0.5 s of the import floor")
 
-        # 4. the first use of a model: export and check, from an empty cache
-        def first_use(r: str) -> float:
-            cold = {**env, "RETR_CACHE": str(Path(tmp) / "cold-cache")}
-            shutil.rmtree(cold["RETR_CACHE"], ignore_errors=True)
-            return wall([r, "query", one, "--index", demo], cold)
-        times = rounds({f"retr query, empty export cache{tag}": (lambda r=retr: first_use(r))
-                        for tag, retr in retrs.items()}, args.repeats)
-        table("4. first use of the model (export to OpenVINO and check against torch)", times, None, None, set(),
-              "compare with --baseline")
+
+def build(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], tmp: Path) -> None:
+    """2. a build of full-size photos into a new index, the default runtime against torch."""
+    photos = tmp / "photos"
+    count = write_photo_copies(photos, max(1, args.photos // 12))
+    builds: dict[str, object] = {}
+    for tag, retr in retrs.items():
+        for runtime in ("auto", "torch"):
+            def one_build(r=retr, rt=runtime) -> float:
+                out = tmp / "build-ix"
+                shutil.rmtree(out, ignore_errors=True)
+                return wall([r, "index", "build", str(photos), "--index", str(out), "--runtime", rt, "--quiet"],
+                            env)
+            builds[f"index build --runtime {runtime}{tag}"] = one_build
+    times = rounds(builds, args.repeats)
+    table(f"2. retr index build of {count} full-size photos (a new index each time)", times, None, None, set(),
+          "")
+    for tag in retrs:
+        ratio = statistics.median(times[f"index build --runtime torch{tag}"]) / \
+            statistics.median(times[f"index build --runtime auto{tag}"])
+        print(f"   default runtime against --runtime torch{tag}: {ratio:.2f}x end to end "
+              f"(goal >= 4x){'  ok' if ratio >= 4 else '  under'}")
+
+
+def serve(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], demo: str) -> None:
+    """3. `retr serve`: start to /readyz answering 200."""
+    serves: dict[str, object] = {"import floor": lambda: wall([sys.executable, "-c", FLOOR], env)}
+    for tag, retr in retrs.items():
+        serves[f"retr serve -> /readyz 200{tag}"] = lambda r=retr: serve_ready(r, demo, env)
+    times = rounds(serves, args.repeats)
+    table("3. retr serve on the demo index", times, "import floor", 1.0,
+          {f"retr serve -> /readyz 200{t}" for t in retrs}, "goal: within 1 s of the import floor")
+
+
+def first_use(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], demo: str, one: str,
+              tmp: Path) -> None:
+    """4. the first use of a model: its export and check, from an empty export cache."""
+    def cold_query(r: str) -> float:
+        cold = {**env, "RETR_CACHE": str(tmp / "cold-cache")}
+        shutil.rmtree(cold["RETR_CACHE"], ignore_errors=True)
+        return wall([r, "query", one, "--index", demo], cold)
+    times = rounds({f"retr query, empty export cache{tag}": (lambda r=retr: cold_query(r))
+                    for tag, retr in retrs.items()}, args.repeats)
+    table("4. first use of the model (export to OpenVINO and check against torch)", times, None, None, set(),
+          "compare with --baseline")
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def inference_settings(device: str = "auto", runtime: str = "auto", precision: s
                              workers=workers)
 
 
-def prefetch_model(index: Path, model: str | None, weights: str | None, settings: Any) -> None:
+def prefetch_model(index: Path, model: str | None, weights: str | None, settings: Any, *,
+                   streams: bool = False) -> None:
     """Start opening the model of the index at ``index`` (its checked export) in the background; nothing when
     the index cannot be read yet (opening it says why)."""
     from index.errors import RetrError
@@ -91,7 +92,7 @@ def prefetch_model(index: Path, model: str | None, weights: str | None, settings
     except RetrError:
         return
     if manifest is not None:
-        prefetch(model_name(manifest.model, model, weights), settings)
+        prefetch(model_name(manifest.model, model, weights), settings, streams=streams)
 
 
 def weights_path(weights: Path | None) -> str | None:

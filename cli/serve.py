@@ -43,7 +43,8 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
             from index.directory import IndexStore
             IndexStore.open(index, db).close()  # the one-line "no index" error before the server starts
         inference = inference_settings(device, runtime, precision)
-        prefetch_model(index, None, None, inference)  # the model's export opens while the server imports
+        # the model's export opens and compiles while the server imports
+        prefetch_model(index, None, None, inference, streams=max_batch > 1)
         import uvicorn
 
         from cli.server.app import ServeOptions, create_app

@@ -61,8 +61,10 @@ class Embedder:
         self.found: CheckedExport | None = None
         self._warm: Session | None = None
         if self.ref.loaded is None and not settings.needs_torch():
-            self.found, self._warm = _claim_prefetched(self.ref.name, settings)
-            if self.found is None:
+            prefetched = _claim_prefetched(self.ref.name, settings)
+            if prefetched is not None:  # looked up already (found, or not there)
+                self.found, self._warm = prefetched
+            else:
                 self.found = find_checked(self.ref.name, settings.runtime, settings.precision)
         if self.found is not None:
             self.ref.check(self.found.model)  # another model than the index's is refused, as a loaded one is
@@ -131,14 +133,17 @@ class Embedder:
             yield (self.session(batch) if batch is not None else None), tag
 
 
-def _open_export(found: CheckedExport, *, warm: bool = False) -> Session | None:
-    """A checked export's session (``warm``: compiled and run once, so the first query pays neither); None, said
-    in a warning, when it cannot be opened (the torch path then exports it again)."""
+def _open_export(found: CheckedExport, *, warm: bool = False, throughput: bool = False) -> Session | None:
+    """A checked export's session (``warm``: compiled and run once, so the first query pays neither;
+    ``throughput``: OpenVINO's throughput compilation made too, for parallel streams); None, said in a warning,
+    when it cannot be opened (the torch path then exports it again)."""
     try:
         session = RUNTIMES.get(found.runtime).open(found.folder, threads=usable_cores(), precision=found.precision)
         if warm:
             shape = tuple(found.data_config["input_size"])
             session(np.zeros((1, *shape), np.uint8))
+        if throughput and hasattr(session, "throughput"):
+            session.throughput()
         return session
     except Exception as exc:  # noqa: BLE001 - damaged in a way its digests did not catch: torch re-exports
         log.warning(f"the cached {found.runtime} export at {found.folder} cannot be opened "
@@ -150,10 +155,11 @@ _prefetched: dict[tuple[ModelName, str, str], Future] = {}
 _prefetch_lock = threading.Lock()
 
 
-def prefetch(name: ModelName, settings: InferenceSettings = InferenceSettings()) -> None:
+def prefetch(name: ModelName, settings: InferenceSettings = InferenceSettings(), *, streams: bool = False) -> None:
     """Start finding, opening and compiling ``name``'s checked export in a thread, while the caller imports and
-    opens everything else (a process's start-up: `retr query`, `retr serve`); the next Embedder of the same
-    model and settings takes the session. Nothing happens where torch would embed anyway."""
+    opens everything else (a process's start-up: `retr query`, `retr serve`; ``streams``: for parallel streams
+    as well); the next Embedder of the same model and settings takes the session. Nothing happens where torch
+    would embed anyway."""
     if settings.needs_torch():
         return
     key = (name, settings.runtime, settings.precision)
@@ -166,23 +172,26 @@ def prefetch(name: ModelName, settings: InferenceSettings = InferenceSettings())
     def run() -> None:
         try:
             found = find_checked(name, settings.runtime, settings.precision)
-            future.set_result((found, _open_export(found, warm=True) if found is not None else None))
+            session = _open_export(found, warm=True, throughput=streams) if found is not None else None
+            future.set_result((found, session))
         except BaseException as exc:  # noqa: BLE001 - the Embedder looks again itself
             future.set_exception(exc)
     # not a daemon: the interpreter waits for it rather than ending while it compiles
     threading.Thread(target=run, name="retr-prefetch").start()
 
 
-def _claim_prefetched(name: ModelName, settings: InferenceSettings) -> tuple[CheckedExport | None, Session | None]:
-    """A prefetched export and its session, taken once (a session serves one Embedder); (None, None) if none."""
+def _claim_prefetched(name: ModelName, settings: InferenceSettings
+                      ) -> tuple[CheckedExport | None, Session | None] | None:
+    """What a prefetch found (the export and its session, or nothing), taken once: a session serves one
+    Embedder; None when nothing was prefetched or the prefetch failed."""
     with _prefetch_lock:
         future = _prefetched.pop((name, settings.runtime, settings.precision), None)
     if future is None:
-        return None, None
+        return None
     try:
         return future.result()
-    except Exception:  # noqa: BLE001
-        return None, None
+    except Exception:  # noqa: BLE001 - the Embedder looks itself
+        return None
 
 
 def embed_files(model: LoadedModel | ModelRef | None, paths: Sequence[str], *,
