@@ -80,19 +80,19 @@ def inference_settings(device: str = "auto", runtime: str = "auto", precision: s
 
 
 def prefetch_model(index: Path, model: str | None, weights: str | None, settings: Any, *,
-                   streams: bool = False) -> None:
-    """Start opening the model of the index at ``index`` (its checked export) in the background; nothing when
-    the index cannot be read yet (opening it says why)."""
+                   streams: bool = False) -> Any:
+    """A block in which the model of the index at ``index`` (its checked export) opens in the background;
+    nothing opens when the index cannot be read yet (opening it says why)."""
     from index.errors import RetrError
     from index.manifest import read_manifest
-    from retrieval.embed import prefetch
+    from retrieval.embed import prefetching
     from retrieval.models.identity import model_name
     try:
         manifest = read_manifest(index)
     except RetrError:
-        return
-    if manifest is not None:
-        prefetch(model_name(manifest.model, model, weights), settings, streams=streams)
+        manifest = None
+    name = model_name(manifest.model, model, weights) if manifest is not None else None
+    return prefetching(name, settings, streams=streams)
 
 
 def weights_path(weights: Path | None) -> str | None:

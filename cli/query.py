@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -35,19 +35,24 @@ def query(images: Annotated[list[Path], typer.Argument(help="Query image file(s)
         weights_file = weights_path(weights)
         check_region_query(box, detect)
         settings = inference_settings(device, runtime, precision)
-        prefetch_model(index, model, weights_file, settings)  # the model's export opens while the rest imports
-        from index.directory import IndexStore
-        from retrieval.collection.checks import refuse_other_model, searched_regions
-        with IndexStore.open(index, db) as store:  # a missing, damaged or empty index; another model; no regions
-            refuse_other_model(store.manifest, index, model)
-            if regions:
-                searched_regions(store, index)
-        from retrieval.collection.api import Collection
-        with Collection(index, db_url=db, model=model, weights=weights_file, inference=settings) as col:
-            results = col.query(pictures, names=[str(p) for p in images], k=k, nprobe=nprobe, ef=ef,
-                                regions=regions, box=box, detect=detect)
+        with prefetch_model(index, model, weights_file, settings):  # the model opens while the rest imports
+            results = _search(pictures, images, index, db, model, weights_file, settings, k=k, nprobe=nprobe,
+                              ef=ef, regions=regions, box=box, detect=detect)
         if html is not None:
             render.write_query_gallery(html, results)
     if json_out:
         return render.print_json([r.to_json() for r in results])
     typer.echo(render.query_results(results))
+
+
+def _search(pictures: list, images: list[Path], index: Path, db: str | None, model: str | None,
+            weights_file: str | None, settings: Any, **query: Any) -> list:
+    from index.directory import IndexStore
+    from retrieval.collection.checks import refuse_other_model, searched_regions
+    with IndexStore.open(index, db) as store:  # a missing, damaged or empty index; another model; no regions
+        refuse_other_model(store.manifest, index, model)
+        if query["regions"]:
+            searched_regions(store, index)
+    from retrieval.collection.api import Collection
+    with Collection(index, db_url=db, model=model, weights=weights_file, inference=settings) as col:
+        return col.query(pictures, names=[str(p) for p in images], **query)

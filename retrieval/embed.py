@@ -9,6 +9,7 @@ AMP and channels_last on CUDA, or a CPU runtime exported (once) and checked agai
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -178,6 +179,20 @@ def prefetch(name: ModelName, settings: InferenceSettings = InferenceSettings(),
             future.set_exception(exc)
     # not a daemon: the interpreter waits for it rather than ending while it compiles
     threading.Thread(target=run, name="retr-prefetch").start()
+
+
+@contextlib.contextmanager
+def prefetching(name: ModelName | None, settings: InferenceSettings = InferenceSettings(), *,
+                streams: bool = False) -> Iterator[None]:
+    """``prefetch`` for the length of a block (a command): what no Embedder took by its end is dropped."""
+    if name is not None:
+        prefetch(name, settings, streams=streams)
+    try:
+        yield
+    finally:
+        if name is not None:
+            with _prefetch_lock:
+                _prefetched.pop((name, settings.runtime, settings.precision), None)
 
 
 def _claim_prefetched(name: ModelName, settings: InferenceSettings

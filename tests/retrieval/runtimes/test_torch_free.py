@@ -137,8 +137,9 @@ def test_a_prefetched_export_is_opened_once_and_taken_by_one_embedder(cache_dir)
     Embedder(ModelRef(ModelName(TINY_MODEL, pretrained=False)), cpu("openvino"))  # exported and checked
     name = ModelName(TINY_MODEL, pretrained=False)
     embed.prefetch(name, cpu("openvino"))
+    under_way = embed._prefetched[(name, "openvino", "f32")]
     embed.prefetch(name, cpu("openvino"))  # already under way: not started twice
-    assert len(embed._prefetched) == 1
+    assert embed._prefetched[(name, "openvino", "f32")] is under_way
     first = Embedder(ModelRef(name), cpu("openvino"))
     assert first.found is not None and first._warm is not None and first.session is first._warm
     second = Embedder(ModelRef(name), cpu("openvino"))
@@ -146,4 +147,7 @@ def test_a_prefetched_export_is_opened_once_and_taken_by_one_embedder(cache_dir)
     probe = np.random.default_rng(2).integers(0, 255, (2, 3, *first.prep.size), dtype=np.uint8)
     np.testing.assert_allclose(first(probe), second(probe), atol=1e-6)
     embed.prefetch(name, cpu("torch"))  # torch embeds: nothing to prefetch
-    assert not embed._prefetched
+    assert (name, "torch", "f32") not in embed._prefetched
+    with embed.prefetching(name, cpu("onnx")):  # a command's block: what no Embedder took is dropped at its end
+        assert (name, "onnx", "f32") in embed._prefetched
+    assert (name, "onnx", "f32") not in embed._prefetched
