@@ -75,8 +75,9 @@ def dedupe_paths(paths: Sequence[str | Path], opts: DedupeOptions, action: Actio
     action.check()
     model = None
     if opts.embeddings:
-        from retrieval.models.load import DEFAULT_MODEL, load_model
-        model = load_model(model_spec or DEFAULT_MODEL)
+        from retrieval.models import DEFAULT_MODEL
+        from retrieval.models.identity import ModelName, ModelRef
+        model = ModelRef(ModelName(model_spec or DEFAULT_MODEL))  # loaded only when its export is not cached
     col = from_paths(paths, opts, workers=workers, progress=progress, model=model)
     result = _find(col, opts, workers, progress)
     roots = [r if os.path.isdir(r) else os.path.dirname(r) for r in col.roots]
@@ -144,7 +145,9 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
             from retrieval.images.decode import load_image
             from retrieval.collection.model import index_model
             model = index_model(store)
-            vec = embed_images(model, [load_image(image)], runtime=opts.runtime, precision=opts.precision)
+            from retrieval.runtimes.settings import InferenceSettings
+            vec = embed_images(model, [load_image(image)],
+                               settings=InferenceSettings(runtime=opts.runtime, precision=opts.precision))
             for hit in store.search(vec, k=50)[0]:
                 if hit.score >= opts.similarity and hit.path not in matches:
                     matches[hit.path] = Match(hit.path, round(max(0.0, 1.0 - hit.score), 4), EMBEDDING)
