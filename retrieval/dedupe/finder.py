@@ -182,7 +182,11 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
     retrieval.dedupe.features.Features, needed to verify). ``vectors`` (L2-normalised) belong to the
     positions ``vector_rows`` (all positions when None)."""
     opts = opts.validated()
-    if len(codes) != len(items) or (opts.verify and (feats is None or len(feats) != len(items))):
+    if opts.verify and feats is None:  # a caller without a collection's features: computed now
+        from retrieval.dedupe.features import FeatureJob, compute_features
+        feats = compute_features([it.path for it in items], FeatureJob(opts.hash, int(opts.hash_size)),
+                                 workers=workers, progress=progress)
+    if len(codes) != len(items) or (opts.verify and len(feats) != len(items)):
         raise ValueError(f"{len(items)} items but {len(codes)} hash codes"
                          + ("" if feats is None else f" and {len(feats)} features"))
     items = list(items)
