@@ -242,8 +242,7 @@ def verification(cand: Candidates, codes: np.ndarray, feats: Sequence[Any] | Non
     for p in cand.exact:  # a byte-identical image is taken with its twin: it needs no other check
         for x, y in (p, p[::-1]):
             nbrs.setdefault(x, set()).add(y)
-    return _star_order(nbrs, links, codes, feats, rank, opts, lambda p: _worth(cand, feats, codes, p),
-                       workers=workers, progress=progress)
+    return _star_order(nbrs, links, codes, feats, rank, opts, workers=workers, progress=progress)
 
 
 def _worth(cand: Candidates, feats: Sequence[Any], codes: np.ndarray, p: Pair) -> bool:
@@ -257,7 +256,7 @@ def _worth(cand: Candidates, feats: Sequence[Any], codes: np.ndarray, p: Pair) -
 
 
 def _star_order(nbrs: dict[int, set[int]], links: dict[Pair, Link], codes: np.ndarray, feats: Sequence[Any],
-                rank: np.ndarray, opts: DedupeOptions, worth, *, workers: int | None,
+                rank: np.ndarray, opts: DedupeOptions, *, workers: int | None,
                 progress: bool) -> tuple[dict[Pair, Link], int]:
     """Verify, a wave of WAVE images at a time in keep-policy order, each untaken image against its untaken
     neighbours, then the images its new duplicates reach against it (never duplicate against duplicate)."""

@@ -1,32 +1,34 @@
-"""Geometric verification of candidate duplicate pairs with local features (OpenCV ORB + RANSAC).
+"""Verifying a candidate pair with local features (ORB + RANSAC), then telling an edited copy from another
+shot of the same scene.
 
-Cheap signals (sha256, perceptual hashes at a loose radius, embedding neighbours) only propose pairs;
-this module decides. Each image is decoded once (bounded decoding), turned grey, downscaled so its
-longer side is ``SIDE`` pixels, and described by ORB keypoints. A pair is verified when enough ratio-test
-matches agree with one similarity transform (rotation, uniform scale, translation) fitted by RANSAC
-(``cv2.estimateAffinePartial2D``): at least ``min_inliers`` inliers that are at least ``min_ratio`` of
-the ratio-test matches, with a sane scale, spread over the picture (or, for a picture whose corners lie
-in one band, with the two images agreeing once warped by the fit). That survives crops (the kept part still matches), rotations,
-rescaling, overlaid text (a few lost keypoints) and JPEG artefacts, while two different photos rarely
+Cheap signals only propose pairs; this module decides, from each image's features
+(retrieval.dedupe.features: ORB keypoints on a grey image of SIDE pixels, a small grey image). A pair fits
+one picture when enough ratio-test matches agree with one similarity transform (rotation, uniform scale,
+translation) fitted by RANSAC (``cv2.estimateAffinePartial2D``): at least ``min_inliers`` inliers that are
+at least ``min_ratio`` of the matches, with a sane scale, spread over the picture (or, for a picture whose
+corners lie in one band, with the two images agreeing once warped by the fit). Two different photos rarely
 agree on one transform. Thresholds come from ``retr dedupe calibrate`` on labelled pairs
 (benchmarks/dedupe_quality.py picks them on one set and reports on another).
 
-Low-information images (flat, near-uniform, tiny) are flagged from the grey level spread and entropy and
-never compared. A smooth picture with too few keypoints (a gradient wallpaper) is compared densely: its
-small grey image is aligned onto the other's by ECC (an affine warp of plausible scale), and the pair is
-"aligned" when both the aligned and the plain centre correlations are very high; otherwise the pair is
-reported as unverified, not merged.
+Then the kind: aligned by that transform, an edited copy agrees with its original over nearly all of
+their overlap (``disagreement``), or differs one-sidedly where an overlay was added; another shot of the
+scene differs where something moved or where parallax shifts near objects against far ones: reason
+``other shot`` (kind similar) instead of ``verified`` (kind copy).
+
+A smooth picture with too few keypoints (a gradient wallpaper) is compared densely: its small grey image is
+aligned onto the other's by ECC (an affine warp of plausible scale), and the pair is "aligned" when both
+the aligned and the plain centre correlations are very high; otherwise the pair is reported as
+unverified, not merged. Low-information images never get here (the finder drops them first).
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import io
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from retrieval.dedupe.features import SMALL, Features, threads
+from retrieval.dedupe.features import Features, threads
 from retrieval.dedupe.reasons import Reason
 from retrieval.progress import progress_bar
 
