@@ -317,7 +317,7 @@ async function loadDuplicates() {
           ...g.duplicates.map((d) => member(d.path, body.ids, kindLabel(d), dupExtra(d), `kind-${d.kind}`))));
     });
     // other shots of one scene (burst or video frames, another viewpoint): listed, never quarantined from here
-    const shots = similar.map((g, i) => el("section", { class: "group similar", "aria-label": `similar group ${i + 1}` },
+    const shots = similar.map((g, i) => el("section", { class: "group similar", "aria-label": `similar ${i + 1}` },
       el("div", { class: "group-head" }, el("h2", {}, `Similar ${i + 1} · other shots of ${baseName(g.keep)}`),
         el("span", { class: "note" }, "Not copies: kept")),
       el("div", { class: "strip" }, member(g.keep, body.ids, "kept", "", "kept"),
