@@ -1,5 +1,7 @@
 """Fault injection: random kill -9s during `retr index build`, `retr dedupe --move-to` and `--undo`, two
-writers at once, and garbled or truncated index files; prints runs, failures, tracebacks and files lost.
+writers at once, garbled or truncated index files, and `retr serve` killed during quarantines and undos
+over HTTP and fed hostile uploads under load; prints runs, failures, tracebacks and files lost (and for
+the server: stale catalog rows, answers naming a moved file, peak RSS).
 
 Every run uses the real CLI in its own process group (DataLoader workers die with it). After each kill
 the script recovers the way a person would (run the same command again, or undo) and then checks:
@@ -8,9 +10,18 @@ the script recovers the way a person would (run the same command again, or undo)
   every score is a cosine (|score| <= 1);
 - no output of any run (other than the killed one) holds a Python traceback.
 
-    .venv/bin/python benchmarks/fault_injection.py [--runs 8] [--seed 0] [--db postgresql+psycopg2://...]
+The server scenarios start `retr serve` on 127.0.0.1 (a free port) over an index of the library, kill -9
+its process group at a random moment of a quarantine (or an undo) sent over HTTP, start it again (which
+settles what the kill cut short), and check: no catalog row whose file is gone (stale rows), every file
+in the quarantine has the catalog's record of its move, no file lost, every image keeps its id through
+the undo. Hostile uploads under load: clients search while others send 100-Mpx pictures of 12 KB (with
+and without a box), a body far over the limit, NaN boxes, lone surrogates, a second image field and a
+request whose headers never end; any 500, traceback or wrong top hit is a failure.
 
-Goal (issue 11): 0 files lost, 0 tracebacks, 0 failures.
+    .venv/bin/python benchmarks/fault_injection.py [--runs 8] [--seed 0] [--db postgresql+psycopg2://...]
+        [--only serve]
+
+Goal: 0 files lost, 0 tracebacks, 0 failures, 0 stale catalog rows.
 """
 from __future__ import annotations
 
@@ -43,7 +54,9 @@ class Tally:
     failures: int = 0
     tracebacks: int = 0
     lost: int = 0
+    stale: int = 0  # catalog rows whose file is not on disk (server scenarios)
     notes: list[str] = field(default_factory=list)
+    extra: str = ""  # a figure of the scenario's own (peak RSS, answers naming a moved file)
 
     def fail(self, why: str) -> None:
         self.failures += 1
@@ -250,11 +263,329 @@ def garbled_files(work: Path, runs: int, rng: random.Random) -> Tally:
     return tally
 
 
+# -- `retr serve` -----------------------------------------------------------------------------------------
+
+class Server:
+    """`retr serve` in its own process group on a free loopback port; stderr kept for tracebacks."""
+
+    def __init__(self, index: Path, quarantine: Path, *extra: str):
+        import socket
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(RETR + ["serve", "--index", str(index), "--port", str(self.port),
+                                             "--quarantine", str(quarantine), *extra],
+                                     stdout=subprocess.DEVNULL, stderr=self.err, start_new_session=True)
+        deadline = time.monotonic() + TIMEOUT
+        while self.get("/readyz")[0] != 200:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"retr serve did not start: {self.stderr()[-300:]}")
+            time.sleep(0.1)
+
+    def request(self, method: str, route: str, body: bytes | None = None, headers: dict | None = None,
+                timeout: float = 120) -> tuple[int, bytes]:
+        import urllib.error
+        import urllib.request
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{route}", data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as got:
+                return got.status, got.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            return 0, b""
+
+    def get(self, route: str, timeout: float = 5) -> tuple[int, bytes]:
+        return self.request("GET", route, timeout=timeout)
+
+    def post_json(self, route: str, body: dict) -> tuple[int, dict]:
+        status, data = self.request("POST", route, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        try:
+            return status, json.loads(data) if data else {}
+        except ValueError:
+            return status, {"detail": data[:200].decode("utf-8", "replace")}
+
+    def rss_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+        except (OSError, StopIteration):
+            return 0.0
+
+    def stderr(self) -> str:
+        self.err.seek(0)
+        return self.err.read().decode("utf-8", "backslashreplace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+def _catalog(index: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """(path -> id of every image row, quarantine dest -> source of every recorded move), read-only."""
+    from index.catalog.database import Catalog
+    from index.catalog.quarantine import records
+    catalog = Catalog.for_index(index, mode="read")
+    try:
+        return ({r.path: r.id for r in catalog.image_rows().values()},
+                {r.dest: r.path for r in records(catalog)})
+    finally:
+        catalog.close()
+
+
+def _agreement(index: Path, quarantine: Path, ids: dict[str, int], tally: Tally) -> dict[str, str]:
+    """Stale rows, quarantined files without their record, and ids that changed; the recorded moves."""
+    rows, moves = _catalog(index)
+    tally.stale += sum(not os.path.isfile(p) for p in rows)
+    on_disk = {str(p) for p in quarantine.rglob("*") if p.is_file() and p.suffix != ".jsonl"} \
+        if quarantine.exists() else set()
+    if on_disk != set(moves):
+        tally.fail(f"{len(on_disk ^ set(moves))} quarantined file(s) and catalog records disagree")
+    changed = [p for p, i in rows.items() if ids.get(p) != i]
+    if changed:
+        tally.fail(f"{len(changed)} image(s) changed id, e.g. {changed[0]}")
+    return moves
+
+
+def _traceback(server: Server, tally: Tally) -> None:
+    if "Traceback" in server.stderr():
+        tally.tracebacks += 1
+        tally.fail(f"traceback in retr serve: {server.stderr().strip().splitlines()[-1][:160]}")
+
+
+def killed_server(work: Path, runs: int, rng: random.Random, *, kill_undo: bool) -> Tally:
+    """kill -9 of `retr serve` at a random moment of a quarantine (or an undo) sent over HTTP."""
+    import threading
+    tally = Tally()
+    library, index, quarantine = work / "lib", work / "ix", work / "q"
+    make_library(library)
+    run(["index", "build", str(library), "--index", str(index), "--quiet"], tally)
+    before, ids = contents(library), _catalog(index)[0]
+    server = Server(index, quarantine)
+    try:
+        groups = json.loads(server.get("/api/duplicates", TIMEOUT)[1] or b"{}").get("groups", [])
+        keeps = [g["keep"] for g in groups]
+        start = time.perf_counter()
+        status, moved = server.post_json("/api/duplicates/quarantine", {"keep": keeps[0]})
+        clean = time.perf_counter() - start
+        start = time.perf_counter()
+        server.post_json("/api/duplicates/undo", {"manifest": moved.get("manifest", "")})
+        clean_undo = time.perf_counter() - start
+        for r in range(runs):
+            keep = keeps[r % len(keeps)]
+            if kill_undo:
+                status, moved = server.post_json("/api/duplicates/quarantine", {"keep": keep})
+                if status != 200:
+                    tally.fail(f"quarantine answered {status}: {moved.get('detail')}")
+                    continue
+                call = lambda: server.post_json("/api/duplicates/undo", {"manifest": moved["manifest"]})  # noqa
+                after = rng.uniform(0.1, 1.0) * clean_undo
+            else:
+                call = lambda: server.post_json("/api/duplicates/quarantine", {"keep": keep})  # noqa
+                after = rng.uniform(0.1, 1.0) * clean
+            threading.Thread(target=call, daemon=True).start()
+            time.sleep(after)
+            _traceback(server, tally)
+            server.kill()
+            server = Server(index, quarantine)  # the restart settles what the kill cut short
+            _agreement(index, quarantine, ids, tally)
+            tally.lost += lost(before, contents(library, quarantine))
+            listed = json.loads(server.get("/api/duplicates/quarantine", 60)[1] or b"{}").get("manifests", [])
+            for m in listed:  # a client that never got its answer still finds the manifest, and undoes it
+                status, body = server.post_json("/api/duplicates/undo", {"manifest": m["manifest"]})
+                if status != 200:
+                    tally.fail(f"undo of a listed manifest answered {status}: {body.get('detail')}")
+            if _agreement(index, quarantine, ids, tally):
+                tally.fail("files left in the quarantine after undoing every listed manifest")
+            if contents(library) != before or _catalog(index)[0] != ids:
+                tally.fail("after undo the library or the catalog differs from before")
+            tally.runs += 1
+        _traceback(server, tally)
+    finally:
+        server.kill()
+    return tally
+
+
+def _png_1bit(side: int = 10000) -> bytes:
+    import io
+    out = io.BytesIO()
+    Image.new("1", (side, side)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, dict]:
+    parts = b"".join(b'--BB\r\nContent-Disposition: form-data; name="image"; filename="%s"\r\n'
+                     b"Content-Type: application/octet-stream\r\n\r\n%s\r\n" % (n.encode(), d) for n, d in files)
+    return parts + b"--BB--\r\n", {"Content-Type": "multipart/form-data; boundary=BB"}
+
+
+def _oversized(port: int) -> int:
+    """The status `retr serve` answers to a 1 GiB upload, read while the body is still being sent (as curl
+    does); 0 when no answer came."""
+    import select
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=BB\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (1 << 30))
+        block = b"\0" * (1 << 16)
+        for _ in range((1 << 30) // len(block)):  # bounded
+            if select.select([sock], [], [], 0)[0]:
+                break
+            try:
+                sock.sendall(block)
+            except OSError:
+                break
+        try:
+            head = sock.recv(64)
+        except OSError:
+            return 0
+    return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else 0
+
+
+def hostile_uploads(work: Path, runs: int, rng: random.Random) -> Tally:
+    """Searches under load while hostile uploads arrive; every answer must be a JSON 2xx/4xx, never a 500."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+    tally = Tally()
+    index = work / "ix"
+    run(["index", "build", str(PHOTOS), "--index", str(index), "--quiet"], tally)
+    server = Server(index, work / "q", "--decode-memory-mb", "400", "--max-upload-mb", "20")
+    bomb, photos = _png_1bit(), sorted(PHOTOS.glob("*.jpg"))
+    base, peak, statuses = server.rss_mb(), [0.0], collections.Counter()
+    wrong = [0]
+
+    def normal(i: int) -> None:
+        photo = photos[i % len(photos)]
+        body, headers = _multipart([(photo.name, photo.read_bytes())])
+        status, data = server.request("POST", "/api/search?k=3", body, headers)
+        statuses[status] += 1
+        if status == 200 and Path(json.loads(data)["results"][0]["path"]).name != photo.name:
+            wrong[0] += 1
+
+    def hostile(i: int) -> None:
+        kind = i % 7
+        if kind == 0:
+            body, headers = _multipart([("b.png", bomb)])
+            status, _ = server.request("POST", "/api/search", body, headers)
+        elif kind == 1:
+            body, headers = _multipart([("b.png", bomb)])
+            status, _ = server.request("POST", "/api/search?box=0,0,5000,5000", body, headers)
+        elif kind == 2:  # 1 GiB declared, over a 20 MB limit: the answer comes before the body is sent
+            status = _oversized(server.port)
+        elif kind == 3:
+            status, _ = server.request("GET", "/api/search?id=1&box=nan,0,10,10")
+        elif kind == 4:
+            status, _ = server.request("POST", "/api/duplicates/quarantine", b'{"keep": "\\ud800"}',
+                                       {"Content-Type": "application/json"})
+        elif kind == 5:
+            photo = photos[0].read_bytes()
+            body, headers = _multipart([("a.jpg", photo), ("b.jpg", photo)])
+            status, _ = server.request("POST", "/api/search", body, headers)
+        else:  # headers that never end: the server closes the connection
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                status = 408 if sock.recv(100) == b"" else 200
+        statuses[status] += 1
+
+    def sample(stop) -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], server.rss_mb())
+            time.sleep(0.01)
+    import threading
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample, args=(stop,), daemon=True)
+    sampler.start()
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            for r in range(runs):
+                jobs = [pool.submit(normal, r * 24 + i) for i in range(24)]
+                jobs += [pool.submit(hostile, r * 7 + i) for i in range(7)]
+                for job in jobs:
+                    job.result()
+                tally.runs += 1
+    finally:
+        stop.set()
+        sampler.join()
+        after = server.rss_mb()
+        _traceback(server, tally)
+        server.kill()
+    if statuses[500] or statuses[0]:
+        tally.fail(f"{statuses[500]} answers were 500, {statuses[0]} got no answer")
+    if wrong[0]:
+        tally.fail(f"{wrong[0]} searches under load had a wrong top hit")
+    tally.extra = (f"RSS {base:.0f} MB before, {peak[0]:.0f} MB at peak, {after:.0f} MB after; answers "
+                   + ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items())))
+    return tally
+
+
+def searches_during_quarantines(work: Path, runs: int) -> Tally:
+    """Searches while quarantines and undos cycle: an answer naming a file that had left before the request
+    was even sent is a failure (the file's ctime in the quarantine is the moment it moved)."""
+    import threading
+    tally = Tally()
+    library, index, quarantine = work / "lib", work / "ix", work / "q"
+    make_library(library)
+    run(["index", "build", str(library), "--index", str(index), "--quiet"], tally)
+    ids = _catalog(index)[0]
+    server = Server(index, quarantine)
+    stop, answers, stale, during = threading.Event(), [0], [0], [0]
+
+    def searcher(seed: int) -> None:
+        local = random.Random(seed)
+        id_list = sorted(ids.values())
+        for _ in range(100000):  # bounded
+            if stop.is_set():
+                return
+            sent = time.time()
+            status, data = server.request("GET", f"/api/search?id={local.choice(id_list)}&k=20", timeout=30)
+            if status != 200:
+                continue
+            answers[0] += 1
+            for hit in json.loads(data)["results"]:
+                if not os.path.exists(hit["path"]):
+                    moved = next((p for p in quarantine.rglob(Path(hit["path"]).name)
+                                  if os.path.relpath(hit["path"], library) == os.path.relpath(p, quarantine)), None)
+                    if moved is not None and os.stat(moved).st_ctime < sent - 0.01:
+                        stale[0] += 1
+                    else:
+                        during[0] += 1
+    try:
+        keeps = [g["keep"] for g in json.loads(server.get("/api/duplicates", TIMEOUT)[1])["groups"]]
+        threads = [threading.Thread(target=searcher, args=(i,), daemon=True) for i in range(6)]
+        for t in threads:
+            t.start()
+        for r in range(runs):
+            status, moved = server.post_json("/api/duplicates/quarantine", {"keep": keeps[r % len(keeps)]})
+            if status != 200:
+                tally.fail(f"quarantine answered {status}")
+                continue
+            time.sleep(0.05)
+            if server.post_json("/api/duplicates/undo", {"manifest": moved["manifest"]})[0] != 200:
+                tally.fail("undo failed")
+            tally.runs += 1
+        stop.set()
+        for t in threads:
+            t.join(60)
+        _agreement(index, quarantine, ids, tally)
+        _traceback(server, tally)
+    finally:
+        server.kill()
+    if stale[0]:
+        tally.fail(f"{stale[0]} answers named a file that had moved before the request was sent")
+    tally.extra = (f"{answers[0]} searches during {tally.runs} quarantine/undo cycles: {stale[0]} named a file "
+                   f"moved before the request was sent, {during[0]} one moved while it ran")
+    return tally
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=8, help="runs per scenario")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--db", help="also run the build scenarios on this PostgreSQL catalog URL")
+    ap.add_argument("--only", choices=["serve"], help="run only the server scenarios")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     rows = []
@@ -267,7 +598,14 @@ def main() -> None:
             ("two writers at once (SQLite)", lambda: concurrent_writers(work / "c", max(2, args.runs // 2), [])),
             ("garbled / truncated index files", lambda: garbled_files(work / "g", args.runs * 2, rng)),
         ]
-        if args.db:
+        serve = [
+            ("kill -9 during serve quarantine", lambda: killed_server(work / "sq", args.runs, rng, kill_undo=False)),
+            ("kill -9 during serve undo", lambda: killed_server(work / "su", args.runs, rng, kill_undo=True)),
+            ("hostile uploads under load", lambda: hostile_uploads(work / "h", args.runs, rng)),
+            ("searches during quarantine/undo", lambda: searches_during_quarantines(work / "sd", args.runs * 4)),
+        ]
+        scenarios = serve if args.only == "serve" else scenarios + serve
+        if args.db and args.only != "serve":
             from sqlalchemy import create_engine, text
             def reset_db() -> None:
                 engine = create_engine(args.db)
@@ -283,15 +621,19 @@ def main() -> None:
             tally = fn()
             rows.append((name, tally, time.perf_counter() - start))
             print(f"  {name}: {tally.runs} runs, {tally.failures} failures, {tally.tracebacks} tracebacks, "
-                  f"{tally.lost} files lost ({time.perf_counter() - start:.0f} s)", flush=True)
+                  f"{tally.lost} files lost, {tally.stale} stale rows ({time.perf_counter() - start:.0f} s)",
+                  flush=True)
     print()
-    print(f"{'scenario':40s} {'runs':>5s} {'failures':>9s} {'tracebacks':>11s} {'files lost':>11s}")
+    print(f"{'scenario':40s} {'runs':>5s} {'failures':>9s} {'tracebacks':>11s} {'files lost':>11s} {'stale rows':>11s}")
     for name, t, _ in rows:
-        print(f"{name:40s} {t.runs:5d} {t.failures:9d} {t.tracebacks:11d} {t.lost:11d}")
+        print(f"{name:40s} {t.runs:5d} {t.failures:9d} {t.tracebacks:11d} {t.lost:11d} {t.stale:11d}")
     total = Tally(sum(t.runs for _, t, _ in rows), sum(t.failures for _, t, _ in rows),
-                  sum(t.tracebacks for _, t, _ in rows), sum(t.lost for _, t, _ in rows))
-    print(f"{'total':40s} {total.runs:5d} {total.failures:9d} {total.tracebacks:11d} {total.lost:11d}")
+                  sum(t.tracebacks for _, t, _ in rows), sum(t.lost for _, t, _ in rows),
+                  sum(t.stale for _, t, _ in rows))
+    print(f"{'total':40s} {total.runs:5d} {total.failures:9d} {total.tracebacks:11d} {total.lost:11d} {total.stale:11d}")
     for name, t, _ in rows:
+        if t.extra:
+            print(f"  {name}: {t.extra}")
         for note in t.notes:
             print(f"  {name}: {note}")
 

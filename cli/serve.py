@@ -27,6 +27,9 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
                                                      "queued up while the last one ran).")] = 0.0,
           quarantine: Annotated[str | None, typer.Option("--quarantine", help="Folder duplicates are moved "
                                                          "to (default INDEX/quarantine).")] = None,
+          decode_memory_mb: Annotated[float, typer.Option("--decode-memory-mb", min=16.0, help="Memory the "
+                                                          "pictures being decoded at once may take, in MB; "
+                                                          "an upload that alone needs more is refused.")] = 1024.0,
           device: Device = "auto", runtime: Runtime = "auto", precision: Precision = "f32") -> None:
     """Search the index over HTTP, with a web UI.
 
@@ -42,15 +45,17 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
         import uvicorn
 
         from cli.server.app import ServeOptions, create_app
+        from cli.server.protocol import with_header_timeout
         from retrieval.collection.api import Collection
         opts = ServeOptions(api_key=api_key or None, max_upload=int(max_upload_mb * 1024 * 1024),
                             batching=max_batch > 1, max_batch=max_batch,
                             max_wait=max_wait_ms / 1000,
-                            quarantine_dir=quarantine)
+                            quarantine_dir=quarantine, decode_budget=int(decode_memory_mb * 1024 * 1024))
         app = create_app(lambda: Collection(index, db_url=db, device=device, runtime=runtime, precision=precision,
                                             streams=max_batch > 1), opts)
         if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
             typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "
                        "and quarantine files", err=True)
         typer.echo(f"retr serve: http://{host}:{port}/  (index {index}, pid {os.getpid()})", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                    http=with_header_timeout(), timeout_keep_alive=5)

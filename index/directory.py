@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from index.catalog import quarantine
 from index.catalog.database import CATALOG_FILE, Catalog, Mode
 from index.catalog.schema import Image
 from index.errors import CatalogMissing, RetrError
@@ -53,8 +54,8 @@ class SearchResults:
 
     def __getitem__(self, i: int) -> list[Hit]:
         ids, scores, paths = self.ids[i].tolist(), self.scores[i].tolist(), self.paths[i].tolist()
-        return [Hit(rank=r + 1, id=j, path=p, score=s)
-                for r, (j, s, p) in enumerate(zip(ids, scores, paths)) if j >= 0]
+        hits = [(j, s, p) for j, s, p in zip(ids, scores, paths) if j >= 0 and p is not None]
+        return [Hit(rank=r + 1, id=j, path=p, score=s) for r, (j, s, p) in enumerate(hits)]
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
@@ -116,7 +117,23 @@ class IndexStore:
         except BaseException:
             lock.release()
             raise
-        return cls(index_dir, catalog, manifest, lock=lock)
+        store = cls(index_dir, catalog, manifest, lock=lock)
+        try:
+            store.settle_quarantine()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def settle_quarantine(self) -> None:
+        """Complete or roll back quarantine moves and undos a crash cut short (every writer does this first,
+        so no build embeds again a file whose move is half done); the faiss file then follows the catalog."""
+        if not quarantine.pending(self.catalog):
+            return
+        for note in quarantine.recover(self.catalog):
+            self.note(f"quarantine: {note}")
+        if self.manifest is not None:
+            self.reconcile()
 
     def close(self) -> None:
         try:
@@ -239,6 +256,12 @@ class IndexStore:
                 table[image_id] = path
             self._paths = table
         return self._paths
+
+    def forget(self, image_id: int) -> None:
+        """Answer no more for ``image_id`` (its row left the catalog): searches skip it, ``path_of`` is None."""
+        table = self._path_table()
+        if 0 <= image_id < len(table):
+            table[image_id] = None
 
     def path_of(self, image_id: int) -> str | None:
         """The path of catalog image ``image_id`` when it has a vector, else None (one table lookup)."""

@@ -42,3 +42,15 @@ def write_hint(error: BaseException | str, folder: str | os.PathLike | None = No
         return ("; the catalog file is damaged: restore it from a backup, or start over with "
                 "`retr index build PATH --index NEW_FOLDER`")
     return ""
+
+
+class NotFound(RetrError):
+    """A thing asked for by its id or name is not in the index (an image id, a quarantine manifest)."""
+
+
+class Conflict(RetrError):
+    """The request clashes with the index's state: another writer holds its lock, a file is in the way."""
+
+
+class TooLarge(RetrError):
+    """The input is over a size this process is set to handle (an upload, the memory to decode a picture)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from index.errors import RetrError, write_hint
+from index.errors import Conflict, RetrError, write_hint
 
 LOCK_FILE = ".lock"
 
@@ -30,7 +30,7 @@ def this_process(command: str | None = None) -> str:
 
 
 def _busy(holder: str, what: str) -> RetrError:
-    return RetrError(f"another retr process ({holder or 'pid unknown'}) is writing {what}; wait until it "
+    return Conflict(f"another retr process ({holder or 'pid unknown'}) is writing {what}; wait until it "
                      "finishes (or stop it) and run the command again")
 
 

@@ -123,7 +123,7 @@ class _FileDataset(Dataset):
         path = self.paths[i]
         try:
             data = read_bytes(path)
-            img, width, height = decode_sized(data, draft_size=self.prep.draft_size)
+            img, width, height = decode_sized(data, draft_size=self.prep.draft_size, reduce=True)
             tensor = self.prep.to_uint8(img)
         except ImageLoadError as exc:
             return {"i": i, "error": str(exc), "bytes": None}

@@ -38,6 +38,33 @@ class Image(Base):
     model: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+# Quarantined.state values: a move or an undo in flight, or done (see index/catalog/quarantine.py)
+MOVING, MOVED, RESTORING = "moving", "moved", "restoring"
+
+
+class Quarantined(Base):
+    """An image row taken out of ``images`` by a quarantine move, whole (its id kept, vector included), with
+    where its file went: the catalog's own record of the move, the only thing an undo trusts."""
+
+    __tablename__ = "quarantined"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # the image's own id
+    path: Mapped[str] = mapped_column(String(4096), nullable=False)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    mtime: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    vector: Mapped["builtins.bytes | None"] = mapped_column(LargeBinary, nullable=True)
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    dest: Mapped[str] = mapped_column(String(4096), nullable=False)  # where retr moved the file
+    manifest: Mapped[str] = mapped_column(String(4096), nullable=False, index=True)  # the undo manifest's path
+    state: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    moved_at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
 class ImageHash(Base):
     """A perceptual hash of an image (dedupe). ``bits`` is the packed hash, ``kind`` names the hasher."""
 

@@ -11,19 +11,20 @@ the new files agree with the catalog), while queries already running finish on t
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 import numpy as np
 from PIL import Image
 
 from index.catalog.clusters import latest_members, latest_run
 from index.directory import IndexStore
-from index.errors import RetrError
+from index.errors import NotFound, RetrError
 from index.manifest import MANIFEST_FILE
 from index.regions import RegionIndex
 from retrieval.collection.info import index_info
@@ -217,7 +218,8 @@ class Collection:
             def tensors() -> Any:
                 for i, x in enumerate(images):
                     try:
-                        picture = decode(bytes(x)) if _kind(x) == "bytes" else self._picture(warm, x)
+                        picture = (decode(bytes(x), draft_size=prep.draft_size, reduce=True) if _kind(x) == "bytes"
+                                   else self._picture(warm, x, side=prep.draft_size))
                         tensor = prep.to_uint8(picture)[None]
                     except RetrError as exc:  # ImageLoadError included: the reason, as decoding gives it
                         out[i] = exc
@@ -267,24 +269,28 @@ class Collection:
             return vectors, [], labels
         if "vector" in kinds:
             raise RetrError("numpy vectors cannot be mixed with images, or used with a box or regions")
-        return None, [self._picture(warm, x) for x in items], labels
+        side = None if needs_pixels else warm.embedder.prep.draft_size  # boxes and regions crop full-size pixels
+        return None, [self._picture(warm, x, side=side) for x in items], labels
 
     def _known_id(self, warm: _Warm, image_id: int) -> int:
         if warm.store.path_of(image_id) is None:
-            raise RetrError(f"no image with id {image_id} in the index at {self.dir}")
+            raise NotFound(f"no image with id {image_id} in the index at {self.dir}")
         return image_id
 
-    def _picture(self, warm: _Warm, x: Any) -> Image.Image:
+    def _picture(self, warm: _Warm, x: Any, side: int | None = None) -> Image.Image:
+        """A query as an RGB picture; with ``side`` (whole-image queries) decoded at the smallest scale
+        whose shorter side is still >= it (JPEG draft, a whole-factor reduce for other formats)."""
         kind = _kind(x)
+        reduced = {"draft_size": side, "reduce": side is not None}
         try:
             if kind == "image":
                 return to_rgb(x)
             if kind == "bytes":
-                return decode(bytes(x))
+                return decode(bytes(x), **reduced)
             if kind == "id":
-                return load_image(warm.store.path_of(self._known_id(warm, int(x))))
+                return load_image(warm.store.path_of(self._known_id(warm, int(x))), **reduced)
             check_files([x], "query image")
-            return load_image(x)
+            return load_image(x, **reduced)
         except ImageLoadError as exc:
             raise RetrError(f"cannot read query image {exc}") from exc
 
@@ -349,19 +355,46 @@ class Collection:
             if not groups:
                 raise RetrError(f"no duplicate group keeps {keep}")
             link = CatalogLink(store.catalog, store.manifest.dim if store.manifest else None,
-                               str(Path(store.dir).resolve()))
+                               str(Path(store.dir).resolve()), hold=self._leaving)
             report = move_duplicates(groups, move_to, catalog=link)
             if report.catalog_rows:
                 store.reconcile()
         self.refresh()
         return report
 
+    @contextlib.contextmanager
+    def _leaving(self, image_id: int) -> Iterator[None]:
+        """Around an image's row leaving the catalog: searches wait, then never name it again (the warm
+        index forgets its path until the swap to the rebuilt one)."""
+        with self._search_lock:
+            yield
+            self._warm.store.forget(image_id)
+
     def undo(self, manifest: str | os.PathLike) -> Any:
-        """Reverse a quarantine from its manifest (as `retr dedupe --undo`)."""
+        """Reverse a quarantine from its manifest (as `retr dedupe --undo`): only what this index's catalog
+        recorded moving goes back, each image under its own id."""
         from retrieval.dedupe.run import undo_manifest
         report = undo_manifest(manifest, index_dir=self.dir, db_url=self.db_url)
         self.refresh()
         return report
+
+    def quarantines(self) -> list[dict[str, Any]]:
+        """The manifests whose files are in the quarantine (path, files, moved_at), newest first."""
+        from index.catalog.quarantine import manifests
+        with self._use() as warm:
+            return manifests(warm.store.catalog)
+
+    def settle_quarantine(self) -> list[str]:
+        """Complete or roll back quarantine moves and undos a crash cut short (what was done); nothing to do
+        costs one query. Takes the writer lock only when there is something to settle."""
+        from index.catalog.quarantine import pending
+        with self._use() as warm:
+            if not pending(warm.store.catalog):
+                return []
+        with IndexStore.open(self.dir, self.db_url, mode="write", command="retr serve (recovery)") as store:
+            notes = list(store.repairs)
+        self.refresh()
+        return notes
 
     def clusters(self) -> dict[str, Any] | None:
         """The latest clustering run with its clusters, medoid first; None when there is none."""

@@ -5,6 +5,12 @@ then a ``moved`` line appended (and fsynced) after each move. An interrupted run
 manifest whose ``moved`` lines are exactly the files that moved; ``undo`` also checks the disk, so even a
 crash between a move and its line is reversed correctly.
 
+With an index's catalog, the catalog itself records each move (index.catalog.quarantine): the image's row
+leaves the catalog before its file moves and comes back, under its own id, after an undo moved the file
+back, so a crash at any point leaves the catalog and the disk in agreement once ``recover`` has run. Undo
+then trusts nothing in the manifest file but its name: what moves back, from where to where, and the row
+restored all come from the catalog's record.
+
 Nothing is acted on from a stale picture: right before acting, every kept image must still exist with the
 content it was grouped by, and every duplicate is hashed again and must still hold what was hashed (or
 what the catalog records). A duplicate that is a symlink, that other paths reach too, or that is the very
@@ -13,6 +19,7 @@ file a kept path reaches (a link) is never touched. Each one left alone is a ski
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import os
 import time
@@ -21,8 +28,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from index.catalog import quarantine as recorded
 from index.catalog.database import Catalog
-from index.errors import RetrError
+from index.catalog.schema import MOVED, RESTORING
+from index.errors import NotFound, RetrError
 from retrieval.dedupe.fileops import FileId, file_id, is_direct, move_file, sha256_of
 from retrieval.dedupe.finder import Group, Item
 from retrieval.dedupe.manifest import (MANIFEST_FORMAT, MANIFEST_VERSION, Journal, default_manifest,
@@ -31,13 +40,21 @@ from retrieval.dedupe.manifest import (MANIFEST_FORMAT, MANIFEST_VERSION, Journa
 Mover = Callable[[str, str], Any]
 
 
+def _no_hold(_image_id: int) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
 @dataclasses.dataclass(frozen=True)
 class CatalogLink:
-    """The catalog to keep in step with the disk, and its vector dimension (None: no vectors)."""
+    """The catalog to keep in step with the disk, and its vector dimension (None: no vectors).
+
+    ``hold(image_id)`` wraps the moment an image's row leaves the catalog (a server takes its search lock
+    and forgets the path there, so no answer names a file that is leaving)."""
 
     catalog: Catalog
     dim: int | None = None
     index_dir: str | None = None
+    hold: Callable[[int], contextlib.AbstractContextManager[None]] = _no_hold
 
 
 @dataclasses.dataclass
@@ -47,11 +64,12 @@ class ActionReport:
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, reason)
     manifest: str | None = None
     catalog_rows: int = 0  # rows removed (move, delete) or restored (undo)
+    recovered: list[str] = dataclasses.field(default_factory=list)  # moves and undos a crash cut short, settled
 
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "done": [{"path": s, "to": d} for s, d in self.done],
                 "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "manifest": self.manifest,
-                "catalog_rows": self.catalog_rows}
+                "catalog_rows": self.catalog_rows, "recovered": self.recovered}
 
 
 def _kept_problem(keep: Item) -> str | None:
@@ -150,11 +168,12 @@ def move_duplicates(groups: Sequence[Group], dest: str | Path, *, root: str | No
         raise RetrError(f"{clashes[0]} already exists in the quarantine folder; nothing was moved")
     journal = Journal(Path(manifest) if manifest else default_manifest(dest))
     report.manifest = str(journal.path)
+    recorded_by_catalog = catalog is not None and all(it.id is not None for it, _, _ in plan)
     journal.write({"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "action": "move", "dest": str(dest),
                    "root": root, "created": time.time(),
                    "index": catalog.index_dir if catalog else None},
                   *({"op": "plan", "src": it.path, "dst": d, "keep": k, "sha256": it.sha256,
-                     "row": _row_record(catalog, it)} for it, k, d in plan))
+                     "row": None if recorded_by_catalog else _row_record(catalog, it)} for it, k, d in plan))
     moved_items = []
     try:
         for item, _keep, dst in plan:
@@ -163,18 +182,30 @@ def move_duplicates(groups: Sequence[Group], dest: str | Path, *, root: str | No
                 journal.write({"op": "skipped", "src": item.path, "reason": "no longer exists"})
                 continue
             os.makedirs(os.path.dirname(dst), exist_ok=True)
+            if recorded_by_catalog:
+                with catalog.hold(int(item.id)):  # the row leaves the catalog before the file moves
+                    if not recorded.begin_move(catalog.catalog, int(item.id), dst, str(journal.path)):
+                        report.skipped.append((item.path, "no longer in the catalog; left in place"))
+                        journal.write({"op": "skipped", "src": item.path, "reason": "no longer in the catalog"})
+                        continue
             try:
                 mover(item.path, dst)
             except OSError as exc:
+                if recorded_by_catalog:
+                    recorded.put_back(catalog.catalog, int(item.id))
                 report.skipped.append((item.path, f"cannot move: {exc.strerror or exc}"))
                 journal.write({"op": "failed", "src": item.path, "error": str(exc)})
                 continue
+            if recorded_by_catalog:
+                recorded.set_state(catalog.catalog, int(item.id), MOVED)
+                report.catalog_rows += 1
             journal.write({"op": "moved", "src": item.path})
             moved_items.append(item)
             report.done.append((item.path, dst))
     finally:
         journal.close()
-        report.catalog_rows = _delete_rows(catalog, moved_items)
+        if not recorded_by_catalog:
+            report.catalog_rows = _delete_rows(catalog, moved_items)
     return report
 
 
@@ -213,12 +244,57 @@ def _catalog_rows(plans: Sequence[dict[str, Any]], link: CatalogLink | None, man
     return rows
 
 
+def undo_recorded(manifest: str | Path, catalog: CatalogLink, *, mover: Mover = move_file) -> ActionReport:
+    """Reverse the moves the catalog records for ``manifest`` (its resolved path is all that is read of it):
+    each file goes back from where retr put it, with the content it had, to where it came from (which must
+    be free), and its row returns under its own id."""
+    name = os.path.realpath(manifest)
+    report = ActionReport("undo", manifest=str(manifest))
+    report.recovered = recorded.recover(catalog.catalog)
+    moves = recorded.records(catalog.catalog, manifest=name, states=(MOVED,))
+    if not moves:
+        raise NotFound(f"nothing of {manifest} is in the quarantine by this index's catalog (never moved by "
+                       "retr here, or undone already)")
+    for rec in moves:
+        src, dst = rec.path, rec.dest
+        if os.path.lexists(src):
+            problem = f"{src} exists again; {dst} left in the quarantine"
+        elif not os.path.lexists(dst):
+            problem = f"missing from the quarantine ({dst})"
+        elif not is_direct(dst) or not os.path.isfile(dst):
+            problem = f"{dst} is not a plain file in the quarantine folder (a symbolic link?); left as it is"
+        elif sha256_of(dst) != rec.sha256:
+            problem = f"{dst} does not hold the content that was moved (sha256 differs); left as it is"
+        else:
+            problem = None
+        if problem:
+            report.skipped.append((src, problem))
+            continue
+        recorded.set_state(catalog.catalog, rec.id, RESTORING)
+        try:
+            os.makedirs(os.path.dirname(src), exist_ok=True)
+            mover(dst, src)
+        except OSError as exc:
+            recorded.set_state(catalog.catalog, rec.id, MOVED)
+            report.skipped.append((src, f"cannot move back: {exc.strerror or exc}"))
+            continue
+        if recorded.put_back(catalog.catalog, rec.id) is None:
+            report.skipped.append((src, "moved back, but the catalog already has a row for it (record kept)"))
+            continue
+        report.done.append((dst, src))
+        report.catalog_rows += 1
+    return report
+
+
 def undo(manifest: str | Path, *, catalog: CatalogLink | None = None, mover: Mover = move_file) -> ActionReport:
     """Move quarantined files back and restore their catalog rows; trusts neither the manifest nor the disk.
 
-    Every line is checked before anything moves; a file goes back only from under the quarantine folder
-    (no symlink on the way), with the content the manifest records, to a ``src`` that does not exist.
+    With a catalog, only what it recorded moves back (``undo_recorded``). Without one, every line is checked before
+    anything moves; a file goes back only from under the quarantine folder (no symlink on the way), with the
+    content the manifest records, to a ``src`` that does not exist.
     """
+    if catalog is not None:
+        return undo_recorded(manifest, catalog, mover=mover)
     header, records = read_manifest(manifest)
     dest = header["dest"]
     if not is_direct(dest):

@@ -90,8 +90,8 @@ def dedupe_paths(paths: Sequence[str | Path], opts: DedupeOptions, action: Actio
 def undo_manifest(manifest: str | Path, *, index_dir: str | Path | None = None,
                   db_url: str | None = None) -> ActionReport:
     """Reverse a --move-to run; the catalog rows come back too when its index is known."""
-    header, _ = read_manifest(manifest)
-    index_dir = index_dir or header.get("index")
+    if index_dir is None and db_url is None:  # the manifest's own header names its index, if any
+        index_dir = read_manifest(manifest)[0].get("index")
     if index_dir is None and db_url is None:
         return undo(manifest)
     with IndexStore.open(index_dir, db_url, mode="write") as store:

@@ -7,18 +7,21 @@ from the header and checked before any pixel is decoded or resized.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
+import re
 import stat
+import threading
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from index.errors import RetrError
+from index.errors import RetrError, TooLarge
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO"})
@@ -36,6 +39,10 @@ NOT_UTF8_FOLDER = "folder name is not valid UTF-8; rename it to index what it ho
 
 class ImageLoadError(RetrError):
     """The file is not a usable image; the message is the reason recorded in the catalog."""
+
+
+class DecodeTooLarge(ImageLoadError, TooLarge):
+    """Decoding the picture alone would take more memory than the decoding budget."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,16 +181,92 @@ def check_resize(width: int, height: int, shorter_side: int) -> None:
                              f"{resized / 1e6:,.0f} Mpx; limit {MAX_RESIZED_PIXELS / 1e6:,.0f} Mpx)")
 
 
-def decode(data: bytes, *, draft_size: int | None = None) -> Image.Image:
+def decode(data: bytes, *, draft_size: int | None = None, reduce: bool = False) -> Image.Image:
     """Decode image bytes into an RGB image (EXIF orientation applied, first frame of animations).
 
-    ``draft_size`` lets JPEG decode at a reduced scale whose shorter side is still >= that size.
+    ``draft_size`` lets JPEG decode at a reduced scale whose shorter side is still >= that size; with
+    ``reduce``, any other format is shrunk as well (``Image.reduce``, by a whole factor) right after decoding.
     """
-    return decode_sized(data, draft_size=draft_size)[0]
+    return decode_sized(data, draft_size=draft_size, reduce=reduce)[0]
 
 
-def decode_sized(data: bytes, *, draft_size: int | None = None) -> tuple[Image.Image, int, int]:
-    """Like ``decode``, also returning the full-resolution (width, height) after EXIF orientation."""
+class DecodeBudget:
+    """Caps the bytes of pictures being decoded at once in this process: a decode reserves what it will
+    hold at its peak (estimated from the header, before any pixel is decoded) and waits while others hold
+    the rest; one that would need more than the whole budget is refused. N concurrent decodes can never
+    take more memory than the budget."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.used = capacity, 0
+        self._cond = threading.Condition()
+
+    def resize(self, capacity: int) -> None:
+        with self._cond:
+            self.capacity = capacity
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        with self._cond:
+            if nbytes > self.capacity:
+                raise DecodeTooLarge(f"too large to decode in memory (needs {nbytes / 2**20:,.0f} MiB; the "
+                                     f"decoding budget is {self.capacity / 2**20:,.0f} MiB)")
+            while self.used + nbytes > self.capacity:
+                self._cond.wait()
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= nbytes
+                self._cond.notify_all()
+
+
+DECODE_BUDGET = DecodeBudget(int(float(os.environ.get("RETR_DECODE_MEMORY_MB", 2048)) * 2**20))
+
+# bytes a pixel takes in Pillow's memory (RGB is stored in 4), and what turning a full-size picture of the
+# mode into RGB adds at its peak (to_rgb: 16-bit through a float row block; alpha composited on white)
+_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+_TO_RGB = {"RGB": 0, "1": 4, "L": 4, "P": 16, "I;16": 9, "I;16L": 9, "I;16B": 9, "I;16N": 9, "I": 9, "F": 9,
+           "RGBA": 16, "LA": 16, "PA": 16, "RGBa": 16, "La": 16}
+# modes Image.reduce cannot shrink (palettes, 1-bit, 16-bit) become these first
+_REDUCIBLE = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+
+
+def _reduce_factor(width: int, height: int, side: int | None) -> int:
+    """The whole factor that shrinks the shorter side the most while keeping it >= ``side``."""
+    return max(1, min(width, height) // side) if side else 1
+
+
+def _decode_cost(img: Image.Image, factor: int) -> int:
+    """Peak bytes of decoding ``img`` (opened, drafted, not loaded) and shrinking it by ``factor``."""
+    pixels = img.width * img.height
+    cost = pixels * _BYTES.get(img.mode, 4)
+    if factor >= 2:  # Image.reduce needs some modes converted first (1-bit to 8, palette to RGBA, 16-bit to 32)
+        converted = {"1": 1}.get(img.mode, 4) if img.mode in _REDUCIBLE else 0
+        return cost + pixels * converted + 16 * pixels // (factor * factor)
+    # full size: to RGB, and a turned copy should EXIF say so (not read here: for a PNG it decodes the file)
+    return 2 * cost + pixels * _TO_RGB.get(img.mode, 4)
+
+
+def _shrunk(img: Image.Image, factor: int) -> tuple[Image.Image, str]:
+    """``img`` reduced by ``factor`` (box filter), and the mode it was decoded in (16-bit keeps its scale)."""
+    mode = img.mode
+    if factor < 2:
+        return img, mode
+    if mode in _REDUCIBLE:
+        img = img.convert("RGBA" if mode in ("P", "PA") else _REDUCIBLE[mode])
+    return img.reduce(factor), mode
+
+
+def decode_sized(data: bytes, *, draft_size: int | None = None, reduce: bool = False,
+                 region: tuple[float, float, float, float] | None = None) -> tuple[Image.Image, int, int]:
+    """Like ``decode``, also returning the full-resolution (width, height) after EXIF orientation.
+
+    With ``region`` (a box in full-resolution pixels), the scale is chosen so that the box's shorter side,
+    not the picture's, stays >= ``draft_size``. The decode holds its share of ``DECODE_BUDGET`` until the
+    picture is at its final size.
+    """
     if not data:
         raise ImageLoadError("empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -194,16 +277,23 @@ def decode_sized(data: bytes, *, draft_size: int | None = None) -> tuple[Image.I
                 raise ImageLoadError(f"unsupported image format {img.format}")
             w, h = img.size
             check_size(w, h)
-            if draft_size and img.format == "JPEG":
-                scale = max(1, min(w, h) // draft_size)
+            target = draft_size
+            if draft_size and region is not None:  # the box must keep the model's size once shrunk
+                bw, bh = max(1.0, region[2] - region[0]), max(1.0, region[3] - region[1])
+                target = int(draft_size * min(w, h) / min(bw, bh, min(w, h)))
+            if target and img.format == "JPEG":
+                scale = max(1, min(w, h) // target)
                 if scale >= 2:
                     img.draft("RGB", (w // scale, h // scale))
-            img.load()
-            before = img.size
-            img = ImageOps.exif_transpose(img)
-            if img.size != before and img.size == (before[1], before[0]):
-                w, h = h, w  # rotated by EXIF orientation
-            return to_rgb(img), w, h
+            factor = _reduce_factor(*img.size, target) if reduce else 1
+            with DECODE_BUDGET.reserve(_decode_cost(img, factor)):
+                img.load()
+                img, mode = _shrunk(img, factor)
+                before = img.size
+                img = ImageOps.exif_transpose(img)
+                if img.size != before and img.size == (before[1], before[0]):
+                    w, h = h, w  # rotated by EXIF orientation
+                return to_rgb(img, decoded_as=mode), w, h
         except ImageLoadError:
             raise
         except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -217,24 +307,32 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "not an image (unrecognised format)"
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return f"possible decompression bomb: {text[:160]}"
+        found = re.search(r"\((\d+) pixels\)", text)
+        size = f"{int(found.group(1)):,} pixels; " if found else ""
+        return f"image too large ({size}limit {MAX_PIXELS:,}): possible decompression bomb"
     if "truncated" in text.lower() or isinstance(exc, EOFError):
         return f"truncated or corrupt: {text[:160]}"
     return f"cannot decode: {text[:160]}"
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL mode to 8-bit RGB: 16-bit and float scaled, CMYK converted, transparency on white."""
+def to_rgb(img: Image.Image, *, decoded_as: str | None = None) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: 16-bit and float scaled, CMYK converted, transparency on white.
+    ``decoded_as``: the mode the file was decoded in, when ``img`` was converted since (16-bit keeps
+    its 0-65535 scale after becoming 32-bit to be shrunk)."""
     mode = img.mode
     if mode == "RGB":
         return img
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        if mode in ("I", "F") and arr.max() <= 255:
+        arr = np.asarray(img)
+        source = decoded_as or mode
+        top = 65535.0 if source.startswith("I;16") else max(float(arr.max()), 1.0)
+        if source in ("I", "F") and arr.max() <= 255:
             top = 255.0
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
+        out = np.empty(arr.shape, dtype=np.uint8)
+        rows = max(1, (1 << 22) // max(1, arr.shape[1]))  # a block of rows at a time: float64 for 4 Mpx at most
+        for r in range(0, arr.shape[0], rows):
+            out[r:r + rows] = np.clip(arr[r:r + rows] / top * 255.0 + 0.5, 0, 255)
+        return Image.fromarray(out, "L").convert("RGB")
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
@@ -259,10 +357,10 @@ def check_files(paths: Iterable[str | Path], what: str) -> None:
             raise RetrError(f"cannot read {what} {name}: {NOT_REGULAR}")
 
 
-def load_image(path: str | Path, *, draft_size: int | None = None) -> Image.Image:
+def load_image(path: str | Path, *, draft_size: int | None = None, reduce: bool = False) -> Image.Image:
     """Read and decode one image file into RGB, or raise ImageLoadError naming the file."""
     try:
-        return decode(read_bytes(path), draft_size=draft_size)
+        return decode(read_bytes(path), draft_size=draft_size, reduce=reduce)
     except ImageLoadError as exc:
         raise ImageLoadError(f"{printable_path(os.fspath(path))}: {exc}") from exc
 

@@ -26,7 +26,7 @@ class Tile:
 def thumbnail_uri(path: str | Path, size: int = THUMB, box: Sequence[float] | None = None) -> str | None:
     """A JPEG thumbnail of ``path`` as a data URI (``box`` drawn in red), or None if unreadable."""
     try:
-        img, full_width, _ = decode_sized(read_bytes(path), draft_size=size)
+        img, full_width, _ = decode_sized(read_bytes(path), draft_size=size, reduce=True)
     except ImageLoadError:
         return None
     scale = size / max(img.size)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 
 import numpy as np
 
@@ -33,17 +35,21 @@ class Proposal:
         return dataclasses.replace(self, box=tuple(float(v) for v in box))
 
 
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+MAX_BOX_TEXT = 200  # characters; a box is four numbers, and a longer text is never parsed or echoed whole
+
+
 def parse_box(text: str) -> Box:
-    """``x0,y0,x1,y1`` in query-image pixels."""
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise RetrError(f"bad --box {text!r}: expected x0,y0,x1,y1 in pixels")
+    """``x0,y0,x1,y1`` in query-image pixels: four plain decimal numbers, finite (no NaN, infinity or
+    ``1_0``), x1 > x0 and y1 > y0."""
+    shown = repr(text) if len(text) <= 60 else repr(text[:57]) + "..."
+    parts = text.split(",") if len(text) <= MAX_BOX_TEXT else []
+    values = tuple(float(v) for v in parts if _NUMBER.fullmatch(v.strip()))
+    if len(parts) != 4 or len(values) != 4 or not all(map(math.isfinite, values)):
+        raise RetrError(f"bad --box {shown}: expected x0,y0,x1,y1 in pixels (four finite numbers)")
     x0, y0, x1, y1 = values
     if x1 <= x0 or y1 <= y0:
-        raise RetrError(f"bad --box {text!r}: x1 must exceed x0 and y1 must exceed y0")
+        raise RetrError(f"bad --box {shown}: x1 must exceed x0 and y1 must exceed y0")
     return values  # type: ignore[return-value]
 
 

@@ -269,13 +269,16 @@ def test_drop_and_paste_an_image(page, server):
     shot(page, server, "12-search-pasted")
 
 
+KEY = "s3cret+key/with=odd%chars"  # the UI must send any key as it is
+
+
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory):
     """A server that needs an API key."""
     _need_browser()
     root = tmp_path_factory.mktemp("ui-key")
     build_photo_index(root / "photos", root / "ix", names=["chelsea", "coffee", "brick"])
-    with running(root / "ix", api_key="s3cret-key") as url:
+    with running(root / "ix", api_key=KEY) as url:
         yield {"url": url, "shots": root / "shots"}
 
 
@@ -292,7 +295,7 @@ def test_api_key_prompt(browser, keyed):
     dialog.get_by_role("button", name="Use key").click()
     expect(dialog).to_contain_text("That key was not accepted")
     shot(page, keyed, "14-api-key-refused")
-    dialog.get_by_label("API key").fill("s3cret-key")
+    dialog.get_by_label("API key").fill(KEY)
     dialog.get_by_role("button", name="Use key").click()
     expect(dialog).to_be_hidden()
     expect(page.locator("#info")).to_contain_text("3 images")
@@ -340,3 +343,26 @@ def test_duplicates_page_lists_other_shots_apart(browser, server, tmp_path):
             shot(page, {**server, "shots": server["shots"]}, "9-duplicates-similar")
         finally:
             context.close()
+
+
+def test_api_docs_render_offline_under_the_csp(page, server):
+    """/docs is Swagger UI from the installed package: it renders with nothing fetched from outside and no
+    request refused by the page's Content-Security-Policy."""
+    from playwright.sync_api import expect
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(server["url"] + "/docs")
+    expect(page.get_by_role("heading", name="retr")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("/api/search").first).to_be_visible(timeout=WAIT_MS)
+    shot(page, server, "16-api-docs")
+    assert not refused, refused
+
+
+def test_the_ui_keeps_to_its_csp(page, server):
+    """The search page, results and a drawn box work with no inline style or script refused."""
+    from playwright.sync_api import expect
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(server["url"] + "/#/search?id=1&k=6")
+    expect(page.locator("#results .card").first).to_be_visible(timeout=WAIT_MS)
+    assert not refused, refused

@@ -37,3 +37,27 @@ def serving(index: Path, **options) -> Iterator:
             assert time.monotonic() < deadline, client.get("/readyz").json()
             time.sleep(0.05)
         yield client
+
+
+@contextlib.contextmanager
+def live(app, **config) -> Iterator[int]:
+    """``app`` served by uvicorn on 127.0.0.1 (a free port) in a thread: yields the port."""
+    import socket
+    import threading
+
+    import uvicorn
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(30)

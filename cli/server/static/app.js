@@ -67,11 +67,20 @@ function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.className = v;
+    else if (k === "style") node.style.cssText = v; // CSSOM, which the page's CSP allows (a style attribute it refuses)
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else if (v !== null && v !== undefined) node.setAttribute(k, v);
   }
   for (const c of children) if (c !== null && c !== undefined) node.append(c);
   return node;
+}
+
+// a permalink's k may be one the list does not offer: add it (a select set to a missing value reads "")
+function setK(k) {
+  const select = $("k");
+  if (!/^[0-9]{1,4}$/.test(k)) return;
+  if (![...select.options].some((o) => o.value === k)) select.append(new Option(k, k));
+  select.value = k;
 }
 
 function setStatus(id, text, loading = false) {
@@ -101,7 +110,7 @@ function route() {
   if (params.has("id")) {
     state.file = null;
     state.id = Number(params.get("id"));
-    if (params.has("k")) $("k").value = params.get("k");
+    if (params.has("k")) setK(params.get("k"));
     state.box = params.has("box") ? params.get("box").split(",").map(Number) : null;
     $("regions").checked = params.get("regions") === "1";
     showQuery(`/api/images/${state.id}`, `catalog image ${state.id}`);
