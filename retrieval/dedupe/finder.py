@@ -179,27 +179,46 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
                     feats: Sequence[Any] | None = None, workers: int | None = None,
                     progress: bool = False) -> DedupeResult:
     """Duplicate groups among ``items`` (``codes[k]``: the packed hash of ``items[k]``; ``feats[k]``: its
-    retrieval.dedupe.features.Features, needed to verify). ``vectors`` (L2-normalised) belong to the
-    positions ``vector_rows`` (all positions when None)."""
+    retrieval.dedupe.features.Features, computed now when verifying without them). ``vectors``
+    (L2-normalised) belong to the positions ``vector_rows`` (all positions when None)."""
     opts = opts.validated()
-    if opts.verify and feats is None:  # a caller without a collection's features: computed now
-        from retrieval.dedupe.features import FeatureJob, compute_features
-        feats = compute_features([it.path for it in items], FeatureJob(opts.hash, int(opts.hash_size)),
-                                 workers=workers, progress=progress)
-    if len(codes) != len(items) or (opts.verify and len(feats) != len(items)):
-        raise ValueError(f"{len(items)} items but {len(codes)} hash codes"
-                         + ("" if feats is None else f" and {len(feats)} features"))
     items = list(items)
-    if opts.verify:
+    feats = _features(items, codes, feats, opts, workers, progress)
+    if feats is not None:
         items = [dataclasses.replace(it, camera=f.camera) for it, f in zip(items, feats)]
     cand = find_candidates([it.sha256 for it in items], codes, opts,
-                           thumbs=np.stack([f.thumb for f in feats]) if opts.verify and items else None,
-                           descriptors=[f.descriptors for f in feats] if opts.verify else None,
+                           thumbs=np.stack([f.thumb for f in feats]) if feats else None,
+                           descriptors=[f.descriptors for f in feats] if feats else None,
                            vectors=vectors, vector_rows=vector_rows)
-    low = low_information(feats) if opts.verify else {}
+    low = low_information(feats) if feats else {}
     rank = keep_rank(items, opts)
     links, checked = verification(cand, codes, feats, low, rank, opts, workers=workers, progress=progress)
     return grouping(items, links, low, rank, checked, opts, errors, aliases)
+
+
+def _features(items: list[Item], codes: np.ndarray, feats: Sequence[Any] | None, opts: DedupeOptions,
+              workers: int | None, progress: bool) -> list[Any] | None:
+    """The features verification needs (None without verification), checked against the items."""
+    if len(codes) != len(items):
+        raise ValueError(f"{len(items)} items but {len(codes)} hash codes")
+    if not opts.verify:
+        return None
+    if feats is None:  # a caller without a collection's features
+        from retrieval.dedupe.features import FeatureJob, compute_features
+        feats = compute_features([it.path for it in items], FeatureJob(opts.hash, int(opts.hash_size)),
+                                 workers=workers, progress=progress)
+    if len(feats) != len(items):
+        raise ValueError(f"{len(items)} items but {len(feats)} features")
+    return list(feats)
+
+
+def edges_of(pairs) -> dict[int, set[int]]:
+    """Adjacency (both ways) of (a, b) pairs."""
+    out: dict[int, set[int]] = {}
+    for a, b in pairs:
+        out.setdefault(a, set()).add(b)
+        out.setdefault(b, set()).add(a)
+    return out
 
 
 def keep_rank(items: Sequence[Item], opts: DedupeOptions) -> np.ndarray:
@@ -233,15 +252,9 @@ def verification(cand: Candidates, codes: np.ndarray, feats: Sequence[Any] | Non
                         else Link(Reason.EMBEDDING, cand.cosine[p]))
     if not opts.verify:
         return links, 0
-    nbrs: dict[int, set[int]] = {}
-    for a, b in cand.signals:
-        if a not in low and b not in low and (a, b) not in cand.exact \
-                and _worth(cand, feats, codes, (a, b)):
-            nbrs.setdefault(a, set()).add(b)
-            nbrs.setdefault(b, set()).add(a)
-    for p in cand.exact:  # a byte-identical image is taken with its twin: it needs no other check
-        for x, y in (p, p[::-1]):
-            nbrs.setdefault(x, set()).add(y)
+    # a byte-identical image is taken with its twin: that pair needs no other check
+    nbrs = edges_of([p for p in cand.signals if p[0] not in low and p[1] not in low
+                     and (p in cand.exact or _worth(cand, feats, codes, p))])
     return _star_order(nbrs, links, codes, feats, rank, opts, workers=workers, progress=progress)
 
 
@@ -260,44 +273,54 @@ def _star_order(nbrs: dict[int, set[int]], links: dict[Pair, Link], codes: np.nd
                 progress: bool) -> tuple[dict[Pair, Link], int]:
     """Verify, a wave of WAVE images at a time in keep-policy order, each untaken image against its untaken
     neighbours, then the images its new duplicates reach against it (never duplicate against duplicate)."""
-    from retrieval.dedupe.verify import verify_pairs
     from retrieval.progress import progress_bar
-    taken: set[int] = set()
-    done: dict[Pair, Any] = {}
     order = [k for k in np.argsort(rank, kind="stable").tolist() if k in nbrs]
-    th = opts.thresholds()
-
-    def run(pairs: list[Pair]) -> None:
-        todo = sorted({p for p in pairs if p not in done and p not in links})
-        for p, v in zip(todo, verify_pairs(todo, feats, thresholds=th, workers=workers)):
-            done[p] = v
-            if v.reason.links or v.reason == Reason.UNTEXTURED:
-                links[p] = Link(v.reason, hamming_of(codes, *p),
-                                v.inliers if v.reason in (Reason.VERIFIED, Reason.OTHER_SHOT) else None)
-
-    def copy(p: Pair) -> bool:
-        return p in links and links[p].reason.kind in (Kind.EXACT, Kind.COPY)
-
+    walk = _StarWalk(nbrs, links, codes, feats, opts.thresholds(), workers)
     with progress_bar(len(order), desc="verifying", enabled=progress) as bar:
         for start in range(0, len(order), WAVE):
-            wave = [a for a in order[start:start + WAVE] if a not in taken]
-            run([_pair(a, b) for a in wave for b in nbrs[a] if b not in taken])
-            stars: list[tuple[int, list[int]]] = []
-            for a in wave:
-                if a in taken:
-                    continue
-                dups = [b for b in nbrs[a] if b not in taken and copy(_pair(a, b))]
-                taken.add(a)
-                taken.update(dups)
-                stars.append((a, dups))
-            # images a new duplicate reaches, that its kept image did not: verified against the kept image
-            reach = [(a, c) for a, dups in stars for b in dups for c in nbrs[b] if c not in taken and c not in nbrs[a]]
-            run([_pair(a, c) for a, c in reach])
-            for a, c in reach:
-                if c not in taken and copy(_pair(a, c)):
-                    taken.add(c)
+            walk.wave(order[start:start + WAVE])
             bar.update(len(order[start:start + WAVE]))
-    return links, len(done)
+    return links, len(walk.done)
+
+
+class _StarWalk:
+    """The state of verification in star order: links found, pairs matched, images taken into a group."""
+
+    def __init__(self, nbrs: dict[int, set[int]], links: dict[Pair, Link], codes: np.ndarray,
+                 feats: Sequence[Any], thresholds: Any, workers: int | None):
+        self.nbrs, self.links, self.codes, self.feats = nbrs, links, codes, feats
+        self.thresholds, self.workers = thresholds, workers
+        self.taken: set[int] = set()
+        self.done: set[Pair] = set()
+
+    def run(self, pairs: list[Pair]) -> None:
+        """Match the pairs not matched yet, over all cores; record each link (and each untextured pair)."""
+        from retrieval.dedupe.verify import verify_pairs
+        todo = sorted({p for p in pairs if p not in self.done and p not in self.links})
+        for p, v in zip(todo, verify_pairs(todo, self.feats, thresholds=self.thresholds, workers=self.workers)):
+            self.done.add(p)
+            if v.reason.links or v.reason == Reason.UNTEXTURED:
+                self.links[p] = Link(v.reason, hamming_of(self.codes, *p),
+                                     v.inliers if v.reason in (Reason.VERIFIED, Reason.OTHER_SHOT) else None)
+
+    def copy(self, a: int, b: int) -> bool:
+        link = self.links.get(_pair(a, b))
+        return link is not None and link.reason.kind in (Kind.EXACT, Kind.COPY)
+
+    def wave(self, images: list[int]) -> None:
+        wave = [a for a in images if a not in self.taken]
+        self.run([_pair(a, b) for a in wave for b in self.nbrs[a] if b not in self.taken])
+        stars = []
+        for a in wave:
+            if a not in self.taken:
+                dups = [b for b in self.nbrs[a] if b not in self.taken and self.copy(a, b)]
+                self.taken.update([a, *dups])
+                stars.append((a, dups))
+        # images a new duplicate reaches, that its kept image did not: verified against the kept image
+        reach = [(a, c) for a, dups in stars for b in dups for c in self.nbrs[b]
+                 if c not in self.taken and c not in self.nbrs[a]]
+        self.run([_pair(a, c) for a, c in reach])
+        self.taken.update(c for a, c in reach if self.copy(a, c))
 
 
 def _pair(a: int, b: int) -> Pair:
@@ -308,39 +331,37 @@ def grouping(items: Sequence[Item], links: dict[Pair, Link], low: dict[int, str]
              opts: DedupeOptions, errors: Sequence[tuple[str, str]] = (),
              aliases: Sequence[tuple[str, str]] = ()) -> DedupeResult:
     """Stage 3: star groups of copies around the kept image, then similar groups of the kept images."""
-    copy_edges: dict[int, set[int]] = {}
-    for (a, b), link in links.items():
-        if link.reason.kind in (Kind.EXACT, Kind.COPY):
-            copy_edges.setdefault(a, set()).add(b)
-            copy_edges.setdefault(b, set()).add(a)
+    copies = sorted(p for p, link in links.items() if link.reason.kind in (Kind.EXACT, Kind.COPY))
     # verification checked every pair a star needs (an image a duplicate reaches against the kept image
     # too), so stars over its copy links are the groups it built
-    stars = star_groups(len(items), copy_edges, rank)
-    groups = [_group(items, keep, dups, links) for keep, dups in stars]
-    groups.sort(key=lambda g: g.keep.path)
-    rep = np.arange(len(items))
-    for keep, dups in stars:
-        rep[dups] = keep
-    shot_links: dict[Pair, Link] = {}
-    for (a, b), link in links.items():
-        if link.reason == Reason.OTHER_SHOT and rep[a] != rep[b]:
-            p = _pair(int(rep[a]), int(rep[b]))
-            if p not in shot_links or (link.inliers or 0) > (shot_links[p].inliers or 0):
-                shot_links[p] = link
-    shot_edges: dict[int, set[int]] = {}
-    for a, b in shot_links:
-        shot_edges.setdefault(a, set()).add(b)
-        shot_edges.setdefault(b, set()).add(a)
-    similar = [_group(items, keep, dups, shot_links) for keep, dups in star_groups(len(items), shot_edges, rank)]
-    similar.sort(key=lambda g: g.keep.path)
+    stars = star_groups(len(items), edges_of(copies), rank)
+    groups = sorted((_group(items, keep, dups, links) for keep, dups in stars), key=lambda g: g.keep.path)
+    shot_links = _shot_links(links, stars, len(items))
+    similar = sorted((_group(items, keep, dups, shot_links)
+                      for keep, dups in star_groups(len(items), edges_of(shot_links), rank)),
+                     key=lambda g: g.keep.path)
     unverified = sorted((Unverified(items[a], items[b], int(link.distance), UNTEXTURED)
                          for (a, b), link in links.items() if link.reason == Reason.UNTEXTURED),
                         key=lambda u: (u.a.path, u.b.path))
     low_info = sorted((LowInfo(items[k], r) for k, r in low.items()), key=lambda x: x.item.path)
-    copies = sorted(p for p, link in links.items() if link.reason.kind in (Kind.EXACT, Kind.COPY))
     return DedupeResult(len(items), groups, opts, list(errors), list(aliases), low_info, unverified, checked,
                         [(items[a].path, items[b].path) for a, b in copies], similar,
                         [(items[a].path, items[b].path) for a, b in sorted(shot_links)])
+
+
+def _shot_links(links: dict[Pair, Link], stars: list[tuple[int, list[int]]], n: int) -> dict[Pair, Link]:
+    """Other-shot links between the kept images of different copy groups (each image stands for its group;
+    the strongest link per pair of groups)."""
+    rep = np.arange(n)
+    for keep, dups in stars:
+        rep[dups] = keep
+    out: dict[Pair, Link] = {}
+    for (a, b), link in links.items():
+        if link.reason == Reason.OTHER_SHOT and rep[a] != rep[b]:
+            p = _pair(int(rep[a]), int(rep[b]))
+            if p not in out or (link.inliers or 0) > (out[p].inliers or 0):
+                out[p] = link
+    return out
 
 
 def _group(items: Sequence[Item], keep: int, dups: Sequence[int], links: dict[Pair, Link]) -> Group:
