@@ -150,7 +150,11 @@ def verify(a: Features, b: Features, th: VerifyThresholds = DEFAULT_THRESHOLDS) 
 
 
 def _distinct(points: np.ndarray) -> int:
-    return len(np.unique(np.round(points).astype(np.int32), axis=0)) if len(points) else 0
+    """Distinct points once rounded to whole pixels (one key per point: a 1-D unique is 10x one by rows)."""
+    if not len(points):
+        return 0
+    r = np.round(points).astype(np.int64)
+    return len(np.unique(r[:, 0] * 1_000_003 + r[:, 1]))
 
 
 def _spread_ok(cover: float, a: Features, b: Features, model: np.ndarray) -> bool:
