@@ -61,8 +61,9 @@ def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
     by_byte = np.ascontiguousarray(desc.T)
     del desc
     n = len(descriptors)
-    pair_keys, pair_weights = [], []
+    uniq, votes = np.zeros(0, np.int64), np.zeros(0)
     for t in range(tables):
+        pair_keys, pair_weights = [uniq], [votes]
         # one entry per (bucket, image): an image voting twice in one bucket is one vote
         code = np.sort(_bucket_keys(by_byte, table_bits[t]) * n + owner)
         code = code[np.r_[True, code[1:] != code[:-1]]]
@@ -75,10 +76,13 @@ def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
             a, b = np.triu_indices(size, 1)
             pair_keys.append((members[:, a] * n + members[:, b]).ravel())
             pair_weights.append(np.full(len(first) * len(a), 1.0 / (size - 1)))
-    if not pair_keys:
+        del code, bucket, img
+        # summed table by table: memory follows the distinct pairs, not every table's pairs at once
+        uniq, inverse = _unique_sorted(np.concatenate(pair_keys))
+        votes = np.bincount(inverse, weights=np.concatenate(pair_weights), minlength=len(uniq))
+        del pair_keys, pair_weights, inverse
+    if not len(uniq):
         return empty
-    uniq, inverse = _unique_sorted(np.concatenate(pair_keys))
-    votes = np.bincount(inverse, weights=np.concatenate(pair_weights))
     a, b = uniq // n, uniq % n
     sizes = np.array([min(len(d), top) for d in descriptors], np.float64)
     votes = votes - tables * sizes[a] * sizes[b] / float(1 << bits)  # unrelated descriptors share buckets too
