@@ -93,6 +93,17 @@ class ImageFeature(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
+class DedupeCache(Base):
+    """What a dedupe run can reuse next time, as one compressed blob per ``key``: the verdicts of pairs of
+    file contents already verified, and the result of a run over an unchanged catalog."""
+
+    __tablename__ = "dedupe_cache"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
 class Region(Base):
     """A region of an image (detector/segmenter crop, annotation, grid window) with its vector."""
 

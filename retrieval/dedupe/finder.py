@@ -176,11 +176,12 @@ def low_information(feats: Sequence[Any]) -> dict[int, str]:
 def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,
                     vectors: np.ndarray | None = None, vector_rows: np.ndarray | None = None,
                     errors: Sequence[tuple[str, str]] = (), aliases: Sequence[tuple[str, str]] = (), *,
-                    feats: Sequence[Any] | None = None, workers: int | None = None,
-                    progress: bool = False) -> DedupeResult:
+                    feats: Sequence[Any] | None = None, verdicts: dict[str, list] | None = None,
+                    workers: int | None = None, progress: bool = False) -> DedupeResult:
     """Duplicate groups among ``items`` (``codes[k]``: the packed hash of ``items[k]``; ``feats[k]``: its
     retrieval.dedupe.features.Features, computed now when verifying without them). ``vectors``
-    (L2-normalised) belong to the positions ``vector_rows`` (all positions when None)."""
+    (L2-normalised) belong to the positions ``vector_rows`` (all positions when None). ``verdicts`` (pair of
+    file contents -> [reason, inliers]) are reused and filled in: only pairs it lacks are matched."""
     opts = opts.validated()
     items = list(items)
     feats = _features(items, codes, feats, opts, workers, progress)
@@ -192,7 +193,8 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
                            vectors=vectors, vector_rows=vector_rows)
     low = low_information(feats) if feats else {}
     rank = keep_rank(items, opts)
-    links, checked = verification(cand, codes, feats, low, rank, opts, workers=workers, progress=progress)
+    links, checked = verification(cand, codes, feats, low, rank, opts, verdicts=verdicts,
+                                  contents=[it.sha256 for it in items], workers=workers, progress=progress)
     return grouping(items, links, low, rank, checked, opts, errors, aliases)
 
 
@@ -237,7 +239,8 @@ class Link:
 
 
 def verification(cand: Candidates, codes: np.ndarray, feats: Sequence[Any] | None, low: dict[int, str],
-                 rank: np.ndarray, opts: DedupeOptions, *, workers: int | None = None,
+                 rank: np.ndarray, opts: DedupeOptions, *, verdicts: dict[str, list] | None = None,
+                 contents: Sequence[str | None] = (), workers: int | None = None,
                  progress: bool = False) -> tuple[dict[Pair, Link], int]:
     """Stage 2: the link (exact, copy, other shot; or untextured) of each candidate pair that grouping needs,
     and how many pairs were matched with local features."""
@@ -255,7 +258,8 @@ def verification(cand: Candidates, codes: np.ndarray, feats: Sequence[Any] | Non
     # a byte-identical image is taken with its twin: that pair needs no other check
     nbrs = edges_of([p for p in cand.signals if p[0] not in low and p[1] not in low
                      and (p in cand.exact or _worth(cand, feats, codes, p))])
-    return _star_order(nbrs, links, codes, feats, rank, opts, workers=workers, progress=progress)
+    walk = _StarWalk(nbrs, links, codes, feats, opts.thresholds(), workers, verdicts, contents)
+    return _star_order(walk, rank, progress=progress)
 
 
 def _worth(cand: Candidates, feats: Sequence[Any], codes: np.ndarray, p: Pair) -> bool:
@@ -268,40 +272,56 @@ def _worth(cand: Candidates, feats: Sequence[Any], codes: np.ndarray, p: Pair) -
             or hamming_of(codes, *p) <= SURE_HASH)
 
 
-def _star_order(nbrs: dict[int, set[int]], links: dict[Pair, Link], codes: np.ndarray, feats: Sequence[Any],
-                rank: np.ndarray, opts: DedupeOptions, *, workers: int | None,
-                progress: bool) -> tuple[dict[Pair, Link], int]:
+def _star_order(walk: "_StarWalk", rank: np.ndarray, *, progress: bool) -> tuple[dict[Pair, Link], int]:
     """Verify, a wave of WAVE images at a time in keep-policy order, each untaken image against its untaken
     neighbours, then the images its new duplicates reach against it (never duplicate against duplicate)."""
     from retrieval.progress import progress_bar
-    order = [k for k in np.argsort(rank, kind="stable").tolist() if k in nbrs]
-    walk = _StarWalk(nbrs, links, codes, feats, opts.thresholds(), workers)
+    order = [k for k in np.argsort(rank, kind="stable").tolist() if k in walk.nbrs]
     with progress_bar(len(order), desc="verifying", enabled=progress) as bar:
         for start in range(0, len(order), WAVE):
             walk.wave(order[start:start + WAVE])
             bar.update(len(order[start:start + WAVE]))
-    return links, len(walk.done)
+    return walk.links, len(walk.done)
 
 
 class _StarWalk:
     """The state of verification in star order: links found, pairs matched, images taken into a group."""
 
     def __init__(self, nbrs: dict[int, set[int]], links: dict[Pair, Link], codes: np.ndarray,
-                 feats: Sequence[Any], thresholds: Any, workers: int | None):
+                 feats: Sequence[Any], thresholds: Any, workers: int | None,
+                 verdicts: dict[str, list] | None = None, contents: Sequence[str | None] = ()):
         self.nbrs, self.links, self.codes, self.feats = nbrs, links, codes, feats
         self.thresholds, self.workers = thresholds, workers
+        self.verdicts, self.contents = verdicts, contents
         self.taken: set[int] = set()
         self.done: set[Pair] = set()
 
+    def _key(self, p: Pair) -> str | None:
+        if self.verdicts is None or not self.contents[p[0]] or not self.contents[p[1]]:
+            return None
+        return "|".join(sorted((self.contents[p[0]], self.contents[p[1]])))
+
+    def _record(self, p: Pair, reason: Reason, inliers: int | None) -> None:
+        self.done.add(p)
+        if reason.links or reason == Reason.UNTEXTURED:
+            self.links[p] = Link(reason, hamming_of(self.codes, *p),
+                                 inliers if reason in (Reason.VERIFIED, Reason.OTHER_SHOT) else None)
+
     def run(self, pairs: list[Pair]) -> None:
-        """Match the pairs not matched yet, over all cores; record each link (and each untextured pair)."""
+        """Decide the pairs not decided yet: from the stored verdicts, else matched over all cores; record
+        each link (and each untextured pair)."""
         from retrieval.dedupe.verify import verify_pairs
-        todo = sorted({p for p in pairs if p not in self.done and p not in self.links})
+        todo = []
+        for p in sorted({p for p in pairs if p not in self.done and p not in self.links}):
+            known = self.verdicts.get(self._key(p)) if self._key(p) else None
+            if known is None:
+                todo.append(p)
+            else:
+                self._record(p, Reason(known[0]), known[1])
         for p, v in zip(todo, verify_pairs(todo, self.feats, thresholds=self.thresholds, workers=self.workers)):
-            self.done.add(p)
-            if v.reason.links or v.reason == Reason.UNTEXTURED:
-                self.links[p] = Link(v.reason, hamming_of(self.codes, *p),
-                                     v.inliers if v.reason in (Reason.VERIFIED, Reason.OTHER_SHOT) else None)
+            self._record(p, v.reason, v.inliers)
+            if self._key(p):
+                self.verdicts[self._key(p)] = [v.reason.value, v.inliers]
 
     def copy(self, a: int, b: int) -> bool:
         link = self.links.get(_pair(a, b))

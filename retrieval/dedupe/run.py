@@ -44,6 +44,66 @@ def _find(col: Collection, opts: DedupeOptions, workers: int | None = None, prog
                            feats=col.feats, workers=workers, progress=progress)
 
 
+PIPELINE = "kinds-v1"  # what a stored result was made by: changes with the candidate and verification rules
+
+
+def _find_stored(store: IndexStore, opts: DedupeOptions, workers: int | None, progress: bool) -> DedupeResult:
+    """An index's duplicates, reusing what earlier runs stored: the whole result when neither the catalog
+    nor the options changed; else the verdicts of every pair of file contents already matched (so a run
+    after new images matches only the pairs they bring)."""
+    import hashlib
+    import json
+    from index.catalog.dedupe_cache import forget_cached, load_cached, store_cached
+    from retrieval.dedupe.features import RECIPE
+    opts = opts.validated()
+    if not opts.verify or opts.embeddings:  # vectors can change under an unchanged file: nothing reused
+        return _find(from_index(store, opts, workers=workers, progress=progress), opts, workers, progress)
+    rows = sorted((r.id, r.path, r.sha256, r.bytes, r.width, r.height, r.mtime, r.status)
+                  for r in store.catalog.image_rows().values())
+    setting = json.dumps([PIPELINE, RECIPE, dataclasses.asdict(opts)], sort_keys=True)
+    run_key = "run:" + hashlib.sha256(json.dumps([setting, rows]).encode()).hexdigest()
+    memo = load_cached(store.catalog, run_key)
+    if memo is not None:
+        return _result_from(memo, store, opts)
+    pairs_key = "pairs:" + hashlib.sha256(setting.encode()).hexdigest()
+    verdicts = load_cached(store.catalog, pairs_key) or {}
+    col = from_index(store, opts, workers=workers, progress=progress)
+    result = find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors, col.aliases,
+                             feats=col.feats, verdicts=verdicts, workers=workers, progress=progress)
+    store_cached(store.catalog, pairs_key, verdicts)
+    forget_cached(store.catalog, "run:")  # one stored result: the latest
+    store_cached(store.catalog, run_key, {"json": result.to_json(), "links": result.links,
+                                          "similar_links": result.similar_links, "errors": result.errors,
+                                          "verified_pairs": result.verified_pairs,
+                                          "camera": {it.path: it.camera for g in result.groups + result.similar
+                                                     for it in (g.keep, *(d.item for d in g.duplicates))}})
+    return result
+
+
+def _result_from(memo: dict[str, Any], store: IndexStore, opts: DedupeOptions) -> DedupeResult:
+    """A stored result, its images read from the catalog again (and their aliases from the disk)."""
+    from retrieval.dedupe.collection import fold_aliases
+    from retrieval.dedupe.finder import Group, LowInfo, Unverified
+    rows = store.catalog.image_rows()
+    camera = memo["camera"]
+    every = [Item(r.id, r.path, r.sha256, r.bytes, r.width, r.height, r.mtime, camera=camera.get(r.path))
+             for r in rows.values()]
+    _, items, aliases = fold_aliases(every)
+    by_path = {**{it.path: it for it in every}, **{it.path: it for it in items}}  # with today's aliases
+
+    def group(g: dict[str, Any]) -> Group:
+        return Group(by_path[g["keep"]], tuple(Duplicate(by_path[d["path"]], d["distance"], Reason(d["reason"]),
+                                                         d["inliers"]) for d in g["duplicates"]))
+    data = memo["json"]
+    return DedupeResult(data["n_images"], [group(g) for g in data["groups"]], opts,
+                        [tuple(e) for e in memo["errors"]], aliases,
+                        [LowInfo(by_path[x["path"]], x["reason"]) for x in data["low_information"]],
+                        [Unverified(by_path[u["paths"][0]], by_path[u["paths"][1]], u["distance"], u["reason"])
+                         for u in data["unverified"]], memo["verified_pairs"],
+                        [tuple(p) for p in memo["links"]], [group(g) for g in data["similar"]],
+                        [tuple(p) for p in memo["similar_links"]])
+
+
 def _act(result: DedupeResult, action: Action, link: CatalogLink | None, root: str | None) -> ActionReport | None:
     groups = result.acted_on(action.include_similar)
     if action.move_to:
@@ -64,7 +124,7 @@ def dedupe_index(index_dir: str | Path, opts: DedupeOptions, action: Action = Ac
     action.check()
     acts = bool(action.move_to or action.delete)  # an action writes the catalog: it takes the writer lock
     with IndexStore.open(index_dir, db_url, mode="write" if acts else "read") as store:
-        result = _find(from_index(store, opts, workers=workers, progress=progress), opts, workers, progress)
+        result = _find_stored(store, opts, workers, progress)
         report = _act(result, action, _store_link(store), None)
         if report is not None and report.catalog_rows:
             store.reconcile()  # the faiss file follows the catalog

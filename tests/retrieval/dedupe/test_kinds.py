@@ -114,14 +114,20 @@ def test_the_catalog_keeps_features_for_the_next_run_and_check_says_the_kind(sce
     files = {p.stem: p for p in scene.glob("*.jpg")}
     idx = catalog_index(tmp_path, files)  # every file but one named "astro_q40": here, all four
     import retrieval.dedupe.features as F
-    made = []
-    real = F.features_of
+    import retrieval.dedupe.verify as V
+    made, matched = [], []
+    real, real_pairs = F.features_of, V.verify_pairs
     monkeypatch.setattr(F, "features_of", lambda p, job=F.FeatureJob(): made.append(p) or real(p, job))
+    monkeypatch.setattr(V, "verify_pairs", lambda pairs, feats, **kw: matched.append(
+        sorted(tuple(sorted((feats[a].path, feats[b].path))) for a, b in pairs)) or real_pairs(pairs, feats, **kw))
     first, _ = dedupe_index(idx, DedupeOptions(keep="first"), workers=1)
     assert len(made) == 4 and feature_counts(Catalog.for_index(idx)) == {RECIPE: 4}
+    assert sum(map(len, matched)) == first.verified_pairs >= 2
+    matched.clear()
     second, _ = dedupe_index(idx, DedupeOptions(keep="first"), workers=1)
-    assert len(made) == 4  # nothing decoded again: the stored features were reused
+    assert len(made) == 4 and not matched  # nothing decoded or matched again: the stored result was reused
     assert second.to_json() == first.to_json() and first.n_similar == 1
+    assert [d.item.id for d in second.groups[0].duplicates] == [d.item.id for d in first.groups[0].duplicates]
 
     extra = tmp_path / "extra.jpg"
     shutil.copyfile(scene / "left_copy.jpg", extra)
@@ -132,6 +138,8 @@ def test_the_catalog_keeps_features_for_the_next_run_and_check_says_the_kind(sce
     third, _ = dedupe_index(idx, DedupeOptions(keep="first"), workers=1)
     assert made[4:] == [str(extra)]  # only the new image
     assert third.n_duplicates == 3
+    # an exact twin of a stored image: its pairs' verdicts are known by content, nothing is matched again
+    assert all(str(extra) in pair for batch in matched for pair in batch) or not any(matched)
 
     right = check_image(scene / "right.jpg", idx, DedupeOptions())
     assert [(m.path, m.kind) for m in right if m.path != str(scene / "right.jpg")] and \
