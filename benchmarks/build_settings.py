@@ -3,9 +3,8 @@
 1. OpenVINO's stream (pre-made batches of 32, the default model): the throughput compilation with a fixed
    batch of one image against the dynamic batch, and 3 infer requests per stream against 2 (images/s and
    CPU ms per image, all threads);
-2. `retr index build` of the same real photos: resize on uint8 tensors against Pillow's resize for every
-   picture, two decode workers against one, and the heap frozen while the workers run (``frozen_heap``)
-   against the garbage collector passing over every object.
+2. `retr index build` of the same real photos: two decode workers against one, and the heap frozen while
+   the workers run (``frozen_heap``) against the garbage collector passing over every object.
 
 Every measurement runs in a fresh process (as each `retr` command is one), rounds interleaved.
 
@@ -27,9 +26,8 @@ from _common import cpu_seconds, run_child, write_photo_copies  # noqa: E402
 
 STREAMS = {"fixed shape, 3 requests a stream (default)": (True, 3),
            "dynamic batch, 3 requests a stream": (False, 3), "fixed shape, 2 requests a stream": (True, 2)}
-BUILDS = {"default (tensor resize, 2 workers, frozen heap)": (True, 2, True),
-          "Pillow resize for every picture": (False, 2, True), "one decode worker": (True, 1, True),
-          "heap not frozen": (True, 2, False)}
+BUILDS = {"default (2 workers, frozen heap)": (2, True), "one decode worker": (1, True),
+          "heap not frozen": (2, False)}
 
 
 def child_stream(fixed: bool, requests: int, batches: int) -> dict:
@@ -40,7 +38,7 @@ def child_stream(fixed: bool, requests: int, batches: int) -> dict:
     ov_runtime.REQUESTS_PER_STREAM = requests
     if not fixed:
         ov_runtime._OpenVINOSession._model_for = lambda self, hint: self.model
-    embedder = Embedder(load_model(), "cpu")
+    embedder = Embedder(load_model(), InferenceSettings(device="cpu"))
     assert embedder.runtime_used == "openvino", embedder.runtime_used
     batch = _photo_batch(embedder.prep, 32)
     list(embedder.stream((batch, None) for _ in range(2)))
@@ -50,19 +48,17 @@ def child_stream(fixed: bool, requests: int, batches: int) -> dict:
     return {"images_s": n / (time.perf_counter() - t), "cpu_ms": 1000 * (cpu_seconds() - c) / n}
 
 
-def child_build(folder: str, out: str, tensor_resize: bool, workers: int, frozen: bool) -> dict:
+def child_build(folder: str, out: str, workers: int, frozen: bool) -> dict:
     import contextlib
 
-    import retrieval.embed as embed
+    import retrieval.workers as pool
     from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.runtimes.settings import InferenceSettings
     if not frozen:
-        embed.frozen_heap = contextlib.nullcontext
-    if not tensor_resize:
-        make = embed.Preprocess.from_model.__func__
-        embed.Preprocess.from_model = classmethod(lambda cls, model, **_: make(cls, model, tensor_resize=False))
+        pool.frozen_heap = contextlib.nullcontext
     n = len(list(Path(folder).iterdir()))
     c, t = cpu_seconds(), time.perf_counter()
-    report = build_index([folder], out, BuildOptions(batch_size=32, workers=workers))
+    report = build_index([folder], out, BuildOptions(inference=InferenceSettings(batch_size=32, workers=workers)))
     dt = time.perf_counter() - t
     assert report.total == n, report
     return {"images_s": n / dt, "cpu_ms": 1000 * (cpu_seconds() - c) / n}
@@ -100,14 +96,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         n = write_photo_copies(tmp / "photos", args.copies)
-        in_child("build", folder=str(tmp / "photos"), out=str(tmp / "warm"), tensor_resize=True, workers=2,
-                 frozen=True)
+        in_child("build", folder=str(tmp / "photos"), out=str(tmp / "warm"), workers=2, frozen=True)
         for r in range(args.rounds):
             for name, (fixed, requests) in STREAMS.items():
                 streams[name].append(in_child("stream", fixed=fixed, requests=requests, batches=24))
-            for i, (name, (tensor_resize, workers, frozen)) in enumerate(BUILDS.items()):
+            for i, (name, (workers, frozen)) in enumerate(BUILDS.items()):
                 builds[name].append(in_child("build", folder=str(tmp / "photos"), out=str(tmp / f"ix-{r}-{i}"),
-                                             tensor_resize=tensor_resize, workers=workers, frozen=frozen))
+                                             workers=workers, frozen=frozen))
     table("OpenVINO stream, default model, 24 batches of 32 pre-made images (medians)", streams)
     table(f"retr index build, {n} real photos, default model and runtime (medians)", builds)
 

@@ -50,11 +50,12 @@ def main() -> None:
     files = [p for p in files if p.name.split("_")[0] in set(groups)]
     labels = np.array([groups.index(p.name.split("_")[0]) for p in files])
     from retrieval.embed import embed_images
+    from retrieval.runtimes.settings import InferenceSettings
     from retrieval.images.decode import load_image
     from retrieval.models.load import load_model
     t = time.perf_counter()
     model = load_model()
-    vecs = embed_images(model, [load_image(p) for p in files], batch_size=32, device="cpu")
+    vecs = embed_images(model, [load_image(p) for p in files], settings=InferenceSettings(device="cpu"))
     print(f"{len(files)} images of {len(groups)} photos (8 versions each), {model.info.spec} dim {model.info.dim}, "
           f"embedded in {time.perf_counter() - t:.0f}s")
     t = time.perf_counter()

@@ -238,11 +238,12 @@ def main() -> None:
 def embeddings(paths, labels) -> None:
     i, j, truth = pair_truth(labels)
     from retrieval.embed import embed_images
+    from retrieval.runtimes.settings import InferenceSettings
     from retrieval.images.decode import load_image
     from retrieval.models.load import load_model
     t0 = time.perf_counter()
     model = load_model()
-    vecs = embed_images(model, [load_image(p) for p in paths], batch_size=32, device="cpu")
+    vecs = embed_images(model, [load_image(p) for p in paths], settings=InferenceSettings(device="cpu"))
     sims = np.einsum("nd,nd->n", vecs[i], vecs[j])
     print(f"\nembeddings on the photos + faces set ({model.info.spec}, dim {model.info.dim}, "
           f"{time.perf_counter() - t0:.0f}s to embed): precision / recall by cosine threshold")

@@ -63,9 +63,11 @@ def main() -> None:
 
     from retrieval.evaluation.recall import RecallOptions, Split, run_recall
     from retrieval.models.load import DEFAULT_MODEL
+    from retrieval.runtimes.settings import InferenceSettings
     root = write_folders(args.out, args.limit)
-    opts = RecallOptions(model=args.model, batch_size=args.batch_size, workers=args.workers, device=args.device,
-                         runtime=args.runtime, precision=args.precision, progress=True)  # tqdm on stderr
+    inference = InferenceSettings(device=args.device, runtime=args.runtime, precision=args.precision,
+                                  batch_size=args.batch_size, workers=args.workers)
+    opts = RecallOptions(model=args.model, inference=inference, progress=True)  # tqdm on stderr
     start = time.perf_counter()
     report, missing = run_recall(Split.read(root, None, None), opts)
     wall = time.perf_counter() - start

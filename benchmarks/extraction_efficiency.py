@@ -14,11 +14,13 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _common import write_photo_copies  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.runtimes.settings import InferenceSettings  # noqa: E402
 from retrieval.models.load import load_model, resolve_device  # noqa: E402
 
 
@@ -36,9 +38,9 @@ def main() -> None:
         folder = Path(tmp) / "photos"
         n = write_photo_copies(folder, args.copies)
         model = load_model()
-        embedder = Embedder(model, device)
+        embedder = Embedder(model, InferenceSettings(device=str(device)))
         c, h, w = model.info.data_config["input_size"]
-        batch = torch.randint(0, 256, (args.batch_size, c, h, w), dtype=torch.uint8)
+        batch = np.random.default_rng(0).integers(0, 256, (args.batch_size, c, h, w), dtype=np.uint8)
         embedder(batch)  # warm-up
 
         def bare() -> float:
@@ -54,8 +56,8 @@ def main() -> None:
         def build(round_no: int) -> float:
             t = time.perf_counter()
             report = build_index([folder], Path(tmp) / f"ix{round_no}",
-                                 BuildOptions(batch_size=args.batch_size, workers=args.workers,
-                                              device=str(device)))
+                                 BuildOptions(
+                inference=InferenceSettings(device=str(device), batch_size=args.batch_size, workers=args.workers)))
             assert report.total == n, report
             return n / (time.perf_counter() - t)
 

@@ -24,6 +24,7 @@ from _common import real_photos  # noqa: E402
 from index.directory import IndexStore  # noqa: E402
 from retrieval.images.decode import to_rgb  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.runtimes.settings import InferenceSettings  # noqa: E402
 from retrieval.collection.model import index_model  # noqa: E402
 from retrieval.regions import RegionOptions, build_regions  # noqa: E402
 
@@ -43,9 +44,10 @@ def main() -> None:
                 (img if c == 0 else img.transpose(Image.FLIP_LEFT_RIGHT)).save(folder / f"{name}_{c}.jpg", quality=90)
                 sizes.append(img.width * img.height)
         n = len(sizes)
-        build_index([folder], Path(tmp) / "warm", BuildOptions(workers=1))  # imports and caches warm
+        # imports and caches warm
+        build_index([folder], Path(tmp) / "warm", BuildOptions(inference=InferenceSettings(workers=1)))
         start = time.perf_counter()
-        build_index([folder], Path(tmp) / "ix", BuildOptions(workers=1))
+        build_index([folder], Path(tmp) / "ix", BuildOptions(inference=InferenceSettings(workers=1)))
         whole = time.perf_counter() - start
         rows = []
         for spec in args.sources:

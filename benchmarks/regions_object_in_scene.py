@@ -24,6 +24,7 @@ from PIL import Image  # noqa: E402
 from index.directory import IndexStore  # noqa: E402
 from retrieval.images.decode import to_rgb  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.runtimes.settings import InferenceSettings  # noqa: E402
 from retrieval.collection.model import index_model  # noqa: E402
 from retrieval.collection.query import query_index  # noqa: E402
 from retrieval.regions import RegionOptions, build_regions  # noqa: E402
@@ -121,7 +122,7 @@ def main() -> None:
             names = list(query_files)
             ix = root / f"trial{trial}" / "ix"
             start = time.perf_counter()
-            build_index([gallery], ix, BuildOptions(workers=1))
+            build_index([gallery], ix, BuildOptions(inference=InferenceSettings(workers=1)))
             seconds["whole"] += time.perf_counter() - start
             whole = query_index(ix, [query_files[n] for n in names], k=1, regions=False)
             figures["whole"].append(recall_at_1(whole, truth, names))

@@ -31,6 +31,7 @@ from PIL import Image  # noqa: E402
 
 from _common import cpu_seconds, real_photos, run_child, write_photo_copies  # noqa: E402
 from retrieval.collection.build import BuildOptions, build_index  # noqa: E402
+from retrieval.runtimes.settings import InferenceSettings  # noqa: E402
 from retrieval.embed import Embedder  # noqa: E402
 from retrieval.models.load import DEFAULT_MODEL, load_model  # noqa: E402
 from retrieval.models.weights import packaged_weights  # noqa: E402
@@ -40,7 +41,7 @@ from retrieval.workers import usable_cores  # noqa: E402
 
 def _torch_variant(model, kind: str):
     """A callable uint8 batch -> vectors for torch eager, channels_last or torch.compile (CPU)."""
-    base = Embedder(model, "cpu", "torch")
+    base = Embedder(model, InferenceSettings(device="cpu", runtime="torch"))
     net = model.net.eval()
     if kind == "channels_last":
         net = net.to(memory_format=torch.channels_last)
@@ -71,7 +72,7 @@ def _bare_model(spec: str):
 
 def _photo_batch(prep, batch_size: int) -> torch.Tensor:
     photos = [Image.fromarray(a).convert("RGB") for a in real_photos().values()]
-    return torch.stack([prep.to_uint8(photos[i % len(photos)]) for i in range(batch_size)])
+    return prep.to_batch([photos[i % len(photos)] for i in range(batch_size)])
 
 
 # --- what one child process measures (each measurement in a fresh process, as each `retr` run is one: torch's
@@ -83,9 +84,9 @@ def child_bare(spec: str, label: str, batch_size: int, batches: int, vectors: st
     kind, precision, streamed = LABELS[label]
     if kind in ("eager", "channels_last", "compile"):
         run, used = _torch_variant(model, kind), "torch"
-        prep = Embedder(model, "cpu", "torch").prep
+        prep = Embedder(model, InferenceSettings(device="cpu", runtime="torch")).prep
     else:
-        embedder = Embedder(model, "cpu", kind, precision)
+        embedder = Embedder(model, InferenceSettings(device="cpu", runtime=kind, precision=precision))
         used, prep = embedder.runtime_used, embedder.prep
         # streamed: ``batches`` batches on parallel infer requests, as a build runs them
         run = (lambda b: [v for v, _ in embedder.stream((b, None) for _ in range(batches))][0]) if streamed \
@@ -107,17 +108,18 @@ def child_bare(spec: str, label: str, batch_size: int, batches: int, vectors: st
 def child_build(folder: str, out: str, runtime: str, batch_size: int, device: str) -> dict:
     n = len(os.listdir(folder))
     c, t = cpu_seconds(), time.perf_counter()
-    report = build_index([folder], out, BuildOptions(batch_size=batch_size, runtime=runtime, device=device))
+    settings = InferenceSettings(device=device, runtime=runtime, batch_size=batch_size)
+    report = build_index([folder], out, BuildOptions(inference=settings))
     dt = time.perf_counter() - t
     assert report.total == n, report
     return {"images_s": n / dt, "cpu_ms": 1000 * (cpu_seconds() - c) / n,
-            "runtime_used": Embedder(load_model(), device, runtime, lazy=True).runtime_used}
+            "runtime_used": Embedder(load_model(), settings, lazy=True).runtime_used}
 
 
 def child_stream(batch_size: int, batches: int, device: str, streamed: bool) -> dict:
     """The default runtime's bare forward on pre-made batches: one batch a call, as the bare tables measure
     it, or (``streamed``) at its best, streamed as a build streams them."""
-    default = Embedder(load_model(), device)
+    default = Embedder(load_model(), InferenceSettings(device=device))
     batch = _photo_batch(default.prep, batch_size)
 
     def run(n: int) -> None:
@@ -135,19 +137,18 @@ def child_stream(batch_size: int, batches: int, device: str, streamed: bool) -> 
 
 def child_prep(folder: str) -> dict:
     """CPU ms per image of what a decode worker does (read, sha256, decode, resize, crop), one thread."""
-    from retrieval.embed import _FileDataset
+    from retrieval.images.preprocess import prepare_file
     paths = sorted(str(p) for p in Path(folder).iterdir())
-    dataset = _FileDataset(paths, Embedder(load_model(), "cpu", "torch", lazy=True).prep)
-    torch.set_num_threads(1)  # as in a DataLoader worker
+    prep = Embedder(load_model(), InferenceSettings(device="cpu", runtime="torch"), lazy=True).prep
     start = time.thread_time()
-    for i in range(len(paths)):
-        dataset[i]
+    for path in paths:
+        prepare_file(path, prep)
     return {"cpu_ms": 1000 * (time.thread_time() - start) / len(paths)}
 
 
 def child_query(index: str, photo: str, runtime: str, repeats: int) -> dict:
     from retrieval.collection.api import Collection
-    with Collection(index, runtime=runtime) as col:
+    with Collection(index, inference=InferenceSettings(runtime=runtime)) as col:
         col.query([Image.open(photo)], k=10)  # warm
         times = []
         for _ in range(repeats):

@@ -116,8 +116,9 @@ def latency(index: Path, repeats: int, process_repeats: int) -> dict[str, list[f
     import httpx
 
     from retrieval.collection.api import Collection
+    from retrieval.runtimes.settings import InferenceSettings
     from retrieval.images.decode import load_image
-    col = Collection(index, device="cpu")
+    col = Collection(index, inference=InferenceSettings(device="cpu"))
     embedder = col._warm.embedder
     one = embedder.prep.to_uint8(load_image(PHOTO))[None]
     server = Server(index)
@@ -187,8 +188,9 @@ def client_load(url: str, clients: int, per_client: int) -> float:
 
 def throughput(index: Path, rounds: int, total: int) -> dict[str, list[float]]:
     from retrieval.collection.api import Collection
+    from retrieval.runtimes.settings import InferenceSettings
     from retrieval.images.decode import load_image
-    col = Collection(index, device="cpu")
+    col = Collection(index, inference=InferenceSettings(device="cpu"))
     embedder = col._warm.embedder
     batch16 = embedder.prep.to_uint8(load_image(PHOTO))[None].repeat(16, 1, 1, 1)
     out: dict[str, list[float]] = {}

@@ -1,75 +1,204 @@
-"""Start-up: wall time of `retr --help`, `retr index info` and `retr query missing.jpg` against a bare
-`python -c pass`, side by side in one run. Goal: each within 0.5 s of `python -c pass`.
+"""Start-up, side by side in one run, each command a process of its own (as a user runs it):
 
-    .venv/bin/python benchmarks/startup.py [--repeats 5] [--model test_efficientnet]
+1. the demo index (the 12 sample photos, the default model, its export cached): `retr query one.jpg`, the
+   import floor (numpy, Pillow, faiss, openvino, sqlalchemy), `retr --help` and `retr index info`, against
+   `python -c pass`. Goal: `retr query` within 0.5 s of the floor;
+2. `retr index build` of --photos full-size photos into a new index, the default runtime against
+   `--runtime torch`. Goal: the default at least 4x faster end to end;
+3. `retr serve` on the demo index: seconds from start to `/readyz` answering 200. Goal: within 1 s of the floor;
+4. the first use of a model (its export and check, an empty export cache): `retr query` on the demo index.
 
-It first builds a small index (three sample photos, random weights of --model) in a temporary folder.
-The commands run interleaved (one of each per round), so a busy moment hits all of them alike; the table
-shows the median and the best of the rounds.
+    .venv/bin/python benchmarks/startup.py [--repeats 3] [--photos 288] [--baseline /other/.venv/bin/retr]
+        [--sections 1234]
+
+``--baseline`` runs every command with another installation's `retr` too (another checkout's .venv),
+interleaved with this one's, so the two are compared in the same minutes. Commands of a section run
+interleaved (one of each per round): a busy moment hits all of them alike. The tables show the median and
+the best of the rounds.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
+from _common import write_photo_copies  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "tests" / "data" / "photos"
+FLOOR = "import numpy, PIL.Image, faiss, openvino, sqlalchemy"
 
 
-def retr() -> list[str]:
-    """The installed `retr` script next to this interpreter, else the module."""
+def this_retr() -> str:
+    """The installed `retr` script next to this interpreter."""
     script = Path(sys.executable).with_name("retr")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    if not script.exists():
+        raise SystemExit(f"no retr next to {sys.executable}: install the package (make install)")
+    return str(script)
 
 
-def wall(cmd: list[str], expect: int) -> float:
+def wall(cmd: list[str], env: dict[str, str], expect: int = 0) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if proc.returncode != expect:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}, expected {expect}:\n{proc.stderr[-2000:]}")
     return seconds
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--model", default="test_efficientnet", help="model of the small index (random weights)")
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        photos = Path(tmp) / "photos"
-        photos.mkdir()
-        for name in ("coffee", "chelsea", "rocket"):
-            shutil.copy(PHOTOS / f"{name}.jpg", photos / f"{name}.jpg")
-        index = str(Path(tmp) / "ix")
-        wall([*retr(), "index", "build", str(photos), "--index", index, "--model", args.model, "--random-weights",
-              "--workers", "0", "--quiet"], 0)
-        commands = {
-            "python -c pass": ([sys.executable, "-c", "pass"], 0),
-            "retr --help": ([*retr(), "--help"], 0),
-            "retr index info --index DIR": ([*retr(), "index", "info", "--index", index], 0),
-            "retr query missing.jpg": ([*retr(), "query", str(Path(tmp) / "missing.jpg"), "--index", index], 1),
-        }
-        for cmd, expect in commands.values():  # warm the file cache and .pyc files
-            wall(cmd, expect)
-        times: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.repeats):
-            for name, (cmd, expect) in commands.items():
-                times[name].append(wall(cmd, expect))
-    base = statistics.median(times["python -c pass"])
-    print(f"{'command':30} {'median s':>9} {'best s':>8} {'- python':>9}  goal: within 0.5 s of python -c pass "
-          f"({args.repeats} interleaved rounds)")
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_ready(retr: str, index: str, env: dict[str, str], timeout: float = 120.0) -> float:
+    """Seconds from starting `retr serve` until /readyz answers 200 (the server is stopped after)."""
+    port = free_port()
+    start = time.perf_counter()
+    proc = subprocess.Popen([retr, "serve", "--index", index, "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while time.perf_counter() - start < timeout:
+            if proc.poll() is not None:
+                raise SystemExit(f"retr serve exited {proc.returncode}:\n{proc.stderr.read()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise SystemExit(f"retr serve was not ready within {timeout} s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rounds(commands: dict[str, object], repeats: int) -> dict[str, list[float]]:
+    """Each callable of ``commands`` once per round, interleaved; the seconds of each."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, run in commands.items():
+            times[name].append(run())  # type: ignore[operator]
+    return times
+
+
+def table(title: str, times: dict[str, list[float]], base: str | None, goal: float | None, checked: set[str],
+          note: str) -> None:
+    print(f"\n{title}")
+    ref = statistics.median(times[base]) if base else None
+    head = f"{'':44} {'median s':>9} {'best s':>8}"
+    print(head + (f" {'- ' + base[:12]:>15}" if base else "") + f"   {note}")
     for name, seconds in times.items():
         median = statistics.median(seconds)
-        over = median - base
-        verdict = "" if name == "python -c pass" else ("  ok" if over <= 0.5 else "  over")
-        print(f"{name:30} {median:>9.3f} {min(seconds):>8.3f} {over:>+9.3f}{verdict}")
+        line = f"{name:44} {median:>9.3f} {min(seconds):>8.3f}"
+        if ref is not None:
+            over = median - ref
+            verdict = ("  ok" if over <= goal else "  over") if name in checked and goal is not None else ""
+            line += f" {over:>+15.3f}{verdict}"
+        print(line)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--photos", type=int, default=288, help="full-size photos the build section indexes")
+    ap.add_argument("--baseline", help="another installation's retr script, run side by side")
+    ap.add_argument("--sections", default="1234", help="which sections to run, e.g. 13")
+    args = ap.parse_args()
+    retrs = {"": this_retr(), **({" (baseline)": args.baseline} if args.baseline else {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "RETR_CACHE": str(Path(tmp) / "cache")}
+        demo, one = str(Path(tmp) / "demo"), str(PHOTOS / "coffee.jpg")
+        for retr in retrs.values():  # the demo index and its export (built once; warms the cache and .pyc files)
+            shutil.rmtree(demo, ignore_errors=True)
+            wall([retr, "index", "build", str(PHOTOS), "--index", demo, "--quiet"], env)
+            wall([retr, "query", one, "--index", demo], env)
+
+        if "1" in args.sections:
+            startup(args, retrs, env, demo, one)
+        if "2" in args.sections:
+            build(args, retrs, env, Path(tmp))
+        if "3" in args.sections:
+            serve(args, retrs, env, demo)
+        if "4" in args.sections:
+            first_use(args, retrs, env, demo, one, Path(tmp))
+
+
+def startup(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], demo: str, one: str) -> None:
+    """1. processes that start, answer and end: the import floor, --help, index info, a query."""
+    commands: dict[str, object] = {
+        "python -c pass": lambda: wall([sys.executable, "-c", "pass"], env),
+        "import floor": lambda: wall([sys.executable, "-c", FLOOR], env)}
+    for tag, retr in retrs.items():
+        commands[f"retr --help{tag}"] = lambda r=retr: wall([r, "--help"], env)
+        commands[f"retr index info{tag}"] = lambda r=retr: wall([r, "index", "info", "--index", demo], env)
+        commands[f"retr query one.jpg{tag}"] = lambda r=retr: wall([r, "query", one, "--index", demo], env)
+    times = rounds(commands, args.repeats)
+    table(f"1. start-up, demo index of {len(list(PHOTOS.glob('*.jpg')))} photos, export cached", times,
+          "import floor", 0.5, {f"retr query one.jpg{t}" for t in retrs},
+          "goal: retr query within 0.5 s of the import floor")
+
+
+def build(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], tmp: Path) -> None:
+    """2. a build of full-size photos into a new index, the default runtime against torch."""
+    photos = tmp / "photos"
+    count = write_photo_copies(photos, max(1, args.photos // 12))
+    builds: dict[str, object] = {}
+    for tag, retr in retrs.items():
+        for runtime in ("auto", "torch"):
+            def one_build(r=retr, rt=runtime) -> float:
+                out = tmp / "build-ix"
+                shutil.rmtree(out, ignore_errors=True)
+                return wall([r, "index", "build", str(photos), "--index", str(out), "--runtime", rt, "--quiet"],
+                            env)
+            builds[f"index build --runtime {runtime}{tag}"] = one_build
+    times = rounds(builds, args.repeats)
+    table(f"2. retr index build of {count} full-size photos (a new index each time)", times, None, None, set(),
+          "")
+    for tag in retrs:
+        ratio = statistics.median(times[f"index build --runtime torch{tag}"]) / \
+            statistics.median(times[f"index build --runtime auto{tag}"])
+        print(f"   default runtime against --runtime torch{tag}: {ratio:.2f}x end to end "
+              f"(goal >= 4x){'  ok' if ratio >= 4 else '  under'}")
+
+
+def serve(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], demo: str) -> None:
+    """3. `retr serve`: start to /readyz answering 200."""
+    serves: dict[str, object] = {"import floor": lambda: wall([sys.executable, "-c", FLOOR], env)}
+    for tag, retr in retrs.items():
+        serves[f"retr serve -> /readyz 200{tag}"] = lambda r=retr: serve_ready(r, demo, env)
+    times = rounds(serves, args.repeats)
+    table("3. retr serve on the demo index", times, "import floor", 1.0,
+          {f"retr serve -> /readyz 200{t}" for t in retrs}, "goal: within 1 s of the import floor")
+
+
+def first_use(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], demo: str, one: str,
+              tmp: Path) -> None:
+    """4. the first use of a model: its export and check, from an empty export cache."""
+    def cold_query(r: str) -> float:
+        cold = {**env, "RETR_CACHE": str(tmp / "cold-cache")}
+        shutil.rmtree(cold["RETR_CACHE"], ignore_errors=True)
+        return wall([r, "query", one, "--index", demo], cold)
+    times = rounds({f"retr query, empty export cache{tag}": (lambda r=retr: cold_query(r))
+                    for tag, retr in retrs.items()}, args.repeats)
+    table("4. first use of the model (export to OpenVINO and check against torch)", times, None, None, set(),
+          "compare with --baseline")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ import typer
 from cli import render
 from cli.errors import user_errors
 from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Neighbours, Precision,
-                         Quiet, RandomWeights, Runtime, WeightsFile, Workers, index_option, show_progress,
-                         weights_path)
+                         Quiet, RandomWeights, Runtime, WeightsFile, Workers, index_option, inference_settings,
+                         show_progress, weights_path)
 from index.errors import RetrError
 
 eval_app = typer.Typer(help="Evaluate embeddings (recall@K) and the served index. The index is compared with exact "
@@ -51,8 +51,8 @@ def recall(data: Annotated[Path | None, typer.Argument(help="Class folders or a 
             raise RetrError("give the labels either as DATA or with --labels, not both")
         opts = RecallOptions(ks=parse_ks(k), model=model, weights=weights_path(weights),
                              random_weights=random_weights, index_dir=index, db_url=db, clusters=clusters,
-                             batch_size=batch_size, workers=workers, device=device, runtime=runtime,
-                             precision=precision, progress=show_progress(quiet))
+                             inference=inference_settings(device, runtime, precision, batch_size, workers),
+                             progress=show_progress(quiet))
         report, missing = run_recall(Split.read(data or labels, queries, gallery), opts)
     if missing or report.excluded:
         typer.echo(render.recall_left_out(missing, report.excluded), err=True)

@@ -9,7 +9,8 @@ import typer
 from cli import render
 from cli.errors import user_errors
 from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Precision, Quiet,
-                         RandomWeights, Runtime, WeightsFile, Workers, show_progress, weights_path)
+                         RandomWeights, Runtime, WeightsFile, Workers, inference_settings, show_progress,
+                         weights_path)
 from retrieval.regions.sources import SOURCES
 
 index_app = typer.Typer(help="Build and inspect an index directory.", no_args_is_help=True)
@@ -63,8 +64,8 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
                                           detector_weights=weights_path(detector_weights))
         from retrieval.collection.build import BuildOptions, build_index
         opts = BuildOptions(model=model, weights=weights_file, random_weights=random_weights,
-                            index_type=index_type, db_url=db, batch_size=batch_size, workers=workers,
-                            device=device, runtime=runtime, precision=precision,
+                            index_type=index_type, db_url=db,
+                            inference=inference_settings(device, runtime, precision, batch_size, workers),
                             progress=show_progress(quiet), regions=region_opts)
         report = build_index([str(p) for p in paths], index, opts)
     if json_out:

@@ -71,6 +71,30 @@ RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Start fro
                                              "(never chosen silently).")]
 
 
+def inference_settings(device: str = "auto", runtime: str = "auto", precision: str = "f32", batch_size: int = 32,
+                       workers: int | None = None) -> Any:
+    """The inference options of a command as the one value the library takes (retrieval.runtimes.settings)."""
+    from retrieval.runtimes.settings import InferenceSettings
+    return InferenceSettings(device=device, runtime=runtime, precision=precision, batch_size=batch_size,
+                             workers=workers)
+
+
+def prefetch_model(index: Path, model: str | None, weights: str | None, settings: Any, *,
+                   streams: bool = False) -> Any:
+    """A block in which the model of the index at ``index`` (its checked export) opens in the background;
+    nothing opens when the index cannot be read yet (opening it says why)."""
+    from index.errors import RetrError
+    from index.manifest import read_manifest
+    from retrieval.embed import prefetching
+    from retrieval.models.identity import model_name
+    try:
+        manifest = read_manifest(index)
+    except RetrError:
+        manifest = None
+    name = model_name(manifest.model, model, weights) if manifest is not None else None
+    return prefetching(name, settings, streams=streams)
+
+
 def weights_path(weights: Path | None) -> str | None:
     """--weights as the library takes it; a file that is not there is a usage error before any model loads."""
     if weights is not None and not weights.is_file():

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.errors import user_errors
-from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir, Precision, Runtime
+from cli.options import DEFAULT_INDEX, DbUrl, Device, IndexDir, Precision, Runtime, inference_settings, prefetch_model
 
 
 def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
@@ -42,20 +42,21 @@ def serve(index: IndexDir = DEFAULT_INDEX, db: DbUrl = None,
         if not (index / "manifest.json").exists():
             from index.directory import IndexStore
             IndexStore.open(index, db).close()  # the one-line "no index" error before the server starts
-        import uvicorn
+        inference = inference_settings(device, runtime, precision)
+        with prefetch_model(index, None, None, inference, streams=max_batch > 1):  # opens while the server imports
+            import uvicorn
 
-        from cli.server.app import ServeOptions, create_app
-        from cli.server.protocol import with_header_timeout
-        from retrieval.collection.api import Collection
-        opts = ServeOptions(api_key=api_key or None, max_upload=int(max_upload_mb * 1024 * 1024),
-                            batching=max_batch > 1, max_batch=max_batch,
-                            max_wait=max_wait_ms / 1000,
-                            quarantine_dir=quarantine, decode_budget=int(decode_memory_mb * 1024 * 1024))
-        app = create_app(lambda: Collection(index, db_url=db, device=device, runtime=runtime, precision=precision,
-                                            streams=max_batch > 1), opts)
-        if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-            typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "
-                       "and quarantine files", err=True)
-        typer.echo(f"retr serve: http://{host}:{port}/  (index {index}, pid {os.getpid()})", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                    http=with_header_timeout(), timeout_keep_alive=5)
+            from cli.server.app import ServeOptions, create_app
+            from cli.server.protocol import with_header_timeout
+            from retrieval.collection.api import Collection
+            opts = ServeOptions(api_key=api_key or None, max_upload=int(max_upload_mb * 1024 * 1024),
+                                batching=max_batch > 1, max_batch=max_batch,
+                                max_wait=max_wait_ms / 1000,
+                                quarantine_dir=quarantine, decode_budget=int(decode_memory_mb * 1024 * 1024))
+            app = create_app(lambda: Collection(index, db_url=db, inference=inference, streams=max_batch > 1), opts)
+            if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+                typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach it can search "
+                           "and quarantine files", err=True)
+            typer.echo(f"retr serve: http://{host}:{port}/  (index {index}, pid {os.getpid()})", err=True)
+            uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                        http=with_header_timeout(), timeout_keep_alive=5)

@@ -1,29 +1,37 @@
-"""Embedding extraction: files -> safe decode + model preprocessing (DataLoader workers) -> vectors.
+"""Embedding extraction: files -> safe decode + model preprocessing (worker processes) -> vectors.
 
-Workers decode and resize to uint8 tensors (a quarter of float32's bytes to move between processes);
-the main process runs the network on the runtime chosen (retrieval.runtimes): torch with pinned memory,
-AMP and channels_last on CUDA; on a CPU an exported OpenVINO or ONNX Runtime network (normalisation
-included) while the workers decode the next batches.
+Workers decode and resize to uint8 arrays (a quarter of float32's bytes to move between processes) with
+Pillow and numpy (retrieval.images.preprocess); the main process runs the network on the runtime chosen
+(retrieval.runtimes) while the workers decode the next batches. On a CPU with a checked export of the model
+in the cache, nothing here imports torch, torchvision or timm: the export is found from the model's
+identity (retrieval.runtimes.cache) and opened directly. Otherwise the model loads with torch: torch with
+AMP and channels_last on CUDA, or a CPU runtime exported (once) and checked against torch.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import hashlib
+import logging
 import threading
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import functional as TF
 
-from retrieval.images.decode import ImageLoadError, check_resize, decode_sized, read_bytes
-from retrieval.models.load import LoadedModel, resolve_device
+from retrieval.images.preprocess import Preprocess, prepare_files
+from retrieval.models.identity import ModelName, ModelRef
 from retrieval.progress import progress_bar
-from retrieval.runtimes.base import Session
-from retrieval.runtimes.choose import Opened, check_choice, open_runtime
-from retrieval.workers import embed_workers, frozen_heap
+from retrieval.runtimes.base import RUNTIMES, Opened, Session
+from retrieval.runtimes.cache import CheckedExport, find_checked
+from retrieval.runtimes.settings import InferenceSettings
+from retrieval.workers import embed_workers, ordered_map, usable_cores
+
+if TYPE_CHECKING:
+    from retrieval.models.load import LoadedModel
+
+log = logging.getLogger(__name__)
+PREFETCH = 4  # batches a decode worker prepares ahead of the network
 
 
 @dataclasses.dataclass
@@ -35,152 +43,87 @@ class ExtractBatch:
     errors: list[tuple[str, str]]  # (path, reason) for files that could not be decoded
 
 
-@dataclasses.dataclass(frozen=True)
-class Preprocess:
-    """The model's timm eval transform, split: a resize-and-crop stage (uint8) and a tensor stage (normalise).
-
-    When the resize-and-crop stage is the usual ``Resize(side) + CenterCrop``, and the picture shrinks and
-    is at most twice as long as wide, it runs on a uint8 tensor (torch's antialiased uint8 kernels,
-    Pillow's filters ported: a decode worker's item 1.2-1.3x cheaper, pixels within 2 grey levels, vectors
-    to cosine >= 0.9999; see benchmarks/preprocess.py); any other stage or picture runs on the PIL image
-    as timm does.
-    """
-
-    pil_stage: Callable[[Image.Image], Image.Image]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    draft_size: int  # the shorter side the resize aims at; JPEG may decode at reduced scale down to it
-    tensor_stage: Callable[[torch.Tensor], torch.Tensor] | None = None  # uint8 CHW -> uint8 CHW, when known
-
-    @classmethod
-    def from_model(cls, model: LoadedModel, *, tensor_resize: bool = True) -> "Preprocess":
-        cfg = model.info.data_config
-        steps = list(getattr(model.transform, "transforms", []))
-        names = [type(t).__name__ for t in steps]
-        if len(steps) < 2 or names[-1] != "Normalize" or "ToTensor" not in names[-2]:
-            raise ValueError(f"unexpected eval transform {names}; expected [..., ToTensor, Normalize]")
-        from torchvision.transforms import Compose
-        side = int(round(max(cfg["input_size"][1:]) / float(cfg.get("crop_pct") or 1.0)))
-        fast = _tensor_stage(steps[:-2]) if tensor_resize else None
-        return cls(Compose(steps[:-2]), tuple(cfg["mean"]), tuple(cfg["std"]), side, fast)
-
-    def to_uint8(self, img: Image.Image) -> torch.Tensor:
-        """Resize and crop to the model's input; an image that would resize to a giant is refused first."""
-        check_resize(*img.size, self.draft_size)
-        if self.takes_tensor_stage(img):
-            # np.array: a writable copy of the pixels (HWC); the stage returns a contiguous CHW tensor
-            return self.tensor_stage(torch.from_numpy(np.array(img)).permute(2, 0, 1))
-        out = self.pil_stage(img)
-        if out.mode != "RGB":
-            return TF.pil_to_tensor(out)
-        # channels first as a contiguous copy: stacking pil_to_tensor's strided views cost ~2 ms an image
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(out).transpose(2, 0, 1)))
-
-    def takes_tensor_stage(self, img: Image.Image) -> bool:
-        """Whether ``img`` is resized on a tensor. Measured (benchmarks/preprocess.py): shrinking a picture at
-        most twice as long as wide, torch changes < 0.5% of the pixels by 1-2 levels; enlarging a small one,
-        or a portrait over 2:1 (~8% of its pixels), moved vectors to 0.9998, so those take Pillow."""
-        short, long = sorted(img.size)
-        return self.tensor_stage is not None and img.mode == "RGB" and self.draft_size <= short and long <= 2 * short
-
-    def normalise(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 [B,3,H,W] (on any device) -> normalised float32, exactly as timm's ToTensor+Normalize."""
-        x = batch.float().div_(255.0)
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return x.sub_(mean).div_(std)
-
-
-def _tensor_stage(steps: list[Any]) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """``Resize(int side, bilinear|bicubic, antialiased) + CenterCrop`` as one function on uint8 CHW tensors
-    (torchvision's functional resize and crop, so sizes and crop offsets are the PIL path's); None for
-    any other stage."""
-    from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-    if len(steps) != 2 or type(steps[0]) is not Resize or type(steps[1]) is not CenterCrop:
-        return None
-    resize, crop = steps
-    size = [resize.size] if isinstance(resize.size, int) else list(resize.size)
-    if (len(size) != 1 or resize.max_size is not None or resize.antialias is False
-            or resize.interpolation not in (InterpolationMode.BICUBIC, InterpolationMode.BILINEAR)):
-        return None
-    from torchvision.transforms.v2 import functional as F2  # v2: uint8 kernels (v1 resizes in float)
-    interpolation, crop_size = resize.interpolation, list(crop.size)
-
-    def stage(chw: torch.Tensor) -> torch.Tensor:
-        out = F2.resize(chw, size, interpolation, antialias=True)
-        return F2.center_crop(out, crop_size).contiguous()
-    return stage
-
-
-class _FileDataset(Dataset):
-    def __init__(self, paths: Sequence[str], prep: Preprocess):
-        self.paths, self.prep = list(paths), prep
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        path = self.paths[i]
-        try:
-            data = read_bytes(path)
-            img, width, height = decode_sized(data, draft_size=self.prep.draft_size, reduce=True)
-            tensor = self.prep.to_uint8(img)
-        except ImageLoadError as exc:
-            return {"i": i, "error": str(exc), "bytes": None}
-        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a build
-            return {"i": i, "error": f"cannot process: {type(exc).__name__}: {str(exc)[:120]}", "bytes": None}
-        return {"i": i, "tensor": tensor, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                "width": width, "height": height}
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """One uint8 batch of the decoded items; the items keep only their facts (one tensor crosses processes)."""
-    good = [it.pop("tensor") for it in items if "tensor" in it]
-    return {"items": items, "batch": torch.stack(good) if good else None}
-
-
 class Embedder:
-    """A model on a device, ready to embed preprocessed batches, on the runtime ``runtime`` names.
+    """A model ready to embed uint8 batches, on the runtime ``settings`` names.
 
     ``auto``: torch on CUDA (AMP, channels_last); on a CPU the fastest exact runtime installed (see
     retrieval.runtimes.choose), else torch. ``runtime_used`` says which one runs after any fallback.
+    ``identity`` (spec, weights, dim), ``dim`` and ``prep`` are known at once; ``model`` (the torch network)
+    loads only when asked for.
     """
 
-    def __init__(self, model: LoadedModel, device: str | torch.device = "auto", runtime: str = "auto",
-                 precision: str = "f32", *, lazy: bool = False):
+    def __init__(self, model: LoadedModel | ModelRef, settings: InferenceSettings = InferenceSettings(), *,
+                 lazy: bool = False):
         """``lazy``: open the runtime on first use (embed_files starts its decode workers first)."""
-        self.model = model
-        self.device = resolve_device(device) if isinstance(device, str) else device
-        self.cuda = self.device.type == "cuda"
-        self.prep = Preprocess.from_model(model)
-        check_choice(runtime, precision)  # a bad name is said now, lazy or not
-        self._choice = (runtime, precision)
+        self.settings = settings
+        self.ref = model if isinstance(model, ModelRef) else ModelRef.of(model)
         self._opened: Opened | None = None
         self._open_lock = threading.Lock()
-        self.net = model.net
+        self.found: CheckedExport | None = None
+        self._warm: Session | None = None
+        if self.ref.loaded is None and not settings.needs_torch():
+            prefetched = _claim_prefetched(self.ref.name, settings)
+            if prefetched is not None:  # looked up already (found, or not there)
+                self.found, self._warm = prefetched
+            else:
+                self.found = find_checked(self.ref.name, settings.runtime, settings.precision)
+        if self.found is not None:
+            self.ref.check(self.found.model)  # another model than the index's is refused, as a loaded one is
+            self.identity, data_config = dict(self.found.model), self.found.data_config
+        else:
+            loaded = self.ref.load()
+            self.identity, data_config = loaded.info.identity(), loaded.info.data_config
+        self.dim = int(self.identity["dim"])
+        self.spec = str(self.identity["spec"])
+        self.prep = Preprocess.from_data_config(data_config)
+        self.data_config = data_config
         if not lazy:
             self._open()
+
+    @property
+    def model(self) -> LoadedModel:
+        """The torch network (loaded now if it was not: region detectors and training need it)."""
+        return self.ref.load()
 
     def _open(self) -> Opened:
         if self._opened is None:
             with self._open_lock:
                 if self._opened is None:
-                    self._opened = open_runtime(self.model, self.device, self.prep.normalise, *self._choice)
+                    self._opened = self._open_found() or self._open_torch()
         return self._opened
+
+    def _open_found(self) -> Opened | None:
+        """The checked export, opened without torch; None (said in a warning) when it cannot be opened."""
+        found = self.found
+        if found is None:
+            return None
+        session = self._warm or _open_export(found)
+        return Opened(session, found.runtime, found.min_cosine, False) if session is not None else None
+
+    def _open_torch(self) -> Opened:
+        from retrieval.models.load import resolve_device
+        from retrieval.runtimes.choose import open_runtime
+        return open_runtime(self.ref.load(), resolve_device(self.settings.device), self.settings.runtime,
+                            self.settings.precision)
 
     @property
     def session(self) -> Session:
         return self._open().session
 
     @property
+    def device_type(self) -> str:
+        """``cpu`` or ``cuda``: where the network runs (the exported runtimes run on the CPU)."""
+        return str(getattr(getattr(self.session, "device", None), "type", "cpu"))  # torch's session has a device
+
+    @property
     def runtime_used(self) -> str:
         """The runtime that embeds, after any fallback."""
         return self._open().runtime
 
-    def __call__(self, uint8_batch: torch.Tensor) -> np.ndarray:
+    def __call__(self, uint8_batch: np.ndarray) -> np.ndarray:
         return self.session(uint8_batch)
 
-    def stream(self, batches: Iterable[tuple[torch.Tensor | None, Any]]) -> Iterator[tuple[np.ndarray | None, Any]]:
+    def stream(self, batches: Iterable[tuple[np.ndarray | None, Any]]) -> Iterator[tuple[np.ndarray | None, Any]]:
         """(uint8 batch or None, tag) -> (vectors or None, tag) in order; the runtime may run several
         batches at once (OpenVINO's async requests) while the caller reads the next and stores the last."""
         streamed = getattr(self.session, "stream", None)
@@ -191,38 +134,114 @@ class Embedder:
             yield (self.session(batch) if batch is not None else None), tag
 
 
-def embed_files(model: LoadedModel, paths: Sequence[str], *, batch_size: int = 32, workers: int | None = None,
-                device: str | torch.device = "auto", progress: bool = False,
-                embedder: Embedder | None = None, runtime: str = "auto",
-                precision: str = "f32") -> Iterator[ExtractBatch]:
+def _open_export(found: CheckedExport, *, warm: bool = False, throughput: bool = False) -> Session | None:
+    """A checked export's session (``warm``: compiled and run once, so the first query pays neither;
+    ``throughput``: OpenVINO's throughput compilation made too, for parallel streams); None, said in a warning,
+    when it cannot be opened (the torch path then exports it again)."""
+    try:
+        session = RUNTIMES.get(found.runtime).open(found.folder, threads=usable_cores(), precision=found.precision)
+        if warm:
+            shape = tuple(found.data_config["input_size"])
+            session(np.zeros((1, *shape), np.uint8))
+        if throughput and hasattr(session, "throughput"):
+            session.throughput()
+        return session
+    except Exception as exc:  # noqa: BLE001 - damaged in a way its digests did not catch: torch re-exports
+        log.warning(f"the cached {found.runtime} export at {found.folder} cannot be opened "
+                    f"({type(exc).__name__}); loading the model to export it again")
+        return None
+
+
+_prefetched: dict[tuple[ModelName, str, str], Future] = {}
+_prefetch_lock = threading.Lock()
+
+
+def prefetch(name: ModelName, settings: InferenceSettings = InferenceSettings(), *, streams: bool = False) -> None:
+    """Start finding, opening and compiling ``name``'s checked export in a thread, while the caller imports and
+    opens everything else (a process's start-up: `retr query`, `retr serve`; ``streams``: for parallel streams
+    as well); the next Embedder of the same model and settings takes the session. Nothing happens where torch
+    would embed anyway."""
+    if settings.needs_torch():
+        return
+    key = (name, settings.runtime, settings.precision)
+    with _prefetch_lock:
+        if key in _prefetched:
+            return
+        future: Future = Future()
+        _prefetched[key] = future
+
+    def run() -> None:
+        try:
+            found = find_checked(name, settings.runtime, settings.precision)
+            session = _open_export(found, warm=True, throughput=streams) if found is not None else None
+            future.set_result((found, session))
+        except BaseException as exc:  # noqa: BLE001 - the Embedder looks again itself
+            future.set_exception(exc)
+    # not a daemon: the interpreter waits for it rather than ending while it compiles
+    threading.Thread(target=run, name="retr-prefetch").start()
+
+
+@contextlib.contextmanager
+def prefetching(name: ModelName | None, settings: InferenceSettings = InferenceSettings(), *,
+                streams: bool = False) -> Iterator[None]:
+    """``prefetch`` for the length of a block (a command): what no Embedder took by its end is dropped."""
+    if name is not None:
+        prefetch(name, settings, streams=streams)
+    try:
+        yield
+    finally:
+        if name is not None:
+            with _prefetch_lock:
+                _prefetched.pop((name, settings.runtime, settings.precision), None)
+
+
+def _claim_prefetched(name: ModelName, settings: InferenceSettings
+                      ) -> tuple[CheckedExport | None, Session | None] | None:
+    """What a prefetch found (the export and its session, or nothing), taken once: a session serves one
+    Embedder; None when nothing was prefetched or the prefetch failed."""
+    with _prefetch_lock:
+        future = _prefetched.pop((name, settings.runtime, settings.precision), None)
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except Exception:  # noqa: BLE001 - the Embedder looks itself
+        return None
+
+
+def embed_files(model: LoadedModel | ModelRef | None, paths: Sequence[str], *,
+                settings: InferenceSettings = InferenceSettings(), progress: bool = False,
+                embedder: Embedder | None = None) -> Iterator[ExtractBatch]:
     """Embed image files in batches; undecodable files come back as errors, never as exceptions."""
     # lazy: the runtime opens (exporting or checking) while the workers decode the first batches
-    embedder = embedder or Embedder(model, device, runtime, precision, lazy=True)
-    workers = embed_workers() if workers is None else workers
-    loader = DataLoader(_FileDataset(paths, embedder.prep), batch_size=batch_size, num_workers=workers,
-                        collate_fn=_collate, pin_memory=embedder.cuda, shuffle=False,
-                        prefetch_factor=4 if workers else None, persistent_workers=False)
-    with frozen_heap(), progress_bar(len(paths), desc="embedding", enabled=progress) as bar:
-        for vecs, chunk in embedder.stream((chunk["batch"], chunk) for chunk in loader):
+    embedder = embedder or Embedder(model, settings, lazy=True)
+    settings = embedder.settings
+    workers = embed_workers() if settings.workers is None else settings.workers
+    starts = range(0, len(paths), settings.batch_size)
+    chunks = [list(paths[start:start + settings.batch_size]) for start in starts]
+    with progress_bar(len(paths), desc="embedding", enabled=progress) as bar:
+        decoded = ordered_map(prepare_files, ((names,) for names in chunks), shared=embedder.prep,
+                              workers=workers, ahead=PREFETCH)
+        for vecs, (names, chunk) in embedder.stream((chunk["batch"], (names, chunk))
+                                                    for names, chunk in zip(chunks, decoded)):
             items = chunk["items"]
-            good = [it for it in items if "error" not in it]
             yield ExtractBatch(
-                paths=[paths[it["i"]] for it in items],
-                vectors=vecs if vecs is not None else np.zeros((0, model.info.dim), np.float32),
+                paths=names,
+                vectors=vecs if vecs is not None else np.zeros((0, embedder.dim), np.float32),
                 ok=[pos for pos, it in enumerate(items) if "error" not in it],
-                infos=[{k: it[k] for k in ("sha256", "bytes", "width", "height")} for it in good],
-                errors=[(paths[it["i"]], it["error"]) for it in items if "error" in it])
+                infos=[{k: it[k] for k in ("sha256", "bytes", "width", "height")} for it in items
+                       if "error" not in it],
+                errors=[(names[pos], it["error"]) for pos, it in enumerate(items) if "error" in it])
             bar.update(len(items))
 
 
-def embed_images(model: LoadedModel, images: Sequence[Image.Image], *, batch_size: int = 32,
-                 device: str | torch.device = "auto", embedder: Embedder | None = None,
-                 runtime: str = "auto", precision: str = "f32") -> np.ndarray:
+def embed_images(model: LoadedModel | ModelRef | None, images: Sequence[Image.Image], *,
+                 settings: InferenceSettings = InferenceSettings(), embedder: Embedder | None = None) -> np.ndarray:
     """Embed PIL images already in memory (query crops, augmented copies)."""
-    embedder = embedder or Embedder(model, device, runtime, precision)
-    out = [np.zeros((0, model.info.dim), np.float32)]
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        batch = torch.stack([embedder.prep.to_uint8(img.convert("RGB")) for img in chunk])
-        out.append(embedder(batch))
+    embedder = embedder or Embedder(model, settings)
+    out = [np.zeros((0, embedder.dim), np.float32)]
+    size = embedder.settings.batch_size
+    for start in range(0, len(images), size):
+        chunk = [img.convert("RGB") for img in images[start:start + size]]
+        out.append(embedder(embedder.prep.to_batch(chunk)))
     return np.concatenate(out)

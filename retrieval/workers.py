@@ -2,11 +2,17 @@
 the garbage-collector setting to start them under."""
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import gc
+import multiprocessing
 import os
-from typing import Iterator
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
+T = TypeVar("T")
 MAX_LOADER_WORKERS = 8  # more decode workers than this only add memory: the model is the bottleneck
 
 
@@ -54,3 +60,55 @@ def frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def ordered_map(fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]], *, shared: Any = None, workers: int,
+                ahead: int = 4) -> Iterator[T]:
+    """``fn(shared, *task)`` for each task, in order, on ``workers`` processes (0: in this process), at most
+    ``ahead`` tasks a worker queued beyond the one being read: memory stays bounded however many tasks there are.
+
+    ``shared`` (the model's preprocessing, a region source) reaches each worker once, not with every task. The
+    processes are forked (as torch's DataLoader does on Linux; spawned elsewhere) under a frozen heap and need
+    neither torch nor the model: ``fn``, ``shared`` and the tasks are plain picklable values. They are stopped
+    when the iteration ends, also when the caller stops early or raises.
+    """
+    if workers <= 0:
+        for task in tasks:
+            yield fn(shared, *task)
+        return
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_set_shared,
+                               initargs=(shared,))
+    queued: collections.deque[Future] = collections.deque()
+    with frozen_heap():  # the workers fork on the first submit
+        yield from _in_order(pool, functools.partial(_call_shared, fn), tasks, queued, workers * (ahead + 1))
+
+
+_shared: Any = None  # in a worker process: what ordered_map shares with every task
+
+
+def _set_shared(value: Any) -> None:
+    global _shared
+    _shared = value
+
+
+def _call_shared(fn: Callable[..., T], *task: Any) -> T:
+    return fn(_shared, *task)
+
+
+def _in_order(pool: ProcessPoolExecutor, fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]],
+              queued: collections.deque[Future], window: int) -> Iterator[T]:
+    try:
+        pending = iter(tasks)
+        for task in pending:
+            queued.append(pool.submit(fn, *task))
+            if len(queued) >= window:
+                break
+        while queued:
+            result = queued.popleft().result()
+            for task in pending:  # one in, one out
+                queued.append(pool.submit(fn, *task))
+                break
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

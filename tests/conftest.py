@@ -21,6 +21,12 @@ ODD = DATA / "odd"
 TINY_MODEL = "test_efficientnet"  # timm's tiny test network (random weights, seeded): fast on CPU
 
 
+def cpu(runtime: str = "auto", precision: str = "f32", **settings):
+    """Inference settings on the CPU with ``runtime`` (retrieval.runtimes.settings)."""
+    from retrieval.runtimes.settings import InferenceSettings
+    return InferenceSettings(device="cpu", runtime=runtime, precision=precision, **settings)
+
+
 def copy_photos(folder: Path, names: tuple[str, ...]) -> Path:
     """``folder`` holding copies of the named sample photos (``<name>.jpg``)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,7 +46,8 @@ def photos(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_opts():
     from retrieval.collection.build import BuildOptions
-    return BuildOptions(model=TINY_MODEL, random_weights=True, workers=0, batch_size=4)
+    from retrieval.runtimes.settings import InferenceSettings
+    return BuildOptions(model=TINY_MODEL, random_weights=True, inference=InferenceSettings(batch_size=4, workers=0))
 
 
 @pytest.fixture(scope="session")

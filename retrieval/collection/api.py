@@ -36,6 +36,7 @@ from retrieval.images.decode import ImageLoadError, check_files, decode, load_im
 from retrieval.regions.proposal import check_region_query
 from retrieval.collection.checks import searched_regions
 from retrieval.regions.query import RegionQueryResult
+from retrieval.runtimes.settings import InferenceSettings
 
 QueryInput = Union[str, os.PathLike, Image.Image, bytes, int, np.integer, np.ndarray]
 Results = Union[list[QueryResult], list[RegionQueryResult]]
@@ -71,12 +72,14 @@ class Collection:
     """An index directory opened once: ``query``, ``info``, ``add``, ``duplicates_of``, ``reload``."""
 
     def __init__(self, index_dir: str | os.PathLike, *, db_url: str | None = None, model: str | None = None,
-                 weights: str | None = None, device: str = "auto", runtime: str | None = None,
-                 precision: str = "f32", streams: bool = False):
-        """``streams``: also open parallel inference streams (OpenVINO on a CPU) for ``query_each`` groups."""
+                 weights: str | None = None, inference: InferenceSettings = InferenceSettings(),
+                 streams: bool = False):
+        """``inference``: where and how the model runs (device, runtime, precision, batch size, workers), for
+        queries and ``add`` alike. ``streams``: also open parallel inference streams (OpenVINO on a CPU) for
+        ``query_each`` groups."""
         self.dir = Path(index_dir)
-        self.precision, self.use_streams = precision, streams
-        self.db_url, self.model_spec, self.weights, self.device, self.runtime = db_url, model, weights, device, runtime
+        self.inference, self.use_streams = inference, streams
+        self.db_url, self.model_spec, self.weights = db_url, model, weights
         self._lock = threading.Lock()  # guards the swap and the users counts
         # a runtime session is not shared between threads (OpenVINO's call reuses one infer request), and a
         # faiss search sets nprobe/ef on the shared index and a process-wide BLAS threshold: one at a time each
@@ -94,9 +97,8 @@ class Collection:
             if previous is not None and previous.store.manifest.model == store.manifest.model:
                 embedder, streams = previous.embedder, previous.streams  # same model: keep it warm
             else:
-                loaded = index_model(store, self.model_spec, self.weights)
-                embedder = Embedder(loaded, self.device, self.runtime or "auto", self.precision)
-                streams = open_streams(embedder, self.precision) if self.use_streams else None
+                embedder = Embedder(index_model(store, self.model_spec, self.weights), self.inference)
+                streams = open_streams(embedder) if self.use_streams else None
             store.searcher()  # load (and check) the faiss file now, not on the first query
             store.path_of(0)  # the id -> path table, loaded now
             regions = RegionIndex(store) if RegionIndex(store).state is not None else None
@@ -188,8 +190,7 @@ class Collection:
             if pictures and parts:  # crops, detected regions, the region index: the one query path, whole
                 with self._model_lock, self._search_lock:
                     return search_pictures(warm.store, warm.embedder, labels, pictures, k=k, nprobe=nprobe, ef=ef,
-                                           region_index=region_index, box=the_box, detect=detect,
-                                           device=self.device)
+                                           region_index=region_index, box=the_box, detect=detect)
             if pictures:  # search_pictures' plain path, with the forward and the search locked apart
                 vectors = self._embed(warm, pictures)
             with self._search_lock:
@@ -227,13 +228,12 @@ class Collection:
                     good.append(i)
                     yield tensor
             if warm.streams is not None and (len(images) > 1 or warm.streams.busy()):
-                vectors = warm.streams(t.numpy() for t in tensors())
+                vectors = warm.streams(tensors())
             else:
                 batch = list(tensors())
                 if batch:
-                    import torch
                     with self._model_lock:
-                        vectors = warm.embedder(torch.cat(batch))
+                        vectors = warm.embedder(np.concatenate(batch))
             if good:
                 with self._search_lock:
                     hits = warm.store.search(vectors, k, nprobe=nprobe, ef=ef)
@@ -243,7 +243,7 @@ class Collection:
 
     def _embed(self, warm: _Warm, pictures: list[Image.Image]) -> np.ndarray:
         with self._model_lock:
-            return embed_images(warm.embedder.model, pictures, embedder=warm.embedder)
+            return embed_images(None, pictures, embedder=warm.embedder)
 
     def _inputs(self, warm: _Warm, items: list[Any], names: Sequence[str] | None, *, needs_pixels: bool
                 ) -> tuple[np.ndarray | None, list[Image.Image], list[str]]:
@@ -313,11 +313,12 @@ class Collection:
     def add(self, paths: Sequence[str | os.PathLike], **build_options: Any) -> Any:
         """Index (incrementally) the images under ``paths`` into this index, then swap to the result.
 
+        Embeds with this collection's inference settings unless ``build_options`` names others (``inference=``).
         Takes the writer lock for this call only; returns the build's report (`retr index build --json`).
         """
         from retrieval.collection.build import BuildOptions, build_index
-        opts = BuildOptions(model=self.model_spec, weights=self.weights, db_url=self.db_url, device=self.device,
-                            **build_options)
+        opts = BuildOptions(**{"model": self.model_spec, "weights": self.weights, "db_url": self.db_url,
+                               "inference": self.inference, **build_options})
         report = build_index(list(paths), self.dir, opts)
         self.reload()
         return report

@@ -19,9 +19,9 @@ from index.directory import IndexStore
 from retrieval.embed import Embedder, ExtractBatch, embed_files
 from retrieval.images.decode import FileInfo, scan
 from retrieval.collection.model import index_model
-from retrieval.models.load import LoadedModel
 from retrieval.regions.build import RegionReport, build_regions, region_options_for
 from retrieval.regions.settings import RegionOptions
+from retrieval.runtimes.settings import InferenceSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +31,7 @@ class BuildOptions:
     random_weights: bool = False
     index_type: str | None = None  # None: keep the index's type (auto for a new index)
     db_url: str | None = None
-    batch_size: int = 32
-    workers: int | None = None
-    device: str = "auto"
-    runtime: str = "auto"  # retrieval.runtimes: auto, torch, openvino, onnx
-    precision: str = "f32"
+    inference: InferenceSettings = InferenceSettings()  # device, runtime, precision, batch size, workers
     progress: bool = False
     regions: RegionOptions | None = None  # also build (or change) the region index
 
@@ -60,8 +56,8 @@ class BuildReport:
                 **({"repaired": self.repaired} if self.repaired else {})}
 
 
-def _identity(model: LoadedModel, weights: str | None) -> dict[str, Any]:
-    identity = model.info.identity()
+def _identity(embedder: Embedder, weights: str | None) -> dict[str, Any]:
+    identity = dict(embedder.identity)
     if weights:
         identity["weights_file"] = str(Path(weights).resolve())
     return identity
@@ -96,21 +92,22 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
     found = scan(roots)  # raises for a path that does not exist, before anything is written
     # the writer lock and the read-only check come before the model is loaded or anything embedded
     with IndexStore.open(index_dir, opts.db_url, mode="create", command="retr index build") as store:
-        model = index_model(store, opts.model, opts.weights, opts.random_weights)
-        identity = _identity(model, opts.weights)
+        # the model's checked export is found (no torch), or the model loads; its runtime opens later, while
+        # the decode workers start on the first batches
+        embedder = Embedder(index_model(store, opts.model, opts.weights, opts.random_weights), opts.inference,
+                            lazy=True)
+        identity = _identity(embedder, opts.weights)
         index_type = opts.index_type or (store.manifest.index_type if store.manifest else "auto")
-        check_index_type(index_type, model.info.dim)  # before anything is embedded or recorded
-        damage = _start_manifest(store, identity, model.info.dim, index_type)
+        check_index_type(index_type, embedder.dim)  # before anything is embedded or recorded
+        damage = _start_manifest(store, identity, embedder.dim, index_type)
 
         rows = store.catalog.image_rows()
         todo, removed, unchanged = plan(found.files, rows, roots, [p for p, _ in found.errors])
         report = BuildReport(unchanged=unchanged)
         if removed:
             report.removed = store.catalog.delete_images(removed)
-        # lazy: the runtime opens while the decode workers start on the first batches
-        embedder = Embedder(model, opts.device, opts.runtime, opts.precision, lazy=True) if todo else None
         if todo:
-            _embed_new(store, model, embedder, todo, rows, opts, report, on_batch)
+            _embed_new(store, embedder, todo, rows, opts, report, on_batch)
 
         if report.added or report.updated or report.removed or not store.consistent() \
                 or index_type != store.manifest.index_type or store.manifest.checksum is None:
@@ -122,9 +119,7 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         scanned = {f.path for f in found.files}
         report.skipped = [(p, e) for p, e in store.catalog.errors() if p in scanned] + list(found.errors)
         if (regions := region_options_for(store, opts.regions)) is not None:
-            report.regions = build_regions(store, model, regions, batch_size=opts.batch_size, workers=opts.workers,
-                                           device=opts.device, progress=opts.progress, embedder=embedder,
-                                           runtime=opts.runtime, precision=opts.precision)
+            report.regions = build_regions(store, embedder, regions, progress=opts.progress)
         report.repaired = list(store.repairs)
     report.seconds = time.perf_counter() - start
     return report
@@ -146,13 +141,12 @@ def _start_manifest(store: IndexStore, identity: dict[str, Any], dim: int, index
     return damage
 
 
-def _embed_new(store: IndexStore, model: LoadedModel, embedder: Embedder, todo: Sequence[FileInfo],
-               rows: dict, opts: BuildOptions, report: BuildReport, on_batch: Callable[[int], None] | None) -> None:
+def _embed_new(store: IndexStore, embedder: Embedder, todo: Sequence[FileInfo], rows: dict, opts: BuildOptions,
+               report: BuildReport, on_batch: Callable[[int], None] | None) -> None:
     """Embed the new and changed files, one catalog transaction per batch, counting them in ``report``."""
-    made_by = model_key(_identity(model, opts.weights))
+    made_by = model_key(_identity(embedder, opts.weights))
     info = {f.path: f for f in todo}
-    for batch in embed_files(model, [f.path for f in todo], batch_size=opts.batch_size, workers=opts.workers,
-                             progress=opts.progress, embedder=embedder):
+    for batch in embed_files(None, [f.path for f in todo], progress=opts.progress, embedder=embedder):
         records = _records(batch, info, made_by)
         store.catalog.write_images(records)
         for rec in records:

@@ -18,6 +18,7 @@ from retrieval.images.decode import load_queries
 from retrieval.regions.proposal import Box, check_region_query
 from retrieval.collection.checks import searched_regions
 from retrieval.regions.query import RegionQueryResult, query_parts
+from retrieval.runtimes.settings import InferenceSettings
 
 
 @dataclasses.dataclass
@@ -31,9 +32,9 @@ class QueryResult:
 
 def query_index(index_dir: str | Path, images: Sequence[str | Path], *, k: int = 10,
                 nprobe: int | None = None, ef: int | None = None, model: str | None = None,
-                weights: str | None = None, device: str = "auto", db_url: str | None = None,
-                regions: bool = False, box: str | None = None, detect: bool = False, runtime: str = "auto",
-                precision: str = "f32") -> list[QueryResult] | list[RegionQueryResult]:
+                weights: str | None = None, db_url: str | None = None, regions: bool = False,
+                box: str | None = None, detect: bool = False,
+                inference: InferenceSettings = InferenceSettings()) -> list[QueryResult] | list[RegionQueryResult]:
     """The k nearest catalog images of each query image (or of its ``box`` crop, or of each region
     ``detect`` finds), best first; ``regions`` searches the region index (images ranked by their best region).
     """
@@ -44,11 +45,10 @@ def query_index(index_dir: str | Path, images: Sequence[str | Path], *, k: int =
     paths = [str(p) for p in images]
     with IndexStore.open(index_dir, db_url) as store:
         check_not_empty(store, index_dir)
-        loaded = index_model(store, model, weights)
         region_index = searched_regions(store, index_dir) if regions else None
-        embedder = Embedder(loaded, device, runtime, precision)
+        embedder = Embedder(index_model(store, model, weights), inference)
         return search_pictures(store, embedder, paths, pictures, k=k, nprobe=nprobe, ef=ef,
-                               region_index=region_index, box=the_box, detect=detect, device=device)
+                               region_index=region_index, box=the_box, detect=detect)
 
 
 def check_not_empty(store: IndexStore, index_dir: str | Path) -> None:
@@ -59,12 +59,11 @@ def check_not_empty(store: IndexStore, index_dir: str | Path) -> None:
 
 def search_pictures(store: IndexStore, embedder: Embedder, names: Sequence[str], pictures: Sequence[Image.Image], *,
                     k: int, nprobe: int | None = None, ef: int | None = None, region_index: RegionIndex | None = None,
-                    box: Box | None = None, detect: bool = False, device: str = "auto"
-                    ) -> list[QueryResult] | list[RegionQueryResult]:
+                    box: Box | None = None, detect: bool = False) -> list[QueryResult] | list[RegionQueryResult]:
     """The one query path: decoded query pictures (named ``names``) -> parts -> ``embedder`` -> the image
     index (or ``region_index``) of an open ``store``; used by `retr query` and the warm Collection alike."""
-    parts = query_parts(store, store.dir, names, pictures, box=box, detect=detect, device=device)
-    vectors = embed_images(embedder.model, [part.image for part in parts], embedder=embedder)
+    parts = query_parts(store, store.dir, names, pictures, box=box, detect=detect, device=embedder.settings.device)
+    vectors = embed_images(None, [part.image for part in parts], embedder=embedder)
     hits = region_index.search(vectors, k) if region_index is not None \
         else store.search(vectors, k, nprobe=nprobe, ef=ef)
     if region_index is not None or box is not None or detect:

@@ -105,14 +105,13 @@ def _callback(streams: weakref.ref[InferStreams]) -> Callable[[int], None]:
     return done
 
 
-def open_streams(embedder: Any, precision: str = "f32") -> InferStreams | None:
-    """Streams over ``embedder``'s OpenVINO export on a CPU; None for another runtime, a single stream, or
-    when anything goes wrong (said in one warning line: queries then run on the runtime's session)."""
-    if getattr(embedder, "runtime_used", None) != "openvino" or embedder.device.type != "cpu":
+def open_streams(embedder: Any) -> InferStreams | None:
+    """Streams over ``embedder``'s OpenVINO export (a CPU runtime); None for another runtime, a single stream,
+    or when anything goes wrong (said in one warning line: queries then run on the runtime's session)."""
+    if getattr(embedder, "runtime_used", None) != "openvino":
         return None
     try:
         from retrieval.runtimes.check import EXACT_COSINE, min_cosine, probe_batch
-        from retrieval.runtimes.export import input_size
         # the runtime session's own throughput compilation (the one a build streams through): its
         # settings and one copy of the weights
         compiled = embedder.session.throughput()
@@ -122,9 +121,9 @@ def open_streams(embedder: Any, precision: str = "f32") -> InferStreams | None:
         # twice the optimal number: a stream starts its queued request at once, while the finished one's
         # Python callback waits for the GIL (16 clients: 0.84-0.93x the bare batch of 16, against 0.74-0.83x)
         streams = InferStreams(compiled, 2 * optimal)
-        probe = probe_batch(input_size(embedder.model))
-        cosine = min_cosine(embedder.session(probe), streams(p[None].numpy() for p in probe))
-        floor = EXACT_COSINE if precision == "f32" else 0.99
+        probe = probe_batch(embedder.prep.size)
+        cosine = min_cosine(embedder.session(probe), streams(p[None] for p in probe))
+        floor = EXACT_COSINE if embedder.settings.precision == "f32" else 0.99
         if cosine < floor:
             log.warning(f"OpenVINO streams give other vectors than its session (min cosine {cosine:.5f}); "
                         "concurrent queries run one after another")

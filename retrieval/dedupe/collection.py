@@ -177,10 +177,11 @@ def from_paths(paths: Sequence[str | Path], opts: DedupeOptions, *, workers: int
         if model is None:
             raise RetrError("--embeddings on folders needs a model to embed them")
         from retrieval.embed import embed_files
+        from retrieval.runtimes.settings import InferenceSettings
         pos = {it.path: k for k, it in enumerate(items)}
         rows, vecs = [], []
-        for batch in embed_files(model, [it.path for it in items], progress=progress, runtime=opts.runtime,
-                                 precision=opts.precision):
+        settings = InferenceSettings(runtime=opts.runtime, precision=opts.precision)
+        for batch in embed_files(model, [it.path for it in items], settings=settings, progress=progress):
             rows += [pos[batch.paths[i]] for i in batch.ok]
             vecs.append(batch.vectors)
         col.vector_rows = np.asarray(rows, dtype=np.int64)

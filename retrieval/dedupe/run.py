@@ -138,8 +138,9 @@ def dedupe_paths(paths: Sequence[str | Path], opts: DedupeOptions, action: Actio
     action.check()
     model = None
     if opts.embeddings:
-        from retrieval.models.load import DEFAULT_MODEL, load_model
-        model = load_model(model_spec or DEFAULT_MODEL)
+        from retrieval.models import DEFAULT_MODEL
+        from retrieval.models.identity import ModelName, ModelRef
+        model = ModelRef(ModelName(model_spec or DEFAULT_MODEL))  # loaded only when its export is not cached
     col = from_paths(paths, opts, workers=workers, progress=progress, model=model)
     result = _find(col, opts, workers, progress)
     roots = [r if os.path.isdir(r) else os.path.dirname(r) for r in col.roots]
@@ -222,7 +223,9 @@ def _query_candidates(store: IndexStore, col: Collection, query, image: str, opt
         from retrieval.collection.model import index_model
         from retrieval.embed import embed_images
         from retrieval.images.decode import load_image
-        vec = embed_images(index_model(store), [load_image(image)], runtime=opts.runtime, precision=opts.precision)
+        from retrieval.runtimes.settings import InferenceSettings
+        vec = embed_images(index_model(store), [load_image(image)],
+                           settings=InferenceSettings(runtime=opts.runtime, precision=opts.precision))
         at = {it.path: k for k, it in enumerate(col.items)}
         for hit in store.search(vec, k=50)[0]:
             if hit.score >= opts.similarity and hit.path in at:

@@ -12,6 +12,7 @@ import numpy as np
 from index.errors import RetrError
 from retrieval.evaluation.metrics import DEFAULT_KS, RecallReport, clustering_agreement, evaluate_embeddings
 from retrieval.images.labelled import LabelledSet, read_labelled
+from retrieval.runtimes.settings import InferenceSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,11 +24,7 @@ class RecallOptions:
     index_dir: Path | None = None  # use the stored vectors of this index instead of a model
     db_url: str | None = None
     clusters: bool = False  # add NMI/AMI of the index's latest clustering run (needs index_dir)
-    batch_size: int = 32
-    workers: int | None = None
-    device: str = "auto"
-    runtime: str = "auto"  # retrieval.runtimes: auto, torch, openvino, onnx
-    precision: str = "f32"
+    inference: InferenceSettings = InferenceSettings()  # device, runtime, precision, batch size, workers
     progress: bool = False
 
 
@@ -91,13 +88,13 @@ def evaluate_split(split: Split, vectors: np.ndarray, row_of: dict[str, int], ks
 
 
 def _embed(paths: list[str], opts: RecallOptions) -> tuple[np.ndarray, dict[str, int]]:
-    from retrieval.embed import embed_files
-    from retrieval.models.load import DEFAULT_MODEL, load_model
-    model = load_model(opts.model or DEFAULT_MODEL, weights=opts.weights, pretrained=not opts.random_weights)
-    parts, row_of = [np.zeros((0, model.info.dim), np.float32)], {}
-    for batch in embed_files(model, paths, batch_size=opts.batch_size, workers=opts.workers,
-                             device=opts.device, progress=opts.progress, runtime=opts.runtime,
-                             precision=opts.precision):
+    from retrieval.embed import Embedder, embed_files
+    from retrieval.models import DEFAULT_MODEL
+    from retrieval.models.identity import ModelName, ModelRef
+    model = ModelRef(ModelName(opts.model or DEFAULT_MODEL, opts.weights, pretrained=not opts.random_weights))
+    embedder = Embedder(model, opts.inference, lazy=True)  # no torch when the model's checked export is cached
+    parts, row_of = [np.zeros((0, embedder.dim), np.float32)], {}
+    for batch in embed_files(None, paths, progress=opts.progress, embedder=embedder):
         for i in batch.ok:
             row_of[batch.paths[i]] = len(row_of)
         parts.append(batch.vectors)

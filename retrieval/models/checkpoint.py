@@ -11,14 +11,13 @@ from torch import nn
 
 from index.atomic import atomic_path, atomic_write_text
 from index.errors import RetrError
-from retrieval.models.backbones import check_data_config, create_backbone, is_whole, jsonable
+from retrieval.models import CONFIG_FILE
+from retrieval.models.backbones import create_backbone
+from retrieval.models.config import FORMAT, VERSION, WEIGHTS_FILE, jsonable, read_config
 from retrieval.models.net import EmbeddingNet
 from retrieval.models.weights import file_digest
-from retrieval.models import CONFIG_FILE
 
-FORMAT = "retr-checkpoint"
-VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
+__all__ = ["Checkpoint", "read_checkpoint", "read_config", "save_checkpoint"]
 
 
 def save_checkpoint(net: EmbeddingNet, out_dir: str | Path, *, backbone: str, data_config: dict[str, Any],
@@ -37,38 +36,6 @@ def save_checkpoint(net: EmbeddingNet, out_dir: str | Path, *, backbone: str, da
               "training": training or {}, "metrics": metrics or {}, **(extra or {})}
     atomic_write_text(out / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True))
     return out
-
-
-def read_config(ckpt_dir: str | Path) -> dict[str, Any]:
-    """The checkpoint's config, checked field by field: a bad one is a one-line error naming the field."""
-    path = Path(ckpt_dir) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RetrError(f"cannot read checkpoint config {path}: {str(exc).splitlines()[0][:200]}") from exc
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise RetrError(f"{path} is not a retr checkpoint (format {found!r})")
-    version = config.get("version", 0)
-    if not is_whole(version):
-        raise RetrError(f"{path}: bad checkpoint config: version must be a whole number, got {version!r}")
-    if version > VERSION:
-        raise RetrError(f"{path} has checkpoint version {version}; this retr reads up to {VERSION}")
-    try:
-        _check_fields(config)
-    except ValueError as exc:
-        raise RetrError(f"{path}: bad checkpoint config: {exc}") from exc
-    return config
-
-
-def _check_fields(config: dict[str, Any]) -> None:
-    backbone = config.get("backbone")
-    if not isinstance(backbone, str) or not backbone:
-        raise ValueError(f"backbone must be a timm model name, got {backbone!r}")
-    dim = config.get("embedding_dim")
-    if dim is not None and not (is_whole(dim) and dim > 0):
-        raise ValueError(f"embedding_dim must be a positive whole number or null, got {dim!r}")
-    check_data_config(config.get("data_config"))
 
 
 @dataclasses.dataclass(frozen=True)

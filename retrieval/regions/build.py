@@ -4,17 +4,20 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from index.errors import RetrError
 from index.catalog.regions import clear_regions, pending_images, replace_regions
 from index.regions import RegionIndex
 from index.directory import IndexStore
 from retrieval.embed import Embedder
-from retrieval.models.load import LoadedModel
+from retrieval.models.identity import ModelRef
 from retrieval.regions.embed import embed_regions
 from retrieval.regions.settings import RegionOptions, RegionSettings
 from retrieval.regions.sources.base import RegionSource
+
+if TYPE_CHECKING:
+    from retrieval.models.load import LoadedModel
 
 
 @dataclasses.dataclass
@@ -33,24 +36,24 @@ class RegionReport:
                 "rebuilt": self.rebuilt, "failed": [{"path": p, "error": e} for p, e in self.failed]}
 
 
-def _wanted_state(source: RegionSource, options: RegionOptions, model: LoadedModel) -> dict[str, Any]:
+def _wanted_state(source: RegionSource, options: RegionOptions, embedder: Embedder) -> dict[str, Any]:
     return {"spec": options.spec, "source": source.key(), "settings": options.settings.to_json(),
-            "model": model.info.identity(),
+            "model": embedder.identity,
             "detector_weights": str(Path(options.detector_weights).resolve()) if options.detector_weights else None}
 
 
-def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions, *, batch_size: int = 32,
-                  workers: int | None = None, device: str = "auto", progress: bool = False,
-                  embedder: Embedder | None = None, source: RegionSource | None = None, runtime: str = "auto",
-                  precision: str = "f32") -> RegionReport:
-    """Compute regions for every embedded image that lacks them (all of them when the source changed)."""
+def build_regions(store: IndexStore, model: Embedder | LoadedModel | ModelRef, options: RegionOptions, *,
+                  progress: bool = False, source: RegionSource | None = None) -> RegionReport:
+    """Compute regions for every embedded image that lacks them (all of them when the source changed);
+    ``model`` embeds the crops with its inference settings (an Embedder), or with the defaults."""
     start = time.perf_counter()
     if store.manifest is None:
         raise RetrError(f"the index at {store.dir} has no images yet: build it before its regions")
-    store.check_model(model.info.identity())
-    source = source or options.source(device)
+    embedder = model if isinstance(model, Embedder) else Embedder(model, lazy=True)
+    store.check_model(embedder.identity)
+    source = source or options.source(embedder.settings.device)
     regions = RegionIndex(store)
-    state, wanted = regions.state, _wanted_state(source, options, model)
+    state, wanted = regions.state, _wanted_state(source, options, embedder)
     report = RegionReport(source=source.key())
     same = state is not None and all(state.get(k) == wanted[k] for k in ("source", "settings", "model"))
     damage = regions.file_problem() if same and state.get("checksum") else None
@@ -62,9 +65,7 @@ def build_regions(store: IndexStore, model: LoadedModel, options: RegionOptions,
         regions.write_state({**keep, **wanted, "ids_digest": None})
     todo = pending_images(store.catalog, source.key())
     if todo:
-        embedder = embedder or Embedder(model, device, runtime, precision)
-        for done, failed in embed_regions(model, source, options.settings, todo, batch_size=batch_size,
-                                          workers=workers, device=device, progress=progress, embedder=embedder):
+        for done, failed in embed_regions(embedder, source, options.settings, todo, progress=progress):
             replace_regions(store.catalog, source.key(), done)
             report.images += len(done)
             report.regions += sum(len(d.regions) for d in done)

@@ -10,20 +10,18 @@ import hashlib
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from index.catalog.regions import ImageDone, PendingImage, RegionRecord
-from retrieval.embed import Embedder, Preprocess
+from retrieval.embed import Embedder
 from retrieval.images.decode import MAX_ASPECT, ImageLoadError, decode_sized, read_bytes
-from retrieval.models.load import LoadedModel
+from retrieval.images.preprocess import Preprocess
 from retrieval.progress import progress_bar
 from retrieval.regions.postprocess import crop, select
 from retrieval.regions.proposal import Proposal
 from retrieval.regions.settings import RegionSettings
 from retrieval.regions.sources.base import RegionSource
-from retrieval.workers import embed_workers, frozen_heap
+from retrieval.workers import embed_workers, ordered_map
 
 
 def region_crops(image: Image.Image, source: RegionSource, settings: RegionSettings,
@@ -44,53 +42,52 @@ class RegionFailure:
     error: str
 
 
-class _RegionDataset(Dataset):
-    def __init__(self, items: Sequence[PendingImage], source: RegionSource, settings: RegionSettings,
-                 prep: Preprocess):
-        self.items, self.source, self.settings, self.prep = list(items), source, settings, prep
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        item = self.items[i]
-        try:
-            data = read_bytes(item.path)
-            image, _, _ = decode_sized(data)
-            proposals, crops = region_crops(image, self.source, self.settings, item.path)
-            tensors = torch.stack([self.prep.to_uint8(c) for c in crops]) if crops else None
-        except ImageLoadError as exc:
-            return {"i": i, "error": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - one bad file must never stop a build
-            return {"i": i, "error": f"cannot make regions: {type(exc).__name__}: {str(exc)[:120]}"}
-        return {"i": i, "sha256": hashlib.sha256(data).hexdigest(), "size": image.size, "tensors": tensors,
-                "regions": [(p.box, p.label, p.score, p.mask_area) for p in proposals]}
+def _region_item(i: int, item: PendingImage, source: RegionSource, settings: RegionSettings,
+                 prep: Preprocess) -> dict[str, Any]:
+    """One image's regions, cropped and prepared for the model (in a worker for the cheap sources)."""
+    try:
+        data = read_bytes(item.path)
+        image, _, _ = decode_sized(data)
+        proposals, crops = region_crops(image, source, settings, item.path)
+        pixels = prep.to_batch(crops) if crops else None
+    except ImageLoadError as exc:
+        return {"i": i, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one bad file must never stop a build
+        return {"i": i, "error": f"cannot make regions: {type(exc).__name__}: {str(exc)[:120]}"}
+    return {"i": i, "sha256": hashlib.sha256(data).hexdigest(), "size": image.size, "tensors": pixels,
+            "regions": [(p.box, p.label, p.score, p.mask_area) for p in proposals]}
 
 
-def embed_regions(model: LoadedModel, source: RegionSource, settings: RegionSettings,
-                  items: Sequence[PendingImage], *, batch_size: int = 32, workers: int | None = None,
-                  images_per_step: int = 8, device: str = "auto", progress: bool = False,
-                  embedder: Embedder | None = None, runtime: str = "auto",
-                  precision: str = "f32") -> Iterator[tuple[list[ImageDone], list[RegionFailure]]]:
-    """For each step of a few images: the regions of each (with vectors), and the images that failed."""
-    embedder = embedder or Embedder(model, device, runtime, precision)
+def _region_step(shared: tuple[RegionSource, RegionSettings, Preprocess], start: int,
+                 items: Sequence[PendingImage]) -> list[dict[str, Any]]:
+    return [_region_item(start + k, item, *shared) for k, item in enumerate(items)]
+
+
+def embed_regions(embedder: Embedder, source: RegionSource, settings: RegionSettings,
+                  items: Sequence[PendingImage], *, images_per_step: int = 8,
+                  progress: bool = False) -> Iterator[tuple[list[ImageDone], list[RegionFailure]]]:
+    """For each step of a few images: the regions of each (with vectors), and the images that failed.
+
+    Cheap sources propose and crop in worker processes (``embedder.settings.workers``); model-backed ones here."""
+    workers = embedder.settings.workers
     workers = (embed_workers() if workers is None else workers) if source.in_workers else 0
-    loader = DataLoader(_RegionDataset(items, source, settings, embedder.prep), batch_size=images_per_step,
-                        num_workers=workers, collate_fn=list, shuffle=False,
-                        prefetch_factor=2 if workers else None)
-    with frozen_heap(), progress_bar(len(items), desc="regions", enabled=progress) as bar:
-        for step in loader:
-            yield _embed_step(step, items, model, embedder, batch_size)
+    items = list(items)
+    steps = ((start, items[start:start + images_per_step]) for start in range(0, len(items), images_per_step))
+    with progress_bar(len(items), desc="regions", enabled=progress) as bar:
+        for step in ordered_map(_region_step, steps, shared=(source, settings, embedder.prep), workers=workers,
+                                ahead=2):
+            yield _embed_step(step, items, embedder)
             bar.update(len(step))
 
 
-def _embed_step(step: list[dict[str, Any]], items: Sequence[PendingImage], model: LoadedModel,
-                embedder: Embedder, batch_size: int) -> tuple[list[ImageDone], list[RegionFailure]]:
+def _embed_step(step: list[dict[str, Any]], items: Sequence[PendingImage],
+                embedder: Embedder) -> tuple[list[ImageDone], list[RegionFailure]]:
     """The regions (with vectors) of one step's images, and the images that failed."""
     good = [it for it in step if "error" not in it]
     stacks = [it["tensors"] for it in good if it["tensors"] is not None]
-    crops = torch.cat(stacks) if stacks else torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
-    vectors = np.concatenate([np.zeros((0, model.info.dim), np.float32)] + [
+    crops = np.concatenate(stacks) if stacks else np.zeros((0, 3, 1, 1), dtype=np.uint8)
+    batch_size = embedder.settings.batch_size
+    vectors = np.concatenate([np.zeros((0, embedder.dim), np.float32)] + [
         embedder(crops[s:s + batch_size]) for s in range(0, len(crops), batch_size)])
     done, pos = [], 0
     for it in good:

@@ -4,9 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torchvision.ops import batched_nms
 
 from retrieval.regions.proposal import Box, Proposal
 from retrieval.regions.settings import RegionSettings
@@ -30,6 +28,8 @@ def _nms(proposals: list[Proposal], iou: float) -> list[Proposal]:
     """Per-label NMS (torchvision) over scored proposals; best score first."""
     if len(proposals) < 2:
         return proposals
+    import torch  # only where there is something to suppress: region search and builds of grids import no torch
+    from torchvision.ops import batched_nms
     boxes = torch.tensor([p.box for p in proposals], dtype=torch.float32)
     scores = torch.tensor([p.score for p in proposals], dtype=torch.float32)
     names = sorted({p.label or "" for p in proposals})

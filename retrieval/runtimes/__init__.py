@@ -1,7 +1,8 @@
 """Inference runtimes for the embedding network: torch, OpenVINO, ONNX Runtime.
 
-base (the interface, RUNTIMES), torch (the reference, and CUDA), openvino, onnx (exporting runtimes),
-export (the export cache), check (exactness against torch), choose (which runtime embeds).
+base (the interface, RUNTIMES), settings (InferenceSettings: device, runtime, precision, batch size, workers),
+torch (the reference, and CUDA), openvino, onnx (exporting runtimes), cache (the export cache, read without
+torch), export (writing an export), check (exactness against torch), choose (which runtime embeds).
 Importing this package imports no runtime library and no torch.
 """
 from retrieval.runtimes.base import AUTO, PRECISIONS, RUNTIMES, Runtime, Session, runtime_names

@@ -5,9 +5,13 @@ Nothing here imports torch or a runtime library, so the CLI can list and check n
 from __future__ import annotations
 
 import abc
+import dataclasses
+import importlib
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from index.errors import RetrError
 from retrieval.registry import Registry
 
 if TYPE_CHECKING:
@@ -19,9 +23,9 @@ PRECISIONS = ("f32", "bf16")  # f32 is exact (checked against torch); bf16 only 
 
 
 class Session(Protocol):
-    """A loaded network: uint8 [B, 3, H, W] (CPU tensor) -> L2-normalised float32 vectors [B, dim]."""
+    """A loaded network: uint8 [B, 3, H, W] (a numpy array) -> L2-normalised float32 vectors [B, dim]."""
 
-    def __call__(self, uint8_batch: torch.Tensor) -> np.ndarray: ...
+    def __call__(self, uint8_batch: np.ndarray) -> np.ndarray: ...
 
 
 class Runtime(abc.ABC):
@@ -30,12 +34,30 @@ class Runtime(abc.ABC):
 
     name: str
     module: str  # the library it needs, as imported
+    distributions: tuple[str, ...]  # the packages that install it, as pip names them
     files: tuple[str, ...]  # what an export writes into its folder
     precisions: tuple[str, ...] = ("f32",)
 
-    @abc.abstractmethod
+    def load(self) -> None:
+        """Import the library (ImportError, or whatever a broken install raises, when it cannot be)."""
+        importlib.import_module(self.module)
+
+    def installed(self) -> bool:
+        """Whether the library is installed and not blocked, known without importing it."""
+        try:
+            self.version()
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):  # ValueError: a module set to None (blocked) in sys.modules
+            return False
+
     def version(self) -> str:
-        """The installed library's version; raises ImportError when it cannot be imported."""
+        """The installed library's version, from package metadata (nothing imported); ImportError when it is
+        not installed."""
+        from retrieval.models.identity import installed_version
+        version = installed_version(*self.distributions)
+        if version is None:
+            raise ImportError(f"{self.module} is not installed")
+        return version
 
     @abc.abstractmethod
     def export(self, module: torch.nn.Module, example: torch.Tensor, folder: Path) -> None:
@@ -52,3 +74,18 @@ RUNTIMES: Registry[Runtime] = Registry("--runtime")
 def runtime_names() -> list[str]:
     """Every name --runtime takes: auto, torch, then the exporting runtimes."""
     return [AUTO, "torch", *RUNTIMES.names()]
+
+
+def check_choice(runtime: str, precision: str) -> None:
+    if runtime not in runtime_names():
+        raise RetrError(f"unknown --runtime {runtime!r}; known: {', '.join(runtime_names())}")
+    if precision not in PRECISIONS:
+        raise RetrError(f"unknown --precision {precision!r}; known: {', '.join(PRECISIONS)}")
+
+
+@dataclasses.dataclass
+class Opened:
+    session: Session
+    runtime: str  # the runtime that runs: "torch" after a fallback
+    min_cosine: float = 1.0  # against torch on the probe batch
+    exported: bool = False  # this call wrote the export (a later one reuses it)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 EXACT_COSINE = 0.9999  # the least cosine between a runtime's vector and torch's for the same image
 PROBE_BATCH = 3  # not the export's example size: the probe also checks that the batch size is dynamic
@@ -17,13 +16,25 @@ PROBE_BATCH = 3  # not the export's example size: the probe also checks that the
 CHECK_VERSION = 2
 
 
-def probe_batch(size: tuple[int, int], seed: int = 0) -> torch.Tensor:
+def probe_batch(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     """uint8 [PROBE_BATCH, 3, H, W] of smooth random pictures (blobs and edges, like photos, unlike noise)."""
-    gen = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(PROBE_BATCH, 3, 7, 7, generator=gen)
-    smooth = torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
-    grain = torch.rand(PROBE_BATCH, 3, *size, generator=gen) * 0.1
-    return ((smooth + grain).clamp(0, 1) * 255).to(torch.uint8)
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((PROBE_BATCH, 3, 7, 7), dtype=np.float32)
+    smooth = _upsample(_upsample(coarse, size[0], axis=2), size[1], axis=3)
+    grain = rng.random((PROBE_BATCH, 3, *size), dtype=np.float32) * 0.1
+    return ((smooth + grain).clip(0, 1) * 255).astype(np.uint8)
+
+
+def _upsample(x: np.ndarray, out: int, axis: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` to ``out`` samples (pixel centres aligned: align_corners=False)."""
+    n = x.shape[axis]
+    src = np.maximum((np.arange(out, dtype=np.float64) + 0.5) * n / out - 0.5, 0.0)
+    lo = np.minimum(src.astype(np.int64), n - 1)
+    hi = np.minimum(lo + 1, n - 1)
+    shape = [1] * x.ndim
+    shape[axis] = out
+    w = (src - lo).astype(np.float32).reshape(shape)
+    return np.take(x, lo, axis=axis) * (1 - w) + np.take(x, hi, axis=axis) * w
 
 
 def min_cosine(reference: np.ndarray, got: np.ndarray) -> float:

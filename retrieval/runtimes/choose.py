@@ -6,47 +6,30 @@ is said in one warning line and torch embeds instead: never a crash, never other
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-from typing import Callable
 
 import torch
 
-from index.errors import RetrError
 from retrieval.models.load import LoadedModel
-from retrieval.runtimes.base import AUTO, PRECISIONS, RUNTIMES, Runtime, Session, runtime_names
+from retrieval.runtimes.base import AUTO, RUNTIMES, Opened, Runtime, check_choice
+from retrieval.runtimes.cache import AUTO_ORDER, discard
 from retrieval.runtimes.check import EXACT_COSINE, checked_cosine, note_checked, probe_batch, session_cosine
-from retrieval.runtimes.export import cached_export, discard, input_size
+from retrieval.runtimes.export import cached_export, input_size
 from retrieval.runtimes.torch import TorchSession
 from retrieval.workers import usable_cores
 
+__all__ = ["AUTO_ORDER", "Opened", "check_choice", "open_runtime"]
+
 log = logging.getLogger(__name__)
 
-# the CPU runtimes auto tries, fastest first as benchmarks/runtimes.py measured them
-AUTO_ORDER = ("openvino", "onnx")
 REDUCED_COSINE = 0.95  # the floor for an explicit reduced --precision (bf16 measured 0.98 on this model)
 
 
-@dataclasses.dataclass
-class Opened:
-    session: Session
-    runtime: str  # the runtime that runs: "torch" after a fallback
-    min_cosine: float = 1.0  # against torch on the probe batch
-    exported: bool = False  # this call wrote the export (a later one reuses it)
-
-
-def check_choice(runtime: str, precision: str) -> None:
-    if runtime not in runtime_names():
-        raise RetrError(f"unknown --runtime {runtime!r}; known: {', '.join(runtime_names())}")
-    if precision not in PRECISIONS:
-        raise RetrError(f"unknown --precision {precision!r}; known: {', '.join(PRECISIONS)}")
-
-
-def open_runtime(model: LoadedModel, device: torch.device, normalise: Callable[[torch.Tensor], torch.Tensor],
-                 runtime: str = AUTO, precision: str = "f32") -> Opened:
+def open_runtime(model: LoadedModel, device: torch.device, runtime: str = AUTO, precision: str = "f32") -> Opened:
     """The session that embeds with ``model`` on ``device``: the runtime asked for, or torch when it cannot."""
     check_choice(runtime, precision)
-    reference = TorchSession(model.net, device, normalise)
+    cfg = model.info.data_config
+    reference = TorchSession(model.net, device, tuple(cfg["mean"]), tuple(cfg["std"]))
     if device.type != "cpu" or runtime == "torch":
         if runtime not in (AUTO, "torch"):
             log.warning(f"--runtime {runtime} runs on the CPU; torch embeds on {device}")
@@ -62,6 +45,7 @@ def open_runtime(model: LoadedModel, device: torch.device, normalise: Callable[[
             continue
         try:
             rt.version()
+            rt.load()
         except Exception as exc:  # noqa: BLE001 - missing, or broken on import
             if explicit:
                 log.warning(f"--runtime {name} needs {rt.module}, which cannot be imported "

@@ -16,18 +16,15 @@ class _OnnxSession:
 
     def __call__(self, uint8_batch: Any) -> Any:
         import numpy as np
-        out = self.session.run(None, {self.input: np.ascontiguousarray(uint8_batch.numpy())})[0]
+        out = self.session.run(None, {self.input: np.ascontiguousarray(uint8_batch)})[0]
         return np.asarray(out, dtype=np.float32)
 
 
 class OnnxRuntime(Runtime):
     name = "onnx"
     module = "onnxruntime"
+    distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
     files = ("model.onnx",)
-
-    def version(self) -> str:
-        import onnxruntime
-        return str(onnxruntime.__version__)
 
     def export(self, module: Any, example: Any, folder: Path) -> None:
         import contextlib

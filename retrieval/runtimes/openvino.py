@@ -55,7 +55,7 @@ class _OpenVINOSession:
     def __call__(self, uint8_batch: Any) -> Any:
         import numpy as np
         compiled = self.compiled
-        result = compiled(np.ascontiguousarray(uint8_batch.numpy()))
+        result = compiled(np.ascontiguousarray(uint8_batch))
         return np.asarray(result[compiled.output(0)], dtype=np.float32)
 
     def stream(self, batches: Iterable[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
@@ -98,7 +98,7 @@ class _OpenVINOSession:
                 pending.append((key, tag))
                 out[key], left[key] = [None] * images, images
                 if images:
-                    array = np.ascontiguousarray(batch.numpy())
+                    array = np.ascontiguousarray(batch)
                     for row in range(images):
                         if not free:
                             finish_oldest()
@@ -118,12 +118,9 @@ class _OpenVINOSession:
 class OpenVINORuntime(Runtime):
     name = "openvino"
     module = "openvino"
+    distributions = ("openvino",)
     files = ("model.xml", "model.bin")
     precisions = ("f32", "bf16")
-
-    def version(self) -> str:
-        import openvino
-        return str(openvino.__version__)
 
     def export(self, module: Any, example: Any, folder: Path) -> None:
         import warnings

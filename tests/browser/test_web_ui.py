@@ -207,11 +207,13 @@ def test_box_drawing_searches_a_region_and_region_hits_show_their_box(browser, s
     from playwright.sync_api import expect
 
     from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.runtimes.settings import InferenceSettings
     from retrieval.regions import RegionOptions
     from tests.conftest import TINY_MODEL, copy_photos
     photos = copy_photos(tmp_path / "photos", ("chelsea", "coffee", "rocket", "astronaut"))
-    build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True, workers=0,
-                                                        regions=RegionOptions("grid:1,2")))
+    build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True,
+                                                        regions=RegionOptions("grid:1,2"),
+                                                        inference=InferenceSettings(workers=0)))
     with running(tmp_path / "ix") as url:
         context = browser.new_context(viewport={"width": 1280, "height": 860})
         context.set_default_timeout(WAIT_MS)

@@ -13,11 +13,13 @@ from tests.conftest import PHOTOS, TINY_MODEL
 def build_photo_index(folder: Path, index: Path, names: list[str] | None = None) -> Path:
     """``index`` over copies of the sample photos (all, or ``names``) in ``folder``."""
     from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.runtimes.settings import InferenceSettings
     folder.mkdir(parents=True, exist_ok=True)
     for photo in sorted(PHOTOS.glob("*.jpg")):
         if names is None or photo.stem in names:
             shutil.copy(photo, folder / photo.name)
-    build_index([folder], index, BuildOptions(model=TINY_MODEL, random_weights=True, workers=0, batch_size=4))
+    build_index([folder], index, BuildOptions(model=TINY_MODEL, random_weights=True,
+                                              inference=InferenceSettings(batch_size=4, workers=0)))
     return index
 
 

@@ -232,6 +232,7 @@ def test_quarantine_and_undo_on_a_postgresql_catalog(pg_catalog_url, tmp_path):
     from cli.server.app import ServeOptions, create_app
     from retrieval.collection.api import Collection
     from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.runtimes.settings import InferenceSettings
     from tests.conftest import TINY_MODEL
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -240,8 +241,8 @@ def test_quarantine_and_undo_on_a_postgresql_catalog(pg_catalog_url, tmp_path):
     for i in range(3):
         shutil.copy(folder / "chelsea.jpg", folder / f"chelsea copy {i}.jpg")
     index, q = tmp_path / "ix", tmp_path / "q"
-    build_index([folder], index, BuildOptions(model=TINY_MODEL, random_weights=True, workers=0, batch_size=4,
-                                              db_url=pg_catalog_url))
+    build_index([folder], index, BuildOptions(model=TINY_MODEL, random_weights=True, db_url=pg_catalog_url,
+                                              inference=InferenceSettings(batch_size=4, workers=0)))
     app = create_app(lambda: Collection(index, db_url=pg_catalog_url), ServeOptions(quarantine_dir=str(q),
                                                                                     refresh_every=0))
     with TestClient(app) as c:

@@ -161,7 +161,7 @@ def test_concurrent_queries_equal_sequential_and_batch(index):
 
 def test_micro_batching_is_on_by_default_and_a_lone_request_runs_alone(client):
     state = client.app.state.retr
-    assert state.collection.embedder.device.type == "cpu" and state.batching is True
+    assert state.collection.embedder.device_type == "cpu" and state.batching is True
     parallel = state.collection.parallel_requests  # streams: groups of twice the requests running at once
     assert state.batcher.max_batch == (min(16, 2 * parallel) if parallel else 16)
     state.batcher.batches.clear()

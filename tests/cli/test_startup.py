@@ -121,6 +121,29 @@ def test_help_info_and_user_errors_import_no_torch(tmp_path, small_index):
     assert heavy == [], f"imported {heavy[:5]}"
 
 
+def test_with_a_checked_export_cached_the_commands_that_embed_import_no_torch(tmp_path, small_index):
+    """The small index was built here (its export checked against torch); a fresh process then queries it,
+    builds another index with the same model, evaluates recall and checks a duplicate by embedding, and never
+    imports torch, torchvision or timm."""
+    classes = tmp_path / "classes"
+    copy_photos(classes / "a", ("coffee", "chelsea"))
+    copy_photos(classes / "b", ("rocket", "camera"))
+    other = tmp_path / "other"
+    runs, heavy = run_fresh([
+        ["query", str(PHOTOS / "coffee.jpg"), "--index", str(small_index), "-k", "2", "--json"],
+        ["index", "build", str(classes), "--index", str(other), *TINY, "--json"],
+        ["eval", "recall", str(classes), *TINY, "-k", "1", "--json"],
+        ["dedupe", "--check", str(PHOTOS / "chelsea.jpg"), "--index", str(small_index), "--embeddings", "--json"],
+    ])
+    for run in runs[:3]:
+        assert run["code"] == 0 and run["exception"] is None, run
+    assert runs[3]["code"] == 3, runs[3]  # --check: a duplicate was found (the photo itself is catalogued)
+    assert json.loads(runs[0]["output"])[0]["results"][0]["path"].endswith("coffee.jpg")
+    assert json.loads(runs[1]["output"])["added"] == 4
+    assert json.loads(runs[2]["output"])["n"] == 4
+    assert heavy == [], f"imported {heavy[:5]}"
+
+
 def _unwrapped(text: str) -> str:
     """Help text with the formatter's line breaks (at spaces and after hyphens) undone."""
     return " ".join(re.sub(r"-\n\s+", "-", text).split())

@@ -49,13 +49,14 @@ def _writer_holding_the_lock(photos: Path, ix: Path, flag: Path, go: Path, db: s
     """A build (the real code path) that pauses after its first committed batch until ``go`` exists."""
     script = (f"import sys, time, os; sys.path.insert(0, {str(ROOT)!r})\n"
               "from retrieval.collection.build import BuildOptions, build_index\n"
+              "from retrieval.runtimes.settings import InferenceSettings\n"
               "def pause(n):\n"
               f"    open({str(flag)!r}, 'w').close()\n"
               "    deadline = time.time() + 120\n"
               f"    while not os.path.exists({str(go)!r}) and time.time() < deadline:\n"
               "        time.sleep(0.1)\n"
               f"build_index([{str(photos)!r}], {str(ix)!r}, BuildOptions(model={TINY_MODEL!r}, random_weights=True, "
-              f"workers=0, batch_size=2, db_url={db!r}), on_batch=pause)\n")
+              f"db_url={db!r}, inference=InferenceSettings(batch_size=2, workers=0)), on_batch=pause)\n")
     return subprocess.Popen([sys.executable, "-c", script])
 
 

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from retrieval import workers
@@ -55,3 +57,38 @@ def test_frozen_heap_ends_on_an_error_and_leaves_a_programs_own_freeze(monkeypat
         assert gc.get_freeze_count() > 0  # the program's freeze is not undone
     finally:
         gc.unfreeze()
+
+
+def _square(offset, x):
+    import os
+    return x * x + offset, os.getpid()
+
+
+def test_ordered_map_keeps_the_order_shares_one_value_and_queues_a_bounded_number_ahead():
+    from retrieval.workers import ordered_map
+    pulled = []
+
+    def tasks():
+        for x in range(20):
+            pulled.append(x)
+            yield (x,)
+    here = [v for v, _ in ordered_map(_square, ((x,) for x in range(20)), shared=100, workers=0)]
+    assert here == [x * x + 100 for x in range(20)]
+    out, pids = [], set()
+    stream = ordered_map(_square, tasks(), shared=100, workers=2, ahead=1)
+    for value, pid in stream:
+        out.append(value)
+        pids.add(pid)
+        assert len(pulled) <= len(out) + 2 * (1 + 1)  # never more than workers * (ahead + 1) queued
+    assert out == here and len(pids) >= 1 and os.getpid() not in pids
+
+
+def test_ordered_map_left_early_stops_its_workers():
+    import multiprocessing
+
+    from retrieval.workers import ordered_map
+    stream = ordered_map(_square, ((x,) for x in range(100)), shared=0, workers=2, ahead=1)
+    assert next(stream)[0] == 0
+    assert len(multiprocessing.active_children()) >= 1
+    stream.close()
+    assert multiprocessing.active_children() == []

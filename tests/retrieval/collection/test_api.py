@@ -110,6 +110,28 @@ def test_info_add_reload_and_in_flight_queries(tmp_path):
         assert [m.path for m in dup] == [str(tmp_path / "photos" / "brick.jpg")]
 
 
+def test_add_embeds_with_the_collection_s_inference_settings_unless_told_otherwise(tmp_path, monkeypatch):
+    from retrieval import Collection
+    import retrieval.collection.build as build
+    from tests.conftest import cpu
+    index = build_photo_index(tmp_path / "photos", tmp_path / "ix", names=["coffee", "brick"])
+    seen = []
+
+    class Spy(build.Embedder):
+        def __init__(self, model, settings, **kwargs):
+            seen.append(settings)
+            super().__init__(model, settings, **kwargs)
+    monkeypatch.setattr(build, "Embedder", Spy)
+    settings = cpu("onnx", batch_size=3, workers=1)
+    for i, name in enumerate(("rocket", "chelsea")):
+        (tmp_path / "photos" / f"{name}.jpg").write_bytes((PHOTOS / f"{name}.jpg").read_bytes())
+        with Collection(index, inference=settings) as col:
+            options = {} if i == 0 else {"inference": cpu("torch", workers=0)}
+            assert col.add([tmp_path / "photos"], **options).added == 1
+            assert col.query(str(tmp_path / "photos" / f"{name}.jpg"), k=1)[0].results[0].path.endswith(name + ".jpg")
+    assert seen == [settings, cpu("torch", workers=0)]
+
+
 def test_threads_share_one_model(col):
     embedders = set()
 
@@ -149,14 +171,13 @@ def test_query_each_equals_query_with_errors_per_image(index):
 def test_streams_give_the_sessions_vectors(index):
     from retrieval import Collection
     from retrieval.runtimes.check import probe_batch
-    from retrieval.runtimes.export import input_size
     with Collection(index, streams=True) as col:
         warm = col._warm
         if warm.streams is None:
             pytest.skip(f"no parallel streams here (runtime {warm.embedder.runtime_used})")
-        probe = probe_batch(input_size(warm.embedder.model))
+        probe = probe_batch(warm.embedder.prep.size)
         alone = warm.embedder(probe)
-        streamed = warm.streams(p[None].numpy() for p in probe)
+        streamed = warm.streams(p[None] for p in probe)
         np.testing.assert_allclose(streamed, alone, atol=1e-5)
         assert warm.streams(iter(())).shape[0] == 0
 
@@ -178,21 +199,20 @@ def test_a_search_does_not_wait_for_a_forward(col):
 def test_streams_wait_for_started_images_when_a_later_one_fails(index):
     from retrieval import Collection
     from retrieval.runtimes.check import probe_batch
-    from retrieval.runtimes.export import input_size
     with Collection(index, streams=True) as col:
         streams = col._warm.streams
         if streams is None:
             pytest.skip("no parallel streams here")
-        probe = probe_batch(input_size(col._warm.embedder.model))
+        probe = probe_batch(col._warm.embedder.prep.size)
 
         def images():
-            yield probe[:1].numpy()
-            yield probe[1:2].numpy()
+            yield probe[:1]
+            yield probe[1:2]
             raise OSError("the third image could not be read")
         with pytest.raises(OSError):
             streams(images())
         assert not streams.busy()  # the two started ones finished before the error came back
-        assert streams(iter([probe[:1].numpy()])).shape[0] == 1  # and the requests are free again
+        assert streams(iter([probe[:1]])).shape[0] == 1  # and the requests are free again
 
 
 def test_streams_are_freed_with_their_collection(index):
@@ -203,13 +223,12 @@ def test_streams_are_freed_with_their_collection(index):
 
     from retrieval import Collection
     from retrieval.runtimes.check import probe_batch
-    from retrieval.runtimes.export import input_size
     with Collection(index, streams=True) as col:
         streams = col._warm.streams
         if streams is None:
             pytest.skip("no parallel streams here")
-        probe = probe_batch(input_size(col._warm.embedder.model))
-        assert streams(p[None].numpy() for p in probe[:3]).shape[0] == 3
+        probe = probe_batch(col._warm.embedder.prep.size)
+        assert streams(p[None] for p in probe[:3]).shape[0] == 3
         gone = weakref.ref(streams)
         del streams
     del col

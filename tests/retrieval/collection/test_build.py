@@ -15,6 +15,7 @@ from index.atomic import file_sha256
 from index.errors import RetrError
 from index.directory import VECTORS_FILE, IndexStore
 from retrieval.collection.build import BuildOptions, build_index
+from retrieval.runtimes.settings import InferenceSettings
 from retrieval.collection.info import index_info
 from retrieval.collection.query import query_index
 from tests.conftest import ODD, TINY_MODEL
@@ -119,6 +120,7 @@ def test_kill_9_mid_build_then_resume(tmp_path, photos):
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
               "import time\n"
               "from retrieval.collection.build import BuildOptions, build_index\n"
+              "from retrieval.runtimes.settings import InferenceSettings\n"
               "calls = []\n"
               "def hang(n):\n"
               "    calls.append(n)\n"
@@ -126,7 +128,7 @@ def test_kill_9_mid_build_then_resume(tmp_path, photos):
               f"        open({str(hanging)!r}, 'w').close()\n"
               "        time.sleep(600)\n"
               f"build_index([{str(photos)!r}], {str(tmp_path / 'ix')!r}, BuildOptions(model={TINY_MODEL!r}, "
-              "random_weights=True, workers=0, batch_size=2), on_batch=hang)\n")
+              "random_weights=True, inference=InferenceSettings(batch_size=2, workers=0)), on_batch=hang)\n")
     proc = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.monotonic() + 300
     try:
@@ -142,7 +144,8 @@ def test_kill_9_mid_build_then_resume(tmp_path, photos):
         assert not store.consistent()
     seen = []
     report = build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True,
-                                                                  workers=0, batch_size=8), on_batch=seen.append)
+                                                                  inference=InferenceSettings(batch_size=8, workers=0)),
+                         on_batch=seen.append)
     assert sum(seen) == 12 - 4 and report.added == 8 and report.total == 12
 
 
@@ -264,8 +267,9 @@ def test_a_read_only_index_is_refused_before_embedding_starts(tmp_path, photos, 
     build_index([photos], ix, tiny_opts)
     Image.open(photos / "china.jpg").crop((0, 0, 100, 100)).save(photos / "new.png")  # something to embed
     _read_only(ix, request)
-    import retrieval.collection.model as model_choice
-    monkeypatch.setattr(model_choice, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    import retrieval.models.identity as identity
+    monkeypatch.setattr(identity.ModelRef, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr("retrieval.embed.find_checked", lambda *a, **k: pytest.fail("the export was looked up"))
     with pytest.raises(RetrError, match=r"cannot write the index folder .*ix: (Read-only file system|Permission "
                                         r"denied); the location is read-only"):
         build_index([photos], ix, tiny_opts)

@@ -6,6 +6,7 @@ import pytest
 from index.errors import RetrError
 from index.directory import IndexStore
 from retrieval.collection.build import BuildOptions, build_index
+from retrieval.runtimes.settings import InferenceSettings
 from retrieval.collection.info import index_info
 from retrieval.collection.query import query_index
 from tests.conftest import TINY_MODEL
@@ -24,7 +25,7 @@ def _perturbed_weights(tmp_path: Path) -> Path:
 
 def test_wrong_model_for_an_index_is_refused(tmp_path, photos, tiny_opts):
     build_index([photos], tmp_path / "ix", tiny_opts)
-    other = BuildOptions(model="test_resnet", random_weights=True, workers=0)
+    other = BuildOptions(model="test_resnet", random_weights=True, inference=InferenceSettings(workers=0))
     with pytest.raises(RetrError, match="model mismatch"):
         build_index([photos], tmp_path / "ix", other)
     with pytest.raises(RetrError, match="model mismatch"):

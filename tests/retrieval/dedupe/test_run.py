@@ -10,13 +10,14 @@ import pytest
 from index.catalog.database import Catalog
 from index.catalog.hashes import hash_counts
 from retrieval.collection.build import BuildOptions, build_index
+from retrieval.runtimes.settings import InferenceSettings
 from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.run import Action, check_image, dedupe_index, dedupe_paths, undo_manifest
 from tests.conftest import PHOTOS, TINY_MODEL, copy_photos
 from tests.retrieval.dedupe.libraries import catalog_index, linked_library
 from tests.retrieval.dedupe.photos import digest, make_library, photo
 
-TINY = BuildOptions(model=TINY_MODEL, random_weights=True, workers=0)
+TINY = BuildOptions(model=TINY_MODEL, random_weights=True, inference=InferenceSettings(workers=0))
 
 
 def test_an_index_is_hashed_once_checked_and_deduplicated(tmp_path):

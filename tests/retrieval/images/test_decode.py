@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.embed import Preprocess
+from retrieval.images.preprocess import Preprocess
 from retrieval.images.decode import (MAX_PIXELS, NOT_REGULAR, ImageLoadError, check_resize, decode_sized, load_image,
                               printable_path, read_bytes, scan)
 from tests.conftest import ODD, PHOTOS
@@ -109,14 +109,16 @@ def test_a_long_panorama_within_the_limit_decodes():
     assert img.size == (2000, 40)
 
 
-def test_an_image_that_would_resize_to_a_giant_is_refused_before_resizing():
+def test_an_image_that_would_resize_to_a_giant_is_refused_before_resizing(monkeypatch):
     check_resize(40, 1_600, 224)  # 224 x 8,960: fine
     with pytest.raises(ImageLoadError, match="would resize to 168 Mpx; limit 64 Mpx"):
         check_resize(40, 1_600, 2_048)  # 2,048 x 81,920
 
-    def never(img):
+    def never(img, *args, **kwargs):
         raise AssertionError(f"resized {img.size}")
-    prep = Preprocess(pil_stage=never, mean=(0.5,) * 3, std=(0.5,) * 3, draft_size=2_048)
+    prep = Preprocess.from_data_config({"input_size": [3, 2_048, 2_048], "crop_pct": 1.0, "mean": [0.5] * 3,
+                                        "std": [0.5] * 3})
+    monkeypatch.setattr(Image.Image, "resize", never)
     with pytest.raises(ImageLoadError, match="too elongated for the model's input"):
         prep.to_uint8(Image.new("RGB", (40, 1_600)))
 

@@ -9,6 +9,7 @@ from index.catalog.regions import region_rows
 from index.regions import RegionIndex
 from index.directory import IndexStore
 from retrieval.collection.build import BuildOptions, build_index
+from retrieval.runtimes.settings import InferenceSettings
 from retrieval.collection.query import query_index
 from retrieval.regions import RegionOptions, RegionSettings
 from retrieval.regions.sources.grid import grid_boxes
@@ -23,7 +24,8 @@ def three(tmp_path):
 
 
 def tiny(**changes):
-    return dataclasses.replace(BuildOptions(model=TINY_MODEL, random_weights=True, workers=0, batch_size=8), **changes)
+    return dataclasses.replace(BuildOptions(model=TINY_MODEL, random_weights=True,
+                                            inference=InferenceSettings(batch_size=8, workers=0)), **changes)
 
 
 def test_a_pasted_crop_is_found_at_rank_1_through_the_region_index(tmp_path):
@@ -35,7 +37,8 @@ def test_a_pasted_crop_is_found_at_rank_1_through_the_region_index(tmp_path):
     scene.save(gallery / "rocket_with_cat.jpg")
     head.save(tmp_path / "query.jpg")
 
-    report = build_index([gallery], tmp_path / "ix", BuildOptions(workers=0, regions=RegionOptions("grid:1,2")))
+    report = build_index([gallery], tmp_path / "ix", BuildOptions(regions=RegionOptions("grid:1,2"),
+                                                                  inference=InferenceSettings(workers=0)))
     assert report.regions.images == 5 and report.regions.total == 25
     hit = query_index(tmp_path / "ix", [tmp_path / "query.jpg"], k=3, regions=True)[0].results[0]
     assert (hit.rank, hit.path) == (1, str(gallery / "rocket_with_cat.jpg"))

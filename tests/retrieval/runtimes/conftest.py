@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from tests.conftest import PHOTOS
 
 
-def photo_batch(embedder) -> torch.Tensor:
+def photo_batch(embedder) -> np.ndarray:
     """The sample photos, preprocessed for ``embedder``'s model (uint8 [N, 3, H, W])."""
-    return torch.stack([embedder.prep.to_uint8(Image.open(p).convert("RGB")) for p in sorted(PHOTOS.glob("*.jpg"))])
+    return embedder.prep.to_batch([Image.open(p).convert("RGB") for p in sorted(PHOTOS.glob("*.jpg"))])
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from retrieval.embed import Embedder
 from retrieval.models.load import load_model
 from retrieval.runtimes import RUNTIMES
 from retrieval.runtimes.export import cache_root, cached_export, export_folder
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, cpu
 from tests.retrieval.runtimes.conftest import cosines, photo_batch
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,7 +51,7 @@ def test_a_second_load_reuses_the_export(cache, tiny, runtime):
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnx"])
 def test_a_later_embedder_neither_exports_nor_checks_again(cache, tiny, runtime, monkeypatch):
-    first = Embedder(tiny, "cpu", runtime)
+    first = Embedder(tiny, cpu(runtime))
     assert first.runtime_used == runtime
     assert (export_folder(tiny, RUNTIMES.get(runtime)) / "checked-f32.json").is_file()
 
@@ -59,7 +59,7 @@ def test_a_later_embedder_neither_exports_nor_checks_again(cache, tiny, runtime,
         raise AssertionError("exported or checked again")
     monkeypatch.setattr(type(RUNTIMES.get(runtime)), "export", refuse)
     monkeypatch.setattr("retrieval.runtimes.torch.TorchSession.__call__", refuse)
-    later = Embedder(tiny, "cpu", runtime)
+    later = Embedder(tiny, cpu(runtime))
     assert later.runtime_used == runtime
     batch = photo_batch(later)
     np.testing.assert_allclose(later(batch), first(batch), rtol=0, atol=1e-6)
@@ -77,10 +77,10 @@ def test_a_corrupt_cache_file_is_exported_again_and_the_vectors_stay_right(cache
     folder, _ = cached_export(tiny, rt)
     big = max((folder / name for name in rt.files), key=lambda p: p.stat().st_size)
     big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])  # a truncated copy
-    embedder = Embedder(tiny, "cpu", runtime)
+    embedder = Embedder(tiny, cpu(runtime))
     assert embedder.runtime_used == runtime
     assert any("corrupt" in line for line in warnings_said())
-    reference = Embedder(tiny, "cpu", "torch")
+    reference = Embedder(tiny, cpu("torch"))
     batch = photo_batch(reference)
     assert cosines(embedder(batch), reference(batch)).min() >= 0.9999
 
@@ -95,7 +95,7 @@ def test_a_damaged_export_whose_digests_were_rewritten_is_exported_again(cache, 
     meta = json.loads((folder / "meta.json").read_text())
     meta["files"]["model.onnx"] = hashlib.sha256(b"not a model").hexdigest()
     (folder / "meta.json").write_text(json.dumps(meta))
-    embedder = Embedder(tiny, "cpu", "onnx")
+    embedder = Embedder(tiny, cpu("onnx"))
     assert embedder.runtime_used == "onnx"
     assert any("cannot be opened" in line for line in warnings_said())
     assert (folder / "model.onnx").stat().st_size > 1000
@@ -105,7 +105,8 @@ _EXPORT = """
 import sys
 from retrieval.embed import Embedder
 from retrieval.models.load import load_model
-embedder = Embedder(load_model({model!r}, pretrained=False), "cpu", sys.argv[1])
+from retrieval.runtimes.settings import InferenceSettings
+embedder = Embedder(load_model({model!r}, pretrained=False), InferenceSettings(device="cpu", runtime=sys.argv[1]))
 print(embedder.runtime_used)
 """
 

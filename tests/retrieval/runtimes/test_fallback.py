@@ -10,7 +10,7 @@ from index.errors import RetrError
 from retrieval.embed import Embedder
 from retrieval.models.load import load_model
 from retrieval.runtimes import RUNTIMES
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, cpu
 from tests.retrieval.runtimes.conftest import photo_batch
 
 
@@ -21,7 +21,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def expected(tiny):
-    reference = Embedder(tiny, "cpu", "torch")
+    reference = Embedder(tiny, cpu("torch"))
     batch = photo_batch(reference)
     return batch, reference(batch)
 
@@ -35,7 +35,7 @@ def _same_as_torch(embedder, expected) -> None:
 def test_a_runtime_that_cannot_be_imported_falls_back_to_torch(tiny, expected, runtime, module, monkeypatch,
                                                                warnings_said):
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
-    embedder = Embedder(tiny, "cpu", runtime)
+    embedder = Embedder(tiny, cpu(runtime))
     assert embedder.runtime_used == "torch"
     said = warnings_said()
     assert len(said) == 1 and f"needs {module}, which cannot be imported" in said[0] and "\n" not in said[0]
@@ -44,9 +44,9 @@ def test_a_runtime_that_cannot_be_imported_falls_back_to_torch(tiny, expected, r
 
 def test_auto_skips_a_missing_runtime_quietly(tiny, monkeypatch, warnings_said):
     monkeypatch.setitem(sys.modules, "openvino", None)
-    assert Embedder(tiny, "cpu").runtime_used == "onnx"
+    assert Embedder(tiny, cpu()).runtime_used == "onnx"
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    assert Embedder(tiny, "cpu").runtime_used == "torch"
+    assert Embedder(tiny, cpu()).runtime_used == "torch"
     assert not warnings_said()
 
 
@@ -56,7 +56,7 @@ def test_an_op_that_does_not_export_falls_back_to_torch(tiny, expected, monkeypa
     def fail(*args, **kwargs):
         raise RuntimeError("Exporting the operator 'aten::fancy_op' to ONNX opset version 17 is not supported")
     monkeypatch.setattr(type(RUNTIMES.get("onnx")), "export", fail)
-    embedder = Embedder(tiny, "cpu", "onnx")
+    embedder = Embedder(tiny, cpu("onnx"))
     assert embedder.runtime_used == "torch"
     said = warnings_said()
     assert len(said) == 1 and "does not export to onnx" in said[0] and "aten::fancy_op" in said[0]
@@ -73,20 +73,20 @@ def test_vectors_that_differ_from_torch_s_are_refused(tiny, expected, monkeypatc
         session = real_open(self, folder, **kwargs)
         return lambda batch: session(batch) + 0.05  # what a wrong export would give
     monkeypatch.setattr(rt, "open", skewed_open)
-    embedder = Embedder(tiny, "cpu", "onnx")
+    embedder = Embedder(tiny, cpu("onnx"))
     assert embedder.runtime_used == "torch"
     assert "differ from torch's" in warnings_said()[0]
     _same_as_torch(embedder, expected)
 
 
 def test_bf16_is_only_for_openvino(tiny, warnings_said):
-    assert Embedder(tiny, "cpu", "onnx", "bf16").runtime_used == "torch"
+    assert Embedder(tiny, cpu("onnx", "bf16")).runtime_used == "torch"
     said = warnings_said()
     assert len(said) == 1 and "has no --precision bf16" in said[0]
 
 
 def test_an_unknown_runtime_or_precision_is_a_one_line_error(tiny):
     with pytest.raises(RetrError, match="unknown --runtime 'tensorrt'; known: auto, torch, openvino, onnx"):
-        Embedder(tiny, "cpu", "tensorrt")
+        Embedder(tiny, cpu("tensorrt"))
     with pytest.raises(RetrError, match="unknown --precision 'int4'"):
-        Embedder(tiny, "cpu", "openvino", "int4")
+        Embedder(tiny, cpu("openvino", "int4"))

@@ -9,7 +9,7 @@ from cli.main import app
 from retrieval.embed import Embedder
 from retrieval.models.load import DEFAULT_MODEL, load_model
 from retrieval.models.weights import packaged_weights
-from tests.conftest import TINY_MODEL, copy_photos
+from tests.conftest import TINY_MODEL, copy_photos, cpu
 from tests.retrieval.runtimes.conftest import cosines, photo_batch
 
 RUNTIMES = ["openvino", "onnx"]
@@ -36,9 +36,9 @@ def test_a_runtime_gives_torch_s_vectors_on_the_sample_photos(spec, runtime, tra
     # mobilenetv2_100's offline weights come from an optional package; the ops are the same without them
     pretrained = spec != "mobilenetv2_100" or packaged_weights(spec) is not None
     model = load_model(trained if spec == "trained" else spec, pretrained=pretrained)
-    reference = Embedder(model, "cpu", "torch")
+    reference = Embedder(model, cpu("torch"))
     batch = photo_batch(reference)
-    exported = Embedder(model, "cpu", runtime)
+    exported = Embedder(model, cpu(runtime))
     assert exported.runtime_used == runtime, warnings_said()
     got, want = exported(batch), reference(batch)
     assert got.shape == want.shape == (len(batch), model.info.dim)
@@ -50,5 +50,5 @@ def test_a_runtime_gives_torch_s_vectors_on_the_sample_photos(spec, runtime, tra
 
 def test_auto_on_a_cpu_picks_openvino_first():
     model = load_model(TINY_MODEL, pretrained=False)
-    assert Embedder(model, "cpu").runtime_used == "openvino"
-    assert Embedder(model, "cpu", "torch").runtime_used == "torch"
+    assert Embedder(model, cpu()).runtime_used == "openvino"
+    assert Embedder(model, cpu("torch")).runtime_used == "torch"

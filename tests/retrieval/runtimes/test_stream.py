@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from retrieval.embed import Embedder
 from retrieval.models.load import DEFAULT_MODEL, load_model
+from tests.conftest import cpu
 from tests.retrieval.runtimes.conftest import photo_batch
 
 
@@ -18,13 +18,13 @@ def model():
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnx", "torch"])
 def test_a_stream_gives_each_batch_its_own_vectors_in_order(model, runtime):
-    embedder = Embedder(model, "cpu", runtime)
+    embedder = Embedder(model, cpu(runtime))
     assert embedder.runtime_used == runtime
     photos = photo_batch(embedder)
     # batches of different sizes and contents, an empty slot (a batch whose every file failed) among them
     batches = [photos[i % len(photos):][:1 + i % 3] for i in range(9)]
     batches.insert(4, None)
-    batches.insert(6, torch.cat([photos, photos, photos])[:20])  # more images than one request takes
+    batches.insert(6, np.concatenate([photos, photos, photos])[:20])  # more images than one request takes
     got = list(embedder.stream((b, f"tag{i}") for i, b in enumerate(batches)))
     assert [tag for _, tag in got] == [f"tag{i}" for i in range(len(batches))]
     for (vectors, _), batch in zip(got, batches):
@@ -36,7 +36,7 @@ def test_a_stream_gives_each_batch_its_own_vectors_in_order(model, runtime):
 
 
 def test_a_stream_left_early_finishes_its_requests_and_the_session_still_runs(model):
-    embedder = Embedder(model, "cpu", "openvino")
+    embedder = Embedder(model, cpu("openvino"))
     photos = photo_batch(embedder)
     stream = embedder.stream((photos, i) for i in range(50))
     first, tag = next(stream)
@@ -44,7 +44,7 @@ def test_a_stream_left_early_finishes_its_requests_and_the_session_still_runs(mo
     assert tag == 0
     again = list(embedder.stream((photos[:2], i) for i in range(3)))
     np.testing.assert_allclose(again[2][0], first[:2], atol=1e-5)
-    np.testing.assert_allclose(embedder(torch.clone(photos[:1])), first[:1], atol=1e-5)
+    np.testing.assert_allclose(embedder(photos[:1].copy()), first[:1], atol=1e-5)
 
 
 def test_embedders_that_stream_and_are_dropped_never_hang_the_process(tmp_path):
@@ -53,13 +53,14 @@ def test_embedders_that_stream_and_are_dropped_never_hang_the_process(tmp_path):
     import subprocess
     import sys
     code = (
-        "import gc, torch\n"
+        "import gc, numpy as np\n"
         "from retrieval.embed import Embedder\n"
         "from retrieval.models.load import DEFAULT_MODEL, load_model\n"
+        "from tests.conftest import cpu\n"
         "model = load_model(DEFAULT_MODEL)\n"
-        "batch = torch.randint(0, 255, (20, 3, 224, 224), dtype=torch.uint8)\n"
+        "batch = np.random.default_rng(0).integers(0, 255, (20, 3, 224, 224), dtype=np.uint8)\n"
         "for _ in range(6):\n"
-        "    e = Embedder(model, 'cpu', 'openvino')\n"
+        "    e = Embedder(model, cpu('openvino'))\n"
         "    assert sum(len(v) for v, _ in e.stream((batch, None) for _ in range(3))) == 60\n"
         "    del e\n"
         "    gc.collect()\n"

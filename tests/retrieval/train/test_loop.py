@@ -50,13 +50,15 @@ def test_checkpoint_round_trip(run, colour_set):
 
 def test_checkpoint_works_with_index_build(run, tmp_path, colour_set):
     from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.runtimes.settings import InferenceSettings
     from retrieval.collection.query import query_index
     _, out = run
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(0, 64, 8):
         colour_set.items[i].save(folder / f"{i}.png")
-    report = build_index([folder], tmp_path / "idx", BuildOptions(model=str(out), workers=0))
+    report = build_index([folder], tmp_path / "idx",
+                         BuildOptions(model=str(out), inference=InferenceSettings(workers=0)))
     assert report.added == 8 and report.total == 8
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["dim"] == 16
