@@ -386,13 +386,16 @@ class Collection:
             return manifests(warm.store.catalog)
 
     def settle_quarantine(self) -> list[str]:
-        """Complete or roll back quarantine moves and undos a crash cut short (what was done); nothing to do
-        costs one query. Takes the writer lock only when there is something to settle."""
+        """Complete or roll back quarantine moves and undos a crash cut short, and rewrite a faiss file a crash
+        left behind the catalog (until then it is searched exactly in memory); what was done. Nothing to do
+        costs a query; the writer lock is taken only when there is something to settle."""
         from index.catalog.quarantine import pending
         with self._use() as warm:
-            if not pending(warm.store.catalog):
+            if not pending(warm.store.catalog) and warm.store.vectors_problem() is None:
                 return []
         with IndexStore.open(self.dir, self.db_url, mode="write", command="retr serve (recovery)") as store:
+            if store.reconcile():
+                store.note("the faiss file was behind the catalog (a crash?); rewritten from the catalog")
             notes = list(store.repairs)
         self.refresh()
         return notes

@@ -13,6 +13,7 @@ import binascii
 import json
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -202,4 +203,6 @@ class Journal:
 
 
 def default_manifest(dest: str | Path) -> Path:
-    return Path(dest) / f"retr-dedupe-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
+    """A new manifest's name: the time, the process, and a random part (a server quarantines more than
+    one group a second)."""
+    return Path(dest) / f"retr-dedupe-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"

@@ -32,11 +32,12 @@ def main(action: str, index: str, target: str, n: int, when: str) -> None:
         undo_manifest(target, index_dir=index)
 
 
-def state(index: Path, folders: list[Path]) -> dict:
-    """What the catalog, the faiss file and the disk hold now, after a writer has settled the index."""
+def state(index: Path, folders: list[Path], *, settle: bool = True) -> dict:
+    """What the catalog, the faiss file and the disk hold now; with ``settle``, after a writer has settled
+    the index (as the next build, dedupe action or server start does)."""
     from index.catalog.quarantine import records
     from index.directory import IndexStore
-    with IndexStore.open(index, mode="write") as store:  # a writer settles what a crash cut short first
+    with IndexStore.open(index, mode="write" if settle else "read") as store:  # a writer settles first
         rows = {r.path: r.id for r in store.catalog.image_rows().values()}
         quarantined = {r.dest: (r.path, r.id, r.state) for r in records(store.catalog)}
         consistent = store.consistent()

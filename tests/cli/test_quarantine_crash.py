@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -38,8 +39,8 @@ def library(tmp_path):
     return tmp_path, tmp_path / "ix", tmp_path / "q"
 
 
-def _agrees(root: Path, index: Path, q: Path, ids_before: dict[str, int]) -> dict:
-    got = state(index, [root / "photos", q])
+def _agrees(root: Path, index: Path, q: Path, ids_before: dict[str, int], *, settle: bool = True) -> dict:
+    got = state(index, [root / "photos", q], settle=settle)
     assert got["consistent"], got  # the faiss file holds exactly the catalog's vectors
     for path in got["rows"]:
         assert Path(path).is_file(), f"stale catalog row: {path}"
@@ -180,43 +181,51 @@ def _serve(index: Path, q: Path, port: int) -> subprocess.Popen:
 def _post(port: int, route: str, body: dict) -> dict:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{route}", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=60) as got:
-        return json.loads(got.read())
+    try:
+        with urllib.request.urlopen(request, timeout=60) as got:
+            return json.loads(got.read())
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{route}: {exc.code} {exc.read()[:300]!r}") from None
 
 
 def test_a_real_server_killed_at_a_random_moment_of_a_quarantine(library):
+    import threading
     root, index, q = library
     ids = _ids(index)
     keep = str(root / "photos" / "chelsea.jpg")
     rng = random.Random(7)
     port = _free_port()
-    server = _serve(index, q, port)
-    try:
-        took = time.monotonic()
-        manifest = _post(port, "/api/duplicates/quarantine", {"keep": keep})["manifest"]
-        took = time.monotonic() - took
-        _post(port, "/api/duplicates/undo", {"manifest": manifest})
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/duplicates/quarantine",
-                                         data=json.dumps({"keep": keep}).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
-        import threading
-        threading.Thread(target=lambda: _swallow(request), daemon=True).start()
-        time.sleep(rng.uniform(0.2, 0.8) * took)
-    finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait(30)
-    server = _serve(index, q, port)  # the restart settles what the kill cut short
-    try:
+    for low, high in ((0.1, 0.6), (0.6, 1.1)):  # early in the moves, and late (the faiss rewrite)
+        server = _serve(index, q, port)
+        try:
+            _post(port, "/api/duplicates/undo", {"manifest": _post(port, "/api/duplicates/quarantine",
+                                                                   {"keep": keep})["manifest"]})
+            took = time.monotonic()  # a second quarantine: its hashes are stored, as the killed one's are
+            manifest = _post(port, "/api/duplicates/quarantine", {"keep": keep})["manifest"]
+            took = time.monotonic() - took
+            _post(port, "/api/duplicates/undo", {"manifest": manifest})
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/api/duplicates/quarantine",
+                                             data=json.dumps({"keep": keep}).encode(),
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            threading.Thread(target=lambda: _swallow(request), daemon=True).start()
+            time.sleep(rng.uniform(low, high) * took)
+        finally:
+            server.send_signal(signal.SIGKILL)
+            server.wait(30)
+        server = _serve(index, q, port)  # the restart settles what the kill cut short
+        try:
+            got = _agrees(root, index, q, ids, settle=False)  # as the restarted server left it
+            kept = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?id={ids[keep]}&k=20").read())
+            assert all(Path(h["path"]).is_file() for h in kept["results"]), kept  # none names a moved file
+            listed = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/duplicates/quarantine").read())
+            assert len(listed["manifests"]) == (1 if got["quarantined"] else 0)
+            for m in listed["manifests"]:  # a client that never got its answer can still undo
+                _post(port, "/api/duplicates/undo", {"manifest": m["manifest"]})
+        finally:
+            server.send_signal(signal.SIGKILL)
+            server.wait(30)
         got = _agrees(root, index, q, ids)
-        listed = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/duplicates/quarantine").read())
-        for m in listed["manifests"]:  # a client that never got its answer can still undo
-            _post(port, "/api/duplicates/undo", {"manifest": m["manifest"]})
-        assert len(listed["manifests"]) == (1 if got["quarantined"] else 0)
-    finally:
-        server.send_signal(signal.SIGKILL)
-        server.wait(30)
-    got = _agrees(root, index, q, ids)
-    assert got["quarantined"] == {} and got["rows"] == ids
+        assert got["quarantined"] == {} and got["rows"] == ids
 
 
 def _swallow(request) -> None:
@@ -257,3 +266,9 @@ def test_quarantine_and_undo_on_a_postgresql_catalog(pg_catalog_url, tmp_path):
         assert len(back["done"]) == 3 and c.get("/api/info").json()["images"] == 5
         after = {h["path"]: h["id"] for h in c.get("/api/search", params={"id": 1, "k": 10}).json()["results"]}
     assert after == before  # every image back under its own id
+
+
+def test_two_quarantines_in_one_second_get_two_manifests(tmp_path):
+    from retrieval.dedupe.manifest import default_manifest
+    names = {default_manifest(tmp_path).name for _ in range(100)}
+    assert len(names) == 100  # one process, one second: still a new name each time
