@@ -319,6 +319,7 @@ def test_duplicates_page_lists_other_shots_apart(browser, server, tmp_path):
     from skimage import data
 
     from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.runtimes.settings import InferenceSettings
     from tests.conftest import TINY_MODEL
     photos = tmp_path / "scene"
     photos.mkdir()
@@ -326,8 +327,8 @@ def test_duplicates_page_lists_other_shots_apart(browser, server, tmp_path):
     left.save(photos / "left.jpg", quality=92)
     right.save(photos / "right.jpg", quality=90)
     ImageEnhance.Contrast(left.resize((600, 400))).enhance(1.15).save(photos / "left small.jpg", quality=60)
-    build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True, workers=0,
-                                                         batch_size=4))
+    build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True,
+                                                         inference=InferenceSettings(batch_size=4, workers=0)))
     with running(tmp_path / "ix", quarantine_dir=str(tmp_path / "q")) as url:
         context = browser.new_context(viewport={"width": 1280, "height": 860})
         context.set_default_timeout(WAIT_MS)
