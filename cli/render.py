@@ -174,21 +174,30 @@ def cluster_report(report) -> str:
 
 # retr dedupe
 
+def _dup_line(d) -> str:
+    return (f"  {d.kind.value:>7} {d.reason.value:>10} {d.distance:>7}"
+            + (f" {d.inliers:>5} inliers" if d.inliers is not None else "") + f"  {_shown(d.item.path)}")
+
+
 def dedupe_groups(result) -> str:
-    """Groups as indented text: the kept image, then each duplicate with reason and distance."""
+    """Copy groups as indented text (the kept image, then each duplicate with kind, reason and distance),
+    then the similar groups (other shots of one scene, not acted on unless asked)."""
     o = result.options
     signals = (f"{o.hash} size {o.hash_size}, radius {o.candidate_radius()}"
                + (f", embeddings >= {o.similarity}" if o.embeddings else ""))
-    from retrieval.dedupe.finder import THUMB_MAX
-    near = ", thumbnails, shared keypoints" if result.n_images <= THUMB_MAX else ""  # as the finder proposes
-    how = (f"candidates: {signals}{near}; {result.verified_pairs} pairs verified with local features"
-           if o.verify else f"{signals}, not verified")
-    lines = [f"{result.n_images} images, {result.n_duplicates} duplicates in {len(result.groups)} groups "
-             f"({how}; keep {o.keep})"]
+    how = (f"candidates: {signals}, thumbnails, shared keypoints; {result.verified_pairs} pairs verified with "
+           "local features" if o.verify else f"{signals}, not verified")
+    lines = [f"{result.n_images} images, {result.n_duplicates} duplicates in {len(result.groups)} groups, "
+             f"{result.n_similar} similar in {len(result.similar)} similar groups ({how}; keep {o.keep})"]
     for n, g in enumerate(result.groups, 1):
-        lines.append(f"group {n}: keep {_shown(g.keep.path)}")
-        lines += [f"  {d.reason:>14} {d.distance:>7}" + (f" {d.inliers:>5} inliers" if d.inliers is not None else "")
-                  + f"  {_shown(d.item.path)}" for d in g.duplicates]
+        lines.append(f"group {n} ({g.kind.value}): keep {_shown(g.keep.path)}")
+        lines += [_dup_line(d) for d in g.duplicates]
+    if result.similar:
+        lines.append(f"{len(result.similar)} similar group(s): other shots of one scene (burst or video frames, "
+                     "another viewpoint, a moved subject); acted on only with --include-similar:")
+        for n, g in enumerate(result.similar, 1):
+            lines.append(f"similar {n}: keep {_shown(g.keep.path)}")
+            lines += [_dup_line(d) for d in g.duplicates]
     if result.low_info:
         lines.append(f"{len(result.low_info)} low-information image(s) (flat, near-uniform or tiny): never paired "
                      "by a hash, never moved:")
@@ -220,11 +229,15 @@ def dedupe_action(done) -> str:
 
 
 def dedupe_check(image, matches) -> str:
+    """What --check found, each catalogued image with its kind (exact, copy, or similar: another shot)."""
     if not matches:
         return f"{_shown(str(image))}: no duplicate in the catalog"
-    return "\n".join([f"{_shown(str(image))} duplicates {len(matches)} catalogued image(s):"]
-                     + [f"  {m.reason:>10} {m.distance:>7}" + (f" {m.inliers:>5} inliers" if m.inliers is not None
-                                                                else "") + f"  {_shown(m.path)}" for m in matches])
+    kinds = sorted({m.kind.value for m in matches})
+    head = (f"{_shown(str(image))} duplicates {len(matches)} catalogued image(s) ({', '.join(kinds)}):"
+            if kinds != ["similar"] else
+            f"{_shown(str(image))} is another shot of the scene of {len(matches)} catalogued image(s) (similar, "
+            "not a copy):")
+    return "\n".join([head] + [_dup_line(m) for m in matches])
 
 
 def calibration(data: dict[str, Any], target_precision: float) -> str:

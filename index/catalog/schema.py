@@ -79,6 +79,31 @@ class ImageHash(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))  # the file content the hash was made from
 
 
+class ImageFeature(Base):
+    """Per-image dedupe features (keypoints, thumbnails, small grey image) in one blob, made by ``recipe``
+    from the file content ``sha256``: computed once, reused by every later dedupe run."""
+
+    __tablename__ = "image_features"
+    __table_args__ = (UniqueConstraint("image_id", "recipe"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    recipe: Mapped[str] = mapped_column(String(32), nullable=False)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class DedupeCache(Base):
+    """What a dedupe run can reuse next time, as one compressed blob per ``key``: the verdicts of pairs of
+    file contents already verified, and the result of a run over an unchanged catalog."""
+
+    __tablename__ = "dedupe_cache"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
 class Region(Base):
     """A region of an image (detector/segmenter crop, annotation, grid window) with its vector."""
 

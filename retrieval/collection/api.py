@@ -351,7 +351,7 @@ class Collection:
         with IndexStore.open(self.dir, self.db_url, mode="write", command="retr serve (quarantine)") as store:
             col = from_index(store, opts)
             result = find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors,
-                                     col.aliases)
+                                     col.aliases, feats=col.feats)
             groups = [g for g in result.groups if g.keep.path == keep]
             if not groups:
                 raise RetrError(f"no duplicate group keeps {keep}")

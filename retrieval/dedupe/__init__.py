@@ -1,4 +1,5 @@
-"""Near-duplicate detection: exact (sha256), perceptual hashes (imagehash), embedding similarity.
+"""Near-duplicate detection: exact copies, edited copies and other shots of one scene (sha256, perceptual
+hashes, keypoints verified geometrically, embeddings).
 
 The names below are imported from their modules on first use (see retrieval._lazy), so importing one
 light module of this package (hashers, keep, options) does not import faiss, imagehash or the catalog.
@@ -13,7 +14,8 @@ _EXPORTS = {
     **dict.fromkeys(["DEFAULT_HASH", "HASHERS", "Hasher", "get_hasher"], "retrieval.dedupe.hashers"),
     **dict.fromkeys(["HashJob", "HashResult", "hash_file", "hash_files"], "retrieval.dedupe.parallel_hashing"),
     **dict.fromkeys(["DEFAULT_KEEP", "KEEP_POLICIES", "choose_keep"], "retrieval.dedupe.keep"),
-    **dict.fromkeys(["Action", "Match", "check_image", "dedupe_index", "dedupe_paths", "undo_manifest"],
+    **dict.fromkeys(["Kind", "Reason"], "retrieval.dedupe.reasons"),
+    **dict.fromkeys(["Action", "check_image", "dedupe_index", "dedupe_paths", "undo_manifest"],
                     "retrieval.dedupe.run"),
 }
 __all__ = sorted(_EXPORTS)

@@ -115,11 +115,13 @@ def verification_scores(pairs: Pairs, *, workers: int | None = None,
     """(inliers, aligned) per pair when only the geometric sanity checks apply, with the default inlier
     ratio: inliers 0 when rejected, low-information, untextured or unreadable; aligned True for a smooth
     pair the dense check verifies (no keypoints, so no inlier count: no inlier threshold applies to it)."""
-    from retrieval.dedupe.verify import DEFAULT_THRESHOLDS, compute_features, verify_pairs
+    from retrieval.dedupe.features import compute_features
+    from retrieval.dedupe.reasons import Reason
+    from retrieval.dedupe.verify import DEFAULT_THRESHOLDS, verify_pairs
     files = sorted(set(pairs.a) | set(pairs.b))
-    feats = compute_features(files, workers=workers, progress=progress)
+    order = compute_features(files, workers=workers, progress=progress)
+    feats = dict(zip(files, order))
     at = {f: k for k, f in enumerate(files)}
-    order = [feats[f] for f in files]
     loose = dataclasses.replace(DEFAULT_THRESHOLDS, min_inliers=4)
     verdicts = verify_pairs([(at[x], at[y]) for x, y in zip(pairs.a, pairs.b)], order, thresholds=loose,
                             workers=workers)
@@ -127,8 +129,8 @@ def verification_scores(pairs: Pairs, *, workers: int | None = None,
     inliers, aligned = [], []
     for v, x, y in zip(verdicts, pairs.a, pairs.b):
         ok = v.verified and x not in low and y not in low
-        inliers.append(v.inliers if ok and v.reason == "verified" else 0)
-        aligned.append(ok and v.reason == "aligned")
+        inliers.append(v.inliers if ok and v.reason == Reason.VERIFIED else 0)
+        aligned.append(ok and v.reason == Reason.ALIGNED)
     return np.array(inliers, dtype=np.int64), np.array(aligned, dtype=bool)
 
 

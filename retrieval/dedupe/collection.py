@@ -1,8 +1,9 @@
 """Where the images to deduplicate come from: an index directory's catalog, or folders scanned now.
 
-From an index, hashes are read from the catalog and only missing or stale ones are computed (then
-stored); from folders, every file is hashed in this run (nothing is written). Either way, paths that
-reach the same file (device and inode: a symlink and its target, hard links) are one image.
+From an index, hashes and per-image features are read from the catalog and only missing or stale ones
+are computed (then stored); from folders, every file is read once in this run (nothing is written).
+Either way, paths that reach the same file (device and inode: a symlink and its target, hard links) are
+one image. Verifying needs the features (retrieval.dedupe.features); --no-verify needs the hash only.
 """
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from index.errors import RetrError
+from index.catalog.features import load_features, pending_features, store_features
 from index.catalog.hashes import load_hashes, pending_hashes, store_hashes
 from index.directory import IndexStore
+from retrieval.dedupe.features import RECIPE, FeatureJob, Features, compute_features
 from retrieval.dedupe.fileops import file_id, is_direct
 from retrieval.dedupe.finder import Item
 from retrieval.dedupe.options import DedupeOptions
@@ -33,6 +36,7 @@ class Collection:
     vector_rows: np.ndarray | None = None
     roots: list[str] = dataclasses.field(default_factory=list)  # scanned roots (folders mode)
     aliases: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, path of the same file)
+    feats: list[Features] | None = None  # aligned with items, when verifying
 
 
 def fold_aliases(items: Sequence[Item]) -> tuple[list[int], list[Item], list[tuple[str, str]]]:
@@ -62,6 +66,36 @@ def _job(opts: DedupeOptions) -> HashJob:
     return HashJob(opts.hash, opts.hash_size)
 
 
+def _feature_job(opts: DedupeOptions) -> FeatureJob:
+    return FeatureJob(opts.hash, int(opts.hash_size))
+
+
+def ensure_features(store: IndexStore, opts: DedupeOptions, *, workers: int | None = None,
+                    progress: bool = False) -> list[tuple[str, str]]:
+    """Compute and store the features (and hashes) of the catalog's images that have none current; returns
+    the files that could not be read. Work is proportional to the images that are new or changed."""
+    opts = opts.validated()
+    todo = pending_features(store.catalog, RECIPE)
+    errors: list[tuple[str, str]] = []
+    by_path = {p.path: p for p in todo}
+    paths = list(by_path)
+    for start in range(0, len(paths), STORE_BATCH):
+        feats, hashes = [], []
+        for f in compute_features(paths[start:start + STORE_BATCH], _feature_job(opts), workers=workers,
+                                  progress=progress):
+            row = by_path[f.path]
+            if f.error is not None or f.bits is None:
+                errors.append((f.path, f.error or "cannot hash"))
+            elif f.sha256 != row.sha256:  # its row and vector describe other content
+                errors.append((f.path, "changed since it was indexed; run `retr index build` first"))
+            else:
+                feats.append((row.id, row.sha256, f.to_bytes()))
+                hashes.append((row.id, f.bits, row.sha256))
+        store_features(store.catalog, RECIPE, feats)
+        store_hashes(store.catalog, opts.hash, opts.hash_size, hashes)
+    return errors
+
+
 def ensure_hashes(store: IndexStore, opts: DedupeOptions, *, workers: int | None = None,
                   progress: bool = False) -> list[tuple[str, str]]:
     """Hash the catalog's images that have no current hash of this kind (incremental); returns errors."""
@@ -88,15 +122,23 @@ def ensure_hashes(store: IndexStore, opts: DedupeOptions, *, workers: int | None
 def from_index(store: IndexStore, opts: DedupeOptions, *, workers: int | None = None,
                progress: bool = False) -> Collection:
     opts = opts.validated()
-    errors = ensure_hashes(store, opts, workers=workers, progress=progress)
+    errors = ensure_features(store, opts, workers=workers, progress=progress) if opts.verify else []
+    errors += ensure_hashes(store, opts, workers=workers, progress=progress)
     hasher_bytes = (_job(opts).hasher().nbytes(opts.hash_size))
     table = load_hashes(store.catalog, opts.hash, opts.hash_size, hasher_bytes)
+    blobs = load_features(store.catalog, RECIPE) if opts.verify else {}
+    if opts.verify:  # an image whose features could not be made is an error already
+        with_feats = np.array([k for k, i in enumerate(table.ids) if int(i) in blobs], dtype=np.int64)
+        table = dataclasses.replace(table, ids=table.ids[with_feats], codes=table.codes[with_feats])
     rows = store.catalog.rows_by_id(table.ids)
     items = [Item(int(i), rows[int(i)].path, rows[int(i)].sha256, rows[int(i)].bytes, rows[int(i)].width,
                   rows[int(i)].height, rows[int(i)].mtime) for i in table.ids]
     kept, items, aliases = fold_aliases(items)
     ids = table.ids[kept]
     col = Collection(items, table.codes[kept], errors, aliases=aliases)
+    if opts.verify:
+        col.feats = [Features.from_bytes(blobs[it.id], it.path, it.sha256, it.bytes, code.tobytes())
+                     for it, code in zip(items, col.codes)]
     if opts.embeddings:
         if store.manifest is None:
             raise RetrError(f"the index at {store.dir} has no vectors: build it before using --embeddings")
@@ -113,19 +155,24 @@ def from_paths(paths: Sequence[str | Path], opts: DedupeOptions, *, workers: int
     opts = opts.validated()
     found = scan([str(p) for p in paths])
     mtimes = {f.path: f.mtime for f in found.files}
-    items, codes, errors = [], [], list(found.errors)
-    for res in hash_files([f.path for f in found.files], _job(opts), workers=workers, progress=progress):
+    items, codes, feats, errors = [], [], [], list(found.errors)
+    files = [f.path for f in found.files]
+    results = (compute_features(files, _feature_job(opts), workers=workers, progress=progress) if opts.verify
+               else hash_files(files, _job(opts), workers=workers, progress=progress))
+    for res in results:
         if res.bits is None:
             errors.append((res.path, res.error or "cannot hash"))
             continue
         items.append(Item(len(items), res.path, res.sha256, res.bytes, res.width, res.height, mtimes[res.path]))
         codes.append(np.frombuffer(res.bits, dtype=np.uint8))
+        feats.append(res)
     nbytes = _job(opts).hasher().nbytes(opts.hash_size)
     kept, items, aliases = fold_aliases(items)
     items = [dataclasses.replace(it, id=k) for k, it in enumerate(items)]  # ids stay positions
     codes = [codes[k] for k in kept]
     col = Collection(items, np.stack(codes) if codes else np.zeros((0, nbytes), np.uint8), errors,
-                     roots=[str(Path(p).resolve()) for p in paths], aliases=aliases)
+                     roots=[str(Path(p).resolve()) for p in paths], aliases=aliases,
+                     feats=[feats[k] for k in kept] if opts.verify else None)
     if opts.embeddings and items:
         if model is None:
             raise RetrError("--embeddings on folders needs a model to embed them")

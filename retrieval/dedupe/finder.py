@@ -1,17 +1,19 @@
-"""Finding duplicate groups: candidates from every cheap signal, verified, grouped without chains.
+"""Finding duplicates in three stages: candidates, verification, grouping.
 
-1. Candidates (no O(n^2) loop): equal sha256 (sorting), perceptual hashes within a loose radius (faiss /
-   multi-index binary range search), each image's nearest thumbnails, each image's best partners by shared
-   keypoint descriptors (``retrieval.dedupe.keypoint_candidates``), and with ``embeddings`` cosine
-   neighbours (faiss range search).
-2. Verification (``retrieval.dedupe.verify``): every candidate pair that is not byte-identical is checked
-   with local features and a RANSAC similarity fit, over all cores; a pair too smooth for keypoints by a
-   dense alignment (reason "aligned"). Low-information images (flat, near-uniform, tiny) are never paired;
+1. Candidates (``retrieval.dedupe.candidates``): equal sha256, perceptual hashes, thumbnails, shared
+   keypoints and (with ``embeddings``) cosine neighbours propose pairs; no O(n^2) loop.
+2. Verification (``verification``): in keep-policy order, each image not yet taken is checked against its
+   untaken candidates with local features and a RANSAC similarity fit (``retrieval.dedupe.verify``), and
+   the aligned pictures compared block by block: an edited copy (reason ``verified``; ``aligned`` for a pair
+   too smooth for keypoints), another shot of the scene (``other shot``), or neither. Only the pairs a star
+   group needs are checked, a wave of images at a time over all cores: two copies of one kept image are never
+   compared with each other, and a textured pair that shares no keypoint bucket, is far by hash and unlike
+   by thumbnail is not matched at all. Low-information images (flat, near-uniform, tiny) are never paired;
    a pair too poor in texture to verify either way is reported as unverified.
    With ``verify=False`` a hash within ``threshold`` (or an embedding above ``similarity``) is enough.
-3. Star groups (``retrieval.dedupe.groups.star_groups``): images in keep-policy order keep their untaken
-   verified neighbours, and a duplicate reached only through another duplicate is verified against the kept
-   image before it joins, so one borderline link never merges two groups.
+3. Grouping (``grouping``): star groups of copies around the kept image (no chaining: a duplicate reached
+   only through another duplicate joins when it was verified against the kept image), then ``similar``
+   groups of the kept images that other-shot links join, again as stars.
 """
 from __future__ import annotations
 
@@ -20,19 +22,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from index.hamming import hamming, pairs_within, similar_pairs
+from retrieval.dedupe.candidates import Candidates, Pair, find_candidates, hamming_of
 from retrieval.dedupe.groups import star_groups
 from retrieval.dedupe.keep import Candidate, policy
 from retrieval.dedupe.options import DedupeOptions
+from retrieval.dedupe.reasons import Kind, Reason
 
-EXACT = "exact"
-EMBEDDING = "embedding"
-VERIFIED = "verified"
-ALIGNED = "aligned"  # a smooth pair verified densely (retrieval.dedupe.verify: too few keypoints for RANSAC)
-UNTEXTURED = "too little texture to verify"
-NEIGHBOURS = 10  # beyond --threshold, hash candidates are an image's this many nearest within the loose radius
-THUMB_MAX = 100_000  # thumbnail candidates up to this many images (an exact k-NN over all of them)
-THUMB_MIN = 0.3  # thumbnail neighbours less alike than this are not proposed
+UNTEXTURED = Reason.UNTEXTURED.value
+# a textured pair is matched only when its keypoint votes (retrieval.dedupe.keypoint_candidates: shared
+# buckets beyond chance) reach MIN_VOTES, or its hashes are within SURE_HASH bits. Calibration half of
+# benchmarks/dedupe_quality.py: of the candidate pairs that verify as copies, those with an original 99%
+# reach 5 votes; of the unrelated candidate pairs, 9%
+MIN_VOTES = 5.0
+SURE_HASH = 2
+THUMB_SURE = 0.8  # --check: thumbnails this alike are candidates (beyond the hash's)
+WAVE = 64  # images whose pairs are verified together (in parallel) before the star order is applied to them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +59,24 @@ class Item:
 
 @dataclasses.dataclass(frozen=True)
 class Duplicate:
+    """An image linked to another (a group's kept image, or the image ``--check`` asked about)."""
+
     item: Item
     distance: float  # Hamming distance to the kept image (0 for exact; 1 - cosine for an embedding link)
-    reason: str  # exact | verified | aligned (smooth pair) | <hash name> or embedding (without verification)
-    inliers: int | None = None  # verified: keypoint matches that agree with one transform
+    reason: Reason
+    inliers: int | None = None  # verified or other shot: keypoint matches that agree with one transform
+
+    @property
+    def kind(self) -> Kind:
+        return self.reason.kind
+
+    @property
+    def path(self) -> str:
+        return self.item.path
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.item.path, "distance": self.distance, "reason": self.reason, "inliers": self.inliers}
+        return {"path": self.item.path, "kind": self.kind.value, "reason": self.reason.value,
+                "distance": self.distance, "inliers": self.inliers}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,8 +108,14 @@ class Group:
     keep: Item
     duplicates: tuple[Duplicate, ...]
 
+    @property
+    def kind(self) -> Kind:
+        """similar for a group of other shots; exact when every duplicate has the same bytes; else copy."""
+        kinds = {d.kind for d in self.duplicates}
+        return Kind.SIMILAR if Kind.SIMILAR in kinds else Kind.EXACT if kinds == {Kind.EXACT} else Kind.COPY
+
     def to_json(self) -> dict[str, Any]:
-        return {"keep": self.keep.path, "duplicates": [d.to_json() for d in self.duplicates]}
+        return {"keep": self.keep.path, "kind": self.kind.value, "duplicates": [d.to_json() for d in self.duplicates]}
 
 
 @dataclasses.dataclass
@@ -107,15 +128,38 @@ class DedupeResult:
     low_info: list[LowInfo] = dataclasses.field(default_factory=list)
     unverified: list[Unverified] = dataclasses.field(default_factory=list)
     verified_pairs: int = 0  # candidate pairs checked with local features
-    links: list[tuple[str, str]] = dataclasses.field(default_factory=list, repr=False)  # every accepted pair
+    links: list[tuple[str, str]] = dataclasses.field(default_factory=list, repr=False)  # every copy or exact pair
+    similar: list[Group] = dataclasses.field(default_factory=list)  # other shots of one scene (kept images)
+    similar_links: list[tuple[str, str]] = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def n_duplicates(self) -> int:
         return sum(len(g.duplicates) for g in self.groups)
 
+    @property
+    def n_similar(self) -> int:
+        return sum(len(g.duplicates) for g in self.similar)
+
+    def acted_on(self, include_similar: bool = False) -> list[Group]:
+        """The groups --move-to and --delete act on: the copy groups, and with ``include_similar`` each similar
+        group folded in (its other shots, with their own copies, become duplicates of the shot kept)."""
+        if not include_similar or not self.similar:
+            return list(self.groups)
+        by_keep = {g.keep.path: g for g in self.groups}
+        out, folded = [], set()
+        for s in self.similar:
+            dups = list(by_keep[s.keep.path].duplicates) if s.keep.path in by_keep else []
+            for d in s.duplicates:
+                dups.append(d)
+                dups += by_keep[d.item.path].duplicates if d.item.path in by_keep else ()
+                folded.add(d.item.path)
+            folded.add(s.keep.path)
+            out.append(Group(s.keep, tuple(dups)))
+        return sorted(out + [g for g in self.groups if g.keep.path not in folded], key=lambda g: g.keep.path)
+
     def to_json(self) -> dict[str, Any]:
-        out = {"n_images": self.n_images, "n_duplicates": self.n_duplicates,
-               "groups": [g.to_json() for g in self.groups],
+        out = {"n_images": self.n_images, "n_duplicates": self.n_duplicates, "n_similar": self.n_similar,
+               "groups": [g.to_json() for g in self.groups], "similar": [g.to_json() for g in self.similar],
                "low_information": [x.to_json() for x in self.low_info],
                "unverified": [x.to_json() for x in self.unverified]}
         if self.aliases:  # only when some paths were folded, so the usual keys stay as they are
@@ -123,222 +167,225 @@ class DedupeResult:
         return out
 
 
-def exact_pairs(sha256: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (first, other) of positions with the same sha256 (None never matches)."""
-    known = np.array([i for i, s in enumerate(sha256) if s], dtype=np.int64)
-    if len(known) < 2:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    keys = np.array([sha256[i] for i in known])
-    order = np.argsort(keys, kind="stable")
-    keys, pos = keys[order], known[order]
-    same = keys[1:] == keys[:-1]
-    return pos[:-1][same], pos[1:][same]  # consecutive equal keys chain the whole group together
 
 
-Pair = tuple[int, int]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Link:
-    reason: str
-    distance: float
-    inliers: int | None = None
-
-
-def _link(verdict: Any, distance: int) -> _Link:
-    if verdict.reason == ALIGNED:
-        return _Link(ALIGNED, distance)
-    return _Link(VERIFIED, distance, verdict.inliers)
-
-
-def _pairs(i: np.ndarray, j: np.ndarray) -> list[Pair]:
-    return [(min(a, b), max(a, b)) for a, b in zip(np.asarray(i).tolist(), np.asarray(j).tolist()) if a != b]
-
-
-def nearest_per_image(i: np.ndarray, j: np.ndarray, d: np.ndarray, strict: int,
-                      m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pairs within ``strict``, and beyond it only those among the ``m`` nearest of either image.
-
-    Real photos' hashes are not uniform (dark or smooth pictures crowd together), so a loose radius alone
-    can propose tens of candidates per image; a copy is almost always among an image's nearest few.
-    """
-    i, j, d = np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(d, np.int64)
-    if len(i) == 0:
-        return i, j, d
-    node = np.concatenate([i, j])
-    dist = np.concatenate([d, d])
-    pair = np.concatenate([np.arange(len(i)), np.arange(len(i))])
-    order = np.lexsort((pair, dist, node))
-    node, pair = node[order], pair[order]
-    starts = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
-    rank = np.arange(len(node)) - np.repeat(starts, np.diff(np.r_[starts, len(node)]))
-    keep = np.zeros(len(i), dtype=bool)
-    keep[pair[rank < m]] = True
-    keep |= d <= strict
-    return i[keep], j[keep], d[keep]
-
-
-def thumbnail_pairs(paths: Sequence[str], *, workers: int | None = None, progress: bool = False) -> list[Pair]:
-    """Each image with its NEIGHBOURS nearest by thumbnail descriptor (catches the crops, turns and
-    overlays that move a perceptual hash far)."""
-    from index.ann.searcher import exact_search
-    from retrieval.dedupe.verify import compute_thumbnails
-    x = compute_thumbnails(paths, workers=workers, progress=progress)
-    scores, pos = exact_search(x, x, NEIGHBOURS + 1)
-    rows = np.repeat(np.arange(len(paths)), pos.shape[1])
-    ok = (pos.ravel() >= 0) & (scores.ravel() >= THUMB_MIN)
-    return _pairs(rows[ok], pos.ravel()[ok])
+def low_information(feats: Sequence[Any]) -> dict[int, str]:
+    return {k: f.low_info for k, f in enumerate(feats) if f.low_info}
 
 
 def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOptions,
                     vectors: np.ndarray | None = None, vector_rows: np.ndarray | None = None,
                     errors: Sequence[tuple[str, str]] = (), aliases: Sequence[tuple[str, str]] = (), *,
+                    feats: Sequence[Any] | None = None, verdicts: dict[str, list] | None = None,
                     workers: int | None = None, progress: bool = False) -> DedupeResult:
-    """Duplicate groups among ``items`` (``codes[k]`` is the packed hash of ``items[k]``).
-
-    ``vectors`` (L2-normalised) belong to the positions ``vector_rows`` (all positions when None).
-    """
+    """Duplicate groups among ``items`` (``codes[k]``: the packed hash of ``items[k]``; ``feats[k]``: its
+    retrieval.dedupe.features.Features, computed now when verifying without them). ``vectors``
+    (L2-normalised) belong to the positions ``vector_rows`` (all positions when None). ``verdicts`` (pair of
+    file contents -> [reason, inliers]) are reused and filled in: only pairs it lacks are matched."""
     opts = opts.validated()
+    items = list(items)
+    feats = _features(items, codes, feats, opts, workers, progress)
+    if feats is not None:
+        items = [dataclasses.replace(it, camera=f.camera) for it, f in zip(items, feats)]
+    cand = find_candidates([it.sha256 for it in items], codes, opts,
+                           thumbs=np.stack([f.thumb for f in feats]) if feats else None,
+                           descriptors=[f.descriptors for f in feats] if feats else None,
+                           vectors=vectors, vector_rows=vector_rows)
+    low = low_information(feats) if feats else {}
+    rank = keep_rank(items, opts)
+    links, checked = verification(cand, codes, feats, low, rank, opts, verdicts=verdicts,
+                                  contents=[it.sha256 for it in items], workers=workers, progress=progress)
+    return grouping(items, links, low, rank, checked, opts, errors, aliases)
+
+
+def _features(items: list[Item], codes: np.ndarray, feats: Sequence[Any] | None, opts: DedupeOptions,
+              workers: int | None, progress: bool) -> list[Any] | None:
+    """The features verification needs (None without verification), checked against the items."""
     if len(codes) != len(items):
         raise ValueError(f"{len(items)} items but {len(codes)} hash codes")
-    items = list(items)
-    sha = [it.sha256 for it in items]
-    exact = set(_pairs(*exact_pairs(sha)))
-    cand: dict[Pair, set[str]] = {p: {EXACT} for p in exact}
-    if len(items) > 1:
-        i, j, d = pairs_within(codes, opts.candidate_radius(), method=opts.method)
-        if opts.verify:
-            i, j, d = nearest_per_image(i, j, d, opts.threshold, NEIGHBOURS)
-        for p, dist in zip(_pairs(i, j), np.asarray(d).tolist()):
-            if opts.verify or dist <= opts.threshold:
-                cand.setdefault(p, set()).add(opts.hash)
-    if opts.verify and 1 < len(items) <= THUMB_MAX:
-        for p in thumbnail_pairs([it.path for it in items], workers=workers, progress=progress):
-            cand.setdefault(p, set()).add("thumbnail")
-    cos: dict[Pair, float] = {}
-    if opts.embeddings and vectors is not None and len(vectors):
-        rows = np.arange(len(vectors)) if vector_rows is None else np.asarray(vector_rows, dtype=np.int64)
-        vi, vj, sims = similar_pairs(vectors, opts.similarity)
-        for p, s in zip(_pairs(rows[vi], rows[vj]), np.asarray(sims).tolist()):
-            cand.setdefault(p, set()).add(EMBEDDING)
-            cos[p] = round(max(0.0, 1.0 - float(s)), 4)
-
-    def hamming_of(a: int, b: int) -> int:
-        return int(hamming(codes[a:a + 1], codes[b:b + 1])[0])
-
-    nodes = sorted({x for p in cand for x in p})
-    feats: dict[int, Any] = {}
-    low: dict[int, str] = {}
-    if opts.verify and 1 < len(items) <= THUMB_MAX:  # keypoint candidates need every image's features
-        nodes = list(range(len(items)))
-    if opts.verify and nodes:
-        from retrieval.dedupe.verify import compute_features
-        by_path = compute_features([items[k].path for k in nodes], workers=workers, progress=progress)
-        feats = {k: by_path[items[k].path] for k in nodes}
-        if len(nodes) == len(items) > 1:
-            from retrieval.dedupe.keypoint_candidates import keypoint_pairs
-            for p in keypoint_pairs([feats[k].descriptors for k in nodes]):
-                cand.setdefault(p, set()).add("keypoints")
-            nodes = sorted({x for p in cand for x in p})
-        for k, f in feats.items():
-            items[k] = dataclasses.replace(items[k], camera=f.camera)
-            if f.low_info:
-                low[k] = f.low_info
-    links: dict[Pair, _Link] = {}
-    to_verify: list[Pair] = []
-    for p, signals in sorted(cand.items()):
-        if p[0] in low or p[1] in low:
-            continue
-        if p in exact:
-            links[p] = _Link(EXACT, 0)
-        elif opts.verify:
-            to_verify.append(p)
-        elif opts.hash in signals:
-            links[p] = _Link(opts.hash, hamming_of(*p))
-        else:
-            links[p] = _Link(EMBEDDING, cos[p])
-    unverified = []
-    verdicts = _verify(to_verify, feats, opts, workers=workers, progress=progress)
-    for p, v in zip(to_verify, verdicts):
-        if v.verified:
-            links[p] = _link(v, hamming_of(*p))
-        elif v.reason == "untextured":
-            unverified.append(Unverified(items[p[0]], items[p[1]], hamming_of(*p), UNTEXTURED))
-    checked = set(to_verify)
-
-    key = policy(opts.keep)
-    rank = np.full(len(items), len(items), dtype=np.int64)
-    ordered = sorted(nodes, key=lambda k: key(items[k].candidate()))
-    rank[ordered] = np.arange(len(ordered))
-    edges: dict[int, set[int]] = {}
-    for a, b in links:
-        edges.setdefault(a, set()).add(b)
-        edges.setdefault(b, set()).add(a)
-    stars = star_groups(len(items), edges, rank)
-    stars = _attach_reached(stars, edges, rank, items, feats, links, checked, low, opts, hamming_of,
-                            workers=workers)
-
-    groups = []
-    for keep, dups in stars:
-        out = []
-        for m in dups:
-            link = links[(min(m, keep), max(m, keep))]
-            out.append(Duplicate(items[m], link.distance, link.reason, link.inliers))
-        out.sort(key=lambda d: (d.distance, d.item.path))
-        groups.append(Group(items[keep], tuple(out)))
-    groups.sort(key=lambda g: g.keep.path)
-    low_info = sorted((LowInfo(items[k], r) for k, r in low.items()), key=lambda x: x.item.path)
-    unverified.sort(key=lambda u: (u.a.path, u.b.path))
-    return DedupeResult(len(items), groups, opts, list(errors), list(aliases), low_info, unverified,
-                        len(to_verify), [(items[a].path, items[b].path) for a, b in sorted(links)])
+    if not opts.verify:
+        return None
+    if feats is None:  # a caller without a collection's features
+        from retrieval.dedupe.features import FeatureJob, compute_features
+        feats = compute_features([it.path for it in items], FeatureJob(opts.hash, int(opts.hash_size)),
+                                 workers=workers, progress=progress)
+    if len(feats) != len(items):
+        raise ValueError(f"{len(items)} items but {len(feats)} features")
+    return list(feats)
 
 
-def _verify(pairs: Sequence[Pair], feats: dict[int, Any], opts: DedupeOptions, *, workers: int | None,
-            progress: bool = False) -> list[Any]:
-    if not pairs:
-        return []
-    from retrieval.dedupe.verify import verify_pairs
-    nodes = sorted({x for p in pairs for x in p})
-    at = {k: n for n, k in enumerate(nodes)}
-    local = [(at[a], at[b]) for a, b in pairs]
-    return list(verify_pairs(local, [feats[k] for k in nodes], thresholds=opts.thresholds(), workers=workers,
-                             progress=progress))
-
-
-def _attach_reached(stars: list[tuple[int, list[int]]], edges: dict[int, set[int]], rank: np.ndarray,
-                    items: Sequence[Item], feats: dict[int, Any], links: dict[Pair, _Link], checked: set[Pair],
-                    low: dict[int, str], opts: DedupeOptions, hamming_of, *,
-                    workers: int | None) -> list[tuple[int, list[int]]]:
-    """An image left out, linked only to another group's duplicates, joins that group when it is itself a
-    duplicate of the kept image (same bytes, or verified against it now; never through the chain)."""
-    group_of = {}
-    for g, (keep, dups) in enumerate(stars):
-        group_of[keep] = g
-        for m in dups:
-            group_of[m] = g
-    asks: list[tuple[int, int]] = []  # (image, group)
-    for a in sorted(edges, key=lambda k: rank[k]):
-        if a in group_of or a in low:
-            continue
-        reached = sorted({group_of[b] for b in edges[a] if b in group_of}, key=lambda g: rank[stars[g][0]])
-        asks += [(a, g) for g in reached]
-    pending: list[tuple[int, int, Pair]] = []
-    for a, g in asks:
-        p = (min(a, stars[g][0]), max(a, stars[g][0]))
-        if items[a].sha256 and items[a].sha256 == items[stars[g][0]].sha256:
-            links[p] = _Link(EXACT, 0)
-            pending.append((a, g, p))
-        elif opts.verify and p not in checked:
-            pending.append((a, g, p))
-    todo = sorted({p for _, _, p in pending if p not in links})
-    for p, v in zip(todo, _verify(todo, feats, opts, workers=workers)):
-        if v.verified:
-            links[p] = _link(v, hamming_of(*p))
-    joined = set()
-    out = [(keep, list(dups)) for keep, dups in stars]
-    for a, g, p in pending:
-        if a not in joined and p in links:
-            out[g][1].append(a)
-            joined.add(a)
+def edges_of(pairs) -> dict[int, set[int]]:
+    """Adjacency (both ways) of (a, b) pairs."""
+    out: dict[int, set[int]] = {}
+    for a, b in pairs:
+        out.setdefault(a, set()).add(b)
+        out.setdefault(b, set()).add(a)
     return out
 
+
+def keep_rank(items: Sequence[Item], opts: DedupeOptions) -> np.ndarray:
+    """Each position's place in keep-policy order (0: the first image to keep)."""
+    key = policy(opts.keep)
+    rank = np.empty(len(items), dtype=np.int64)
+    rank[sorted(range(len(items)), key=lambda k: key(items[k].candidate()))] = np.arange(len(items))
+    return rank
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    reason: Reason
+    distance: float
+    inliers: int | None = None
+
+
+def verification(cand: Candidates, codes: np.ndarray, feats: Sequence[Any] | None, low: dict[int, str],
+                 rank: np.ndarray, opts: DedupeOptions, *, verdicts: dict[str, list] | None = None,
+                 contents: Sequence[str | None] = (), workers: int | None = None,
+                 progress: bool = False) -> tuple[dict[Pair, Link], int]:
+    """Stage 2: the link (exact, copy, other shot; or untextured) of each candidate pair that grouping needs,
+    and how many pairs were matched with local features."""
+    links: dict[Pair, Link] = {}
+    for p, signals in cand.signals.items():
+        if p[0] in low or p[1] in low:
+            continue
+        if p in cand.exact:
+            links[p] = Link(Reason.EXACT, 0)
+        elif not opts.verify:
+            links[p] = (Link(Reason.HASH, hamming_of(codes, *p)) if "hash" in signals
+                        else Link(Reason.EMBEDDING, cand.cosine[p]))
+    if not opts.verify:
+        return links, 0
+    # a byte-identical image is taken with its twin: that pair needs no other check
+    nbrs = edges_of([p for p in cand.signals if p[0] not in low and p[1] not in low
+                     and (p in cand.exact or _worth(cand, feats, codes, p))])
+    walk = _StarWalk(nbrs, links, codes, feats, opts.thresholds(), workers, verdicts, contents)
+    return _star_order(walk, rank, progress=progress)
+
+
+def _worth(cand: Candidates, feats: Sequence[Any], codes: np.ndarray, p: Pair) -> bool:
+    """Whether matching a candidate pair can verify it: a smooth side goes to the dense check; a textured pair
+    needs MIN_VOTES keypoint votes, hashes within SURE_HASH bits or an embedding link (a copy keeps most of
+    its keypoints; two unrelated photos share almost none)."""
+    if not (feats[p[0]].textured and feats[p[1]].textured):
+        return p in cand.signals
+    return (cand.votes.get(p, 0.0) >= MIN_VOTES or "embedding" in cand.signals.get(p, ())
+            or hamming_of(codes, *p) <= SURE_HASH)
+
+
+def _star_order(walk: "_StarWalk", rank: np.ndarray, *, progress: bool) -> tuple[dict[Pair, Link], int]:
+    """Verify, a wave of WAVE images at a time in keep-policy order, each untaken image against its untaken
+    neighbours, then the images its new duplicates reach against it (never duplicate against duplicate)."""
+    from retrieval.progress import progress_bar
+    order = [k for k in np.argsort(rank, kind="stable").tolist() if k in walk.nbrs]
+    with progress_bar(len(order), desc="verifying", enabled=progress) as bar:
+        for start in range(0, len(order), WAVE):
+            walk.wave(order[start:start + WAVE])
+            bar.update(len(order[start:start + WAVE]))
+    return walk.links, len(walk.done)
+
+
+class _StarWalk:
+    """The state of verification in star order: links found, pairs matched, images taken into a group."""
+
+    def __init__(self, nbrs: dict[int, set[int]], links: dict[Pair, Link], codes: np.ndarray,
+                 feats: Sequence[Any], thresholds: Any, workers: int | None,
+                 verdicts: dict[str, list] | None = None, contents: Sequence[str | None] = ()):
+        self.nbrs, self.links, self.codes, self.feats = nbrs, links, codes, feats
+        self.thresholds, self.workers = thresholds, workers
+        self.verdicts, self.contents = verdicts, contents
+        self.taken: set[int] = set()
+        self.done: set[Pair] = set()
+
+    def _key(self, p: Pair) -> str | None:
+        if self.verdicts is None or not self.contents[p[0]] or not self.contents[p[1]]:
+            return None
+        return "|".join(sorted((self.contents[p[0]], self.contents[p[1]])))
+
+    def _record(self, p: Pair, reason: Reason, inliers: int | None) -> None:
+        self.done.add(p)
+        if reason.links or reason == Reason.UNTEXTURED:
+            self.links[p] = Link(reason, hamming_of(self.codes, *p),
+                                 inliers if reason in (Reason.VERIFIED, Reason.OTHER_SHOT) else None)
+
+    def run(self, pairs: list[Pair]) -> None:
+        """Decide the pairs not decided yet: from the stored verdicts, else matched over all cores; record
+        each link (and each untextured pair)."""
+        from retrieval.dedupe.verify import verify_pairs
+        todo = []
+        for p in sorted({p for p in pairs if p not in self.done and p not in self.links}):
+            known = self.verdicts.get(self._key(p)) if self._key(p) else None
+            if known is None:
+                todo.append(p)
+            else:
+                self._record(p, Reason(known[0]), known[1])
+        for p, v in zip(todo, verify_pairs(todo, self.feats, thresholds=self.thresholds, workers=self.workers)):
+            self._record(p, v.reason, v.inliers)
+            if self._key(p):
+                self.verdicts[self._key(p)] = [v.reason.value, v.inliers]
+
+    def copy(self, a: int, b: int) -> bool:
+        link = self.links.get(_pair(a, b))
+        return link is not None and link.reason.kind in (Kind.EXACT, Kind.COPY)
+
+    def wave(self, images: list[int]) -> None:
+        wave = [a for a in images if a not in self.taken]
+        self.run([_pair(a, b) for a in wave for b in self.nbrs[a] if b not in self.taken])
+        stars = []
+        for a in wave:
+            if a not in self.taken:
+                dups = [b for b in self.nbrs[a] if b not in self.taken and self.copy(a, b)]
+                self.taken.update([a, *dups])
+                stars.append((a, dups))
+        # images a new duplicate reaches, that its kept image did not: verified against the kept image
+        reach = [(a, c) for a, dups in stars for b in dups for c in self.nbrs[b]
+                 if c not in self.taken and c not in self.nbrs[a]]
+        self.run([_pair(a, c) for a, c in reach])
+        self.taken.update(c for a, c in reach if self.copy(a, c))
+
+
+def _pair(a: int, b: int) -> Pair:
+    return (a, b) if a < b else (b, a)
+
+
+def grouping(items: Sequence[Item], links: dict[Pair, Link], low: dict[int, str], rank: np.ndarray, checked: int,
+             opts: DedupeOptions, errors: Sequence[tuple[str, str]] = (),
+             aliases: Sequence[tuple[str, str]] = ()) -> DedupeResult:
+    """Stage 3: star groups of copies around the kept image, then similar groups of the kept images."""
+    copies = sorted(p for p, link in links.items() if link.reason.kind in (Kind.EXACT, Kind.COPY))
+    # verification checked every pair a star needs (an image a duplicate reaches against the kept image
+    # too), so stars over its copy links are the groups it built
+    stars = star_groups(len(items), edges_of(copies), rank)
+    groups = sorted((_group(items, keep, dups, links) for keep, dups in stars), key=lambda g: g.keep.path)
+    shot_links = _shot_links(links, stars, len(items))
+    similar = sorted((_group(items, keep, dups, shot_links)
+                      for keep, dups in star_groups(len(items), edges_of(shot_links), rank)),
+                     key=lambda g: g.keep.path)
+    unverified = sorted((Unverified(items[a], items[b], int(link.distance), UNTEXTURED)
+                         for (a, b), link in links.items() if link.reason == Reason.UNTEXTURED),
+                        key=lambda u: (u.a.path, u.b.path))
+    low_info = sorted((LowInfo(items[k], r) for k, r in low.items()), key=lambda x: x.item.path)
+    return DedupeResult(len(items), groups, opts, list(errors), list(aliases), low_info, unverified, checked,
+                        [(items[a].path, items[b].path) for a, b in copies], similar,
+                        [(items[a].path, items[b].path) for a, b in sorted(shot_links)])
+
+
+def _shot_links(links: dict[Pair, Link], stars: list[tuple[int, list[int]]], n: int) -> dict[Pair, Link]:
+    """Other-shot links between the kept images of different copy groups (each image stands for its group;
+    the strongest link per pair of groups)."""
+    rep = np.arange(n)
+    for keep, dups in stars:
+        rep[dups] = keep
+    out: dict[Pair, Link] = {}
+    for (a, b), link in links.items():
+        if link.reason == Reason.OTHER_SHOT and rep[a] != rep[b]:
+            p = _pair(int(rep[a]), int(rep[b]))
+            if p not in out or (link.inliers or 0) > (out[p].inliers or 0):
+                out[p] = link
+    return out
+
+
+def _group(items: Sequence[Item], keep: int, dups: Sequence[int], links: dict[Pair, Link]) -> Group:
+    out = [Duplicate(items[m], links[_pair(m, keep)].distance, links[_pair(m, keep)].reason,
+                     links[_pair(m, keep)].inliers) for m in dups]
+    out.sort(key=lambda d: (d.distance, d.item.path))
+    return Group(items[keep], tuple(out))

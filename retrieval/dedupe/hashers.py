@@ -38,6 +38,7 @@ class Hasher:
     default_threshold: int
     draft_factor: int | None
     description: str
+    grey: bool = True  # the hash looks at the grey image only (colorhash: hue and saturation)
 
     def width(self, size: int) -> int:
         """Bits of a hash of ``size`` (a size x size bit matrix unless a subclass says otherwise)."""
@@ -123,7 +124,7 @@ for _hasher in (
               "Haar wavelet low band (scale follows the image size: decoded at full size)"),
         ColorHash("colorhash", lambda im, s: _imagehash().colorhash(im, binbits=s), 3, 0, None,
                   "hue/saturation histogram (size = bits per bin): colour similarity, not a duplicate "
-                  "detector alone")):
+                  "detector alone", grey=False)):
     HASHERS.register(_hasher.name, _hasher)
 
 DEFAULT_HASH = "phash"

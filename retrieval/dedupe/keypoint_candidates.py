@@ -42,10 +42,11 @@ def _unique_sorted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s[new], inverse
 
 
-def keypoint_pairs(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables: int = TABLES, bits: int = BITS,
-                   neighbours: int = NEIGHBOURS, min_votes: float = MIN_VOTES) -> list[tuple[int, int]]:
-    """Pairs (a < b) of positions into ``descriptors`` (uint8 [n_k, 32] per image, strongest first)
-    that share enough descriptor buckets: each image's ``neighbours`` best-voted partners."""
+def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables: int = TABLES, bits: int = BITS,
+                   min_votes: float = MIN_VOTES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, votes): every pair (a < b) of positions into ``descriptors`` (uint8 [n_k, 32] per image,
+    strongest first) whose shared descriptor buckets weigh at least ``min_votes`` beyond chance."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     owners, rows = [], []
     for k, d in enumerate(descriptors):
         d = np.asarray(d, np.uint8)[:top]
@@ -53,15 +54,16 @@ def keypoint_pairs(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
             rows.append(d)
             owners.append(np.full(len(d), k, np.int64))
     if len(rows) < 2:
-        return []
+        return empty
     desc, owner = np.concatenate(rows), np.concatenate(owners)
     rng = np.random.default_rng(SEED)
     table_bits = np.stack([rng.choice(desc.shape[1] * 8, bits, replace=False) for _ in range(tables)])
     by_byte = np.ascontiguousarray(desc.T)
     del desc
     n = len(descriptors)
-    pair_keys, pair_weights = [], []
+    uniq, votes = np.zeros(0, np.int64), np.zeros(0)
     for t in range(tables):
+        pair_keys, pair_weights = [uniq], [votes]
         # one entry per (bucket, image): an image voting twice in one bucket is one vote
         code = np.sort(_bucket_keys(by_byte, table_bits[t]) * n + owner)
         code = code[np.r_[True, code[1:] != code[:-1]]]
@@ -74,15 +76,30 @@ def keypoint_pairs(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
             a, b = np.triu_indices(size, 1)
             pair_keys.append((members[:, a] * n + members[:, b]).ravel())
             pair_weights.append(np.full(len(first) * len(a), 1.0 / (size - 1)))
-    if not pair_keys:
-        return []
-    uniq, inverse = _unique_sorted(np.concatenate(pair_keys))
-    votes = np.bincount(inverse, weights=np.concatenate(pair_weights))
+        del code, bucket, img
+        # summed table by table: memory follows the distinct pairs, not every table's pairs at once
+        uniq, inverse = _unique_sorted(np.concatenate(pair_keys))
+        votes = np.bincount(inverse, weights=np.concatenate(pair_weights), minlength=len(uniq))
+        del pair_keys, pair_weights, inverse
+    if not len(uniq):
+        return empty
     a, b = uniq // n, uniq % n
     sizes = np.array([min(len(d), top) for d in descriptors], np.float64)
     votes = votes - tables * sizes[a] * sizes[b] / float(1 << bits)  # unrelated descriptors share buckets too
     ok = votes >= min_votes
-    a, b, votes = a[ok], b[ok], votes[ok]
+    return a[ok], b[ok], votes[ok]
+
+
+def keypoint_pairs(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables: int = TABLES, bits: int = BITS,
+                   neighbours: int = NEIGHBOURS, min_votes: float = MIN_VOTES) -> list[tuple[int, int]]:
+    """Pairs (a < b) of positions into ``descriptors`` that share enough descriptor buckets: each image's
+    ``neighbours`` best-voted partners."""
+    a, b, votes = keypoint_votes(descriptors, top=top, tables=tables, bits=bits, min_votes=min_votes)
+    return best_partners(a, b, votes, neighbours)
+
+
+def best_partners(a: np.ndarray, b: np.ndarray, votes: np.ndarray, neighbours: int) -> list[tuple[int, int]]:
+    """The pairs among (a, b) that are among the ``neighbours`` best-voted of either side."""
     # each image keeps its best-voted partners
     node = np.concatenate([a, b])
     other = np.concatenate([b, a])

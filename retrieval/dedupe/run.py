@@ -8,16 +8,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from index.hamming import search_within
 from index.errors import RetrError
-from index.catalog.hashes import ids_with_sha256, load_hashes
+from index.catalog.hashes import ids_with_sha256
 from index.directory import IndexStore
 from retrieval.dedupe.actions import ActionReport, CatalogLink, delete_duplicates, move_duplicates, undo
-from retrieval.dedupe.collection import Collection, ensure_hashes, from_index, from_paths
-from retrieval.dedupe.finder import EMBEDDING, EXACT, NEIGHBOURS, VERIFIED, DedupeResult, find_duplicates
+from retrieval.dedupe.candidates import Candidates, hash_neighbours, thumbnail_neighbours
+from retrieval.dedupe.collection import Collection, from_index, from_paths
+from retrieval.dedupe.finder import THUMB_SURE, DedupeResult, Duplicate, Item, Link, find_duplicates
 from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.parallel_hashing import HashJob, hash_file
 from retrieval.dedupe.manifest import read_manifest
+from retrieval.dedupe.reasons import Reason
 from retrieval.images.decode import shown
 
 
@@ -27,6 +28,7 @@ class Action:
     manifest: str | None = None
     delete: bool = False
     yes: bool = False
+    include_similar: bool = False  # act on other shots of one scene too (only copies otherwise)
 
     def check(self) -> None:
         if self.move_to and self.delete:
@@ -39,14 +41,75 @@ class Action:
 
 def _find(col: Collection, opts: DedupeOptions, workers: int | None = None, progress: bool = False) -> DedupeResult:
     return find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors, col.aliases,
-                           workers=workers, progress=progress)
+                           feats=col.feats, workers=workers, progress=progress)
+
+
+PIPELINE = "kinds-v1"  # what a stored result was made by: changes with the candidate and verification rules
+
+
+def _find_stored(store: IndexStore, opts: DedupeOptions, workers: int | None, progress: bool) -> DedupeResult:
+    """An index's duplicates, reusing what earlier runs stored: the whole result when neither the catalog
+    nor the options changed; else the verdicts of every pair of file contents already matched (so a run
+    after new images matches only the pairs they bring)."""
+    import hashlib
+    import json
+    from index.catalog.dedupe_cache import forget_cached, load_cached, store_cached
+    from retrieval.dedupe.features import RECIPE
+    opts = opts.validated()
+    if not opts.verify or opts.embeddings:  # vectors can change under an unchanged file: nothing reused
+        return _find(from_index(store, opts, workers=workers, progress=progress), opts, workers, progress)
+    rows = sorted((r.id, r.path, r.sha256, r.bytes, r.width, r.height, r.mtime, r.status)
+                  for r in store.catalog.image_rows().values())
+    setting = json.dumps([PIPELINE, RECIPE, dataclasses.asdict(opts)], sort_keys=True)
+    run_key = "run:" + hashlib.sha256(json.dumps([setting, rows]).encode()).hexdigest()
+    memo = load_cached(store.catalog, run_key)
+    if memo is not None:
+        return _result_from(memo, store, opts)
+    pairs_key = "pairs:" + hashlib.sha256(setting.encode()).hexdigest()
+    verdicts = load_cached(store.catalog, pairs_key) or {}
+    col = from_index(store, opts, workers=workers, progress=progress)
+    result = find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors, col.aliases,
+                             feats=col.feats, verdicts=verdicts, workers=workers, progress=progress)
+    store_cached(store.catalog, pairs_key, verdicts)
+    forget_cached(store.catalog, "run:")  # one stored result: the latest
+    store_cached(store.catalog, run_key, {"json": result.to_json(), "links": result.links,
+                                          "similar_links": result.similar_links, "errors": result.errors,
+                                          "verified_pairs": result.verified_pairs,
+                                          "camera": {it.path: it.camera for g in result.groups + result.similar
+                                                     for it in (g.keep, *(d.item for d in g.duplicates))}})
+    return result
+
+
+def _result_from(memo: dict[str, Any], store: IndexStore, opts: DedupeOptions) -> DedupeResult:
+    """A stored result, its images read from the catalog again (and their aliases from the disk)."""
+    from retrieval.dedupe.collection import fold_aliases
+    from retrieval.dedupe.finder import Group, LowInfo, Unverified
+    rows = store.catalog.image_rows()
+    camera = memo["camera"]
+    every = [Item(r.id, r.path, r.sha256, r.bytes, r.width, r.height, r.mtime, camera=camera.get(r.path))
+             for r in rows.values()]
+    _, items, aliases = fold_aliases(every)
+    by_path = {**{it.path: it for it in every}, **{it.path: it for it in items}}  # with today's aliases
+
+    def group(g: dict[str, Any]) -> Group:
+        return Group(by_path[g["keep"]], tuple(Duplicate(by_path[d["path"]], d["distance"], Reason(d["reason"]),
+                                                         d["inliers"]) for d in g["duplicates"]))
+    data = memo["json"]
+    return DedupeResult(data["n_images"], [group(g) for g in data["groups"]], opts,
+                        [tuple(e) for e in memo["errors"]], aliases,
+                        [LowInfo(by_path[x["path"]], x["reason"]) for x in data["low_information"]],
+                        [Unverified(by_path[u["paths"][0]], by_path[u["paths"][1]], u["distance"], u["reason"])
+                         for u in data["unverified"]], memo["verified_pairs"],
+                        [tuple(p) for p in memo["links"]], [group(g) for g in data["similar"]],
+                        [tuple(p) for p in memo["similar_links"]])
 
 
 def _act(result: DedupeResult, action: Action, link: CatalogLink | None, root: str | None) -> ActionReport | None:
+    groups = result.acted_on(action.include_similar)
     if action.move_to:
-        return move_duplicates(result.groups, action.move_to, root=root, manifest=action.manifest, catalog=link)
+        return move_duplicates(groups, action.move_to, root=root, manifest=action.manifest, catalog=link)
     if action.delete:
-        return delete_duplicates(result.groups, yes=action.yes, catalog=link)
+        return delete_duplicates(groups, yes=action.yes, catalog=link)
     return None
 
 
@@ -61,7 +124,7 @@ def dedupe_index(index_dir: str | Path, opts: DedupeOptions, action: Action = Ac
     action.check()
     acts = bool(action.move_to or action.delete)  # an action writes the catalog: it takes the writer lock
     with IndexStore.open(index_dir, db_url, mode="write" if acts else "read") as store:
-        result = _find(from_index(store, opts, workers=workers, progress=progress), opts, workers, progress)
+        result = _find_stored(store, opts, workers, progress)
         report = _act(result, action, _store_link(store), None)
         if report is not None and report.catalog_rows:
             store.reconcile()  # the faiss file follows the catalog
@@ -99,78 +162,93 @@ def undo_manifest(manifest: str | Path, *, index_dir: str | Path | None = None,
     return report
 
 
-@dataclasses.dataclass(frozen=True)
-class Match:
-    path: str
-    distance: float
-    reason: str
-    inliers: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "distance": self.distance, "reason": self.reason, "inliers": self.inliers}
-
-
 def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *, db_url: str | None = None,
-                workers: int | None = None, progress: bool = False) -> list[Match]:
-    """Catalogued images that ``image`` duplicates: the same bytes, or (candidates from the hash at the
-    loose radius and, with --embeddings, embedding neighbours) verified with local features; only the
-    candidates are decoded. A low-information image matches only exact copies."""
+                workers: int | None = None, progress: bool = False) -> list[Duplicate]:
+    """Catalogued images that ``image`` duplicates, each with its kind: the same bytes, an edited copy, or
+    (verifying) another shot of the same scene. The pipeline of a dedupe run: the catalog's stored features
+    (computed for any image that has none), candidates from the hash at the loose radius, the nearest
+    thumbnails and with --embeddings the embedding neighbours, then the same verification. A low-information
+    image matches only exact copies."""
     opts = opts.validated()
     image = str(Path(image).resolve())
     if not os.path.isfile(image):
         raise RetrError(f"no such image: {image}")
-    res = hash_file(image, HashJob(opts.hash, opts.hash_size))
-    if res.bits is None:
-        raise RetrError(f"{image}: {res.error}")
-    matches: dict[str, Match] = {}
+    query = _query_features(image, opts)
+    found: dict[str, Duplicate] = {}
     with IndexStore.open(index_dir, db_url) as store:
-        for path in ids_with_sha256(store.catalog, res.sha256).values():
-            matches[path] = Match(path, 0, EXACT)
-        ensure_hashes(store, opts, workers=workers, progress=progress)
-        nbytes = HashJob(opts.hash, opts.hash_size).hasher().nbytes(opts.hash_size)
-        table = load_hashes(store.catalog, opts.hash, opts.hash_size, nbytes)
-        q = np.frombuffer(res.bits, dtype=np.uint8)[None, :]
-        _, pos, dist = search_within(table.codes, q, opts.candidate_radius(), method=opts.method)
-        if opts.verify:  # beyond --threshold, only the nearest few are worth decoding and verifying
-            order = np.argsort(dist, kind="stable")
-            keep = order[(np.arange(len(order)) < NEIGHBOURS) | (dist[order] <= opts.threshold)]
-            pos, dist = pos[keep], dist[keep]
-        paths = store.catalog.paths_by_id(table.ids[pos].tolist())
-        for p, d in zip(pos.tolist(), dist.tolist()):
-            path = paths[int(table.ids[p])]
-            if path not in matches:
-                matches[path] = Match(path, int(d), opts.hash)
-        if opts.embeddings:
-            from retrieval.embed import embed_images
-            from retrieval.images.decode import load_image
-            from retrieval.collection.model import index_model
-            model = index_model(store)
-            from retrieval.runtimes.settings import InferenceSettings
-            vec = embed_images(model, [load_image(image)],
-                               settings=InferenceSettings(runtime=opts.runtime, precision=opts.precision))
-            for hit in store.search(vec, k=50)[0]:
-                if hit.score >= opts.similarity and hit.path not in matches:
-                    matches[hit.path] = Match(hit.path, round(max(0.0, 1.0 - hit.score), 4), EMBEDDING)
-    matches.pop(image, None)
+        paths = ids_with_sha256(store.catalog, query.sha256)
+        found.update((p, Duplicate(_item(store, i), 0, Reason.EXACT)) for i, p in paths.items() if p != image)
+        col = from_index(store, dataclasses.replace(opts, embeddings=False), workers=workers, progress=progress)
+        cand = _query_candidates(store, col, query, image, opts)
+    for k, link in _query_links(cand, col, query, opts, workers).items():
+        it = col.items[k]
+        if it.path not in found and it.path != image and link.reason.links:
+            found[it.path] = Duplicate(it, link.distance, link.reason, link.inliers)
+    return sorted(found.values(), key=lambda d: (d.reason != Reason.EXACT, d.kind.value, d.distance, d.path))
+
+
+def _item(store: IndexStore, image_id: int) -> Item:
+    r = store.catalog.rows_by_id([image_id])[image_id]
+    return Item(r.id, r.path, r.sha256, r.bytes, r.width, r.height, r.mtime)
+
+
+def _query_features(image: str, opts: DedupeOptions):
     if opts.verify:
-        matches = _verified(image, matches, opts, workers)  # the image itself, when it is already catalogued
-    return sorted(matches.values(), key=lambda m: (m.reason != EXACT, m.distance, m.path))
+        from retrieval.dedupe.features import FeatureJob, features_of
+        q = features_of(image, FeatureJob(opts.hash, int(opts.hash_size)))
+        error = q.error
+    else:
+        q = hash_file(image, HashJob(opts.hash, opts.hash_size))
+        error = q.error if q.bits is None else None
+    if error is not None or q.bits is None:
+        raise RetrError(f"{shown(image)}: {error or 'cannot hash'}")
+    return q
 
 
-def _verified(image: str, matches: dict[str, Match], opts: DedupeOptions, workers: int | None) -> dict[str, Match]:
-    """The exact matches, and the candidates that local features verify against ``image``."""
-    from retrieval.dedupe.verify import compute_features, verify_pairs
-    cands = sorted(p for p, m in matches.items() if m.reason != EXACT)
-    out = {p: m for p, m in matches.items() if m.reason == EXACT}
-    if not cands:
-        return out
-    feats = compute_features([image, *cands], workers=workers)
-    if feats[image].low_info:
-        return out
-    order = [feats[image], *(feats[p] for p in cands)]
-    pairs = [(0, k) for k in range(1, len(order))]
-    for p, v in zip(cands, verify_pairs(pairs, order, thresholds=opts.thresholds(), workers=workers)):
-        if v.verified and not feats[p].low_info:
-            dist = matches[p].distance if matches[p].reason == opts.hash else 0
-            out[p] = Match(p, dist, v.reason, v.inliers if v.reason == VERIFIED else None)
-    return out
+def _query_candidates(store: IndexStore, col: Collection, query, image: str, opts: DedupeOptions) -> Candidates:
+    """Candidates of the one query image against the collection: position -> signals (the candidate stage,
+    with the query on one side of every pair)."""
+    cand = Candidates({}, set(), {}, {}, {})
+    q = np.frombuffer(query.bits, dtype=np.uint8)
+    if len(col.codes):
+        pos, _ = hash_neighbours(col.codes, q, opts)
+        cand.add((int(k) for k in pos), "hash")
+    if opts.verify and col.feats:
+        scores, pos = thumbnail_neighbours(np.stack([f.thumb for f in col.feats]), query.thumb[None, :])
+        for k, sc in zip(pos[0].tolist(), scores[0].tolist()):
+            if k >= 0 and sc >= THUMB_SURE / 2:
+                cand.add([k], "thumbnail")
+                cand.thumb[k] = sc
+    if opts.embeddings:
+        from retrieval.collection.model import index_model
+        from retrieval.embed import embed_images
+        from retrieval.images.decode import load_image
+        from retrieval.runtimes.settings import InferenceSettings
+        vec = embed_images(index_model(store), [load_image(image)],
+                           settings=InferenceSettings(runtime=opts.runtime, precision=opts.precision))
+        at = {it.path: k for k, it in enumerate(col.items)}
+        for hit in store.search(vec, k=50)[0]:
+            if hit.score >= opts.similarity and hit.path in at:
+                cand.add([at[hit.path]], "embedding")
+                cand.cosine[at[hit.path]] = round(max(0.0, 1.0 - hit.score), 4)
+    return cand
+
+
+def _query_links(cand: Candidates, col: Collection, query, opts: DedupeOptions,
+                 workers: int | None) -> dict[int, Link]:
+    """The verification stage for the query's pairs (all of them: there are a few dozen at most)."""
+    from index.hamming import hamming
+    q = np.frombuffer(query.bits, dtype=np.uint8)[None, :]
+    dist = {k: int(hamming(col.codes[k:k + 1], q)[0]) for k in cand.signals}
+    if not opts.verify:
+        return {k: Link(Reason.HASH, dist[k]) if "hash" in s else Link(Reason.EMBEDDING, cand.cosine[k])
+                for k, s in cand.signals.items()}
+    from retrieval.dedupe.verify import verify_pairs
+    if query.low_info:
+        return {}
+    ks = sorted(k for k in cand.signals if not col.feats[k].low_info)
+    feats = [query, *(col.feats[k] for k in ks)]
+    verdicts = verify_pairs([(0, n) for n in range(1, len(feats))], feats, thresholds=opts.thresholds(),
+                            workers=workers)
+    return {k: Link(v.reason, dist[k], v.inliers if v.reason in (Reason.VERIFIED, Reason.OTHER_SHOT) else None)
+            for k, v in zip(ks, verdicts)}

@@ -332,6 +332,42 @@ def test_api_key_prompt(browser, keyed):
     context.close()
 
 
+def test_duplicates_page_lists_other_shots_apart(browser, server, tmp_path):
+    """A stereo pair (two views of one scene) and an edited copy of one view: the copy is a group to
+    quarantine, the other view a similar group with no quarantine button."""
+    from playwright.sync_api import expect
+    from skimage import data
+
+    from retrieval.collection.build import BuildOptions, build_index
+    from retrieval.runtimes.settings import InferenceSettings
+    from tests.conftest import TINY_MODEL
+    photos = tmp_path / "scene"
+    photos.mkdir()
+    left, right = (Image.fromarray(x).convert("RGB").resize((900, 600)) for x in data.stereo_motorcycle()[:2])
+    left.save(photos / "left.jpg", quality=92)
+    right.save(photos / "right.jpg", quality=90)
+    ImageEnhance.Contrast(left.resize((600, 400))).enhance(1.15).save(photos / "left small.jpg", quality=60)
+    build_index([photos], tmp_path / "ix", BuildOptions(model=TINY_MODEL, random_weights=True,
+                                                         inference=InferenceSettings(batch_size=4, workers=0)))
+    with running(tmp_path / "ix", quarantine_dir=str(tmp_path / "q")) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(WAIT_MS)
+        page = context.new_page()
+        try:
+            page.goto(url + "/#/duplicates")
+            group = page.get_by_role("region", name="group 1")
+            expect(group).to_contain_text("copy · verified")
+            expect(group.get_by_role("button", name="Quarantine 1 duplicate")).to_be_visible()
+            similar = page.get_by_role("region", name="similar 1")
+            expect(similar).to_contain_text("similar · other shot")
+            expect(similar).to_contain_text("right.jpg")
+            expect(similar.get_by_role("button")).to_have_count(0)
+            expect(page.locator("#dup-status")).to_contain_text("1 similar group")
+            shot(page, {**server, "shots": server["shots"]}, "9-duplicates-similar")
+        finally:
+            context.close()
+
+
 def test_api_docs_render_offline_under_the_csp(page, server):
     """/docs is Swagger UI from the installed package: it renders with nothing fetched from outside and no
     request refused by the page's Content-Security-Policy."""

@@ -23,11 +23,11 @@ def test_paths_json_has_the_issue_keys(lib):
                               "--html", str(tmp / "d.html")])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert set(data) == {"n_images", "n_duplicates", "groups", "low_information", "unverified"}
+    assert set(data) == {"n_images", "n_duplicates", "n_similar", "groups", "similar", "low_information", "unverified"}
     assert data["n_images"] == 8 and data["n_duplicates"] == 4
     dup = data["groups"][0]["duplicates"][0]
-    assert set(dup) == {"path", "distance", "reason", "inliers"}
-    assert (tmp / "d.csv").read_text().startswith("group,role,path,reason,distance")
+    assert set(dup) == {"path", "kind", "distance", "reason", "inliers"}
+    assert (tmp / "d.csv").read_text().startswith("group,role,path,kind,reason,distance")
     html = (tmp / "d.html").read_text()
     assert html.count("data:image/jpeg;base64") == 6 and html.count("KEEP") == 2  # 2 groups: 4 + 2 images
 
@@ -62,8 +62,8 @@ def test_index_dedupe_json_and_check_exit_codes(lib):
     res = runner.invoke(app, ["dedupe", "--check", str(files["astro_q40"]), "--index", str(idx), "--json"])
     assert res.exit_code == 3, res.output
     found = json.loads(res.output)
-    assert set(found) == {"image", "duplicate", "matches"} and found["duplicate"] is True
-    assert set(found["matches"][0]) == {"path", "distance", "reason", "inliers"}
+    assert set(found) == {"image", "duplicate", "kinds", "matches"} and found["duplicate"] is True
+    assert set(found["matches"][0]) == {"path", "kind", "distance", "reason", "inliers"}
     assert {m["reason"] for m in found["matches"]} <= {"exact", "verified"}
     res = runner.invoke(app, ["dedupe", "--check", str(files["astro_q40"]), "--index", str(idx)])
     assert res.exit_code == 3 and res.output.startswith(f"{files['astro_q40']} duplicates "), res.output

@@ -293,27 +293,46 @@ function member(path, ids, label, extra, cls = "") {
       el("div", { class: "folder" }, folderOf(path))));
 }
 
+// a duplicate's badge names its kind (exact, copy, similar) and, when they differ, how it was found
+function kindLabel(d) {
+  return d.reason && d.reason !== d.kind ? `${d.kind} · ${d.reason}` : d.kind || d.reason;
+}
+
+function dupExtra(d) {
+  return `distance ${d.distance}` + (d.inliers !== null && d.inliers !== undefined ? ` · ${d.inliers} inliers` : "");
+}
+
 async function loadDuplicates() {
   setStatus("dup-status", "Finding duplicates…", true);
   $("groups").replaceChildren();
   try {
     const body = await api("/api/duplicates");
     const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    const similar = body.similar || [];
     setStatus("dup-status", `${plural(body.groups.length, "group")}, ${plural(body.n_duplicates, "duplicate")} ` +
-      `among ${plural(body.n_images, "image")}`);
-    if (!body.groups.length) {
+      `among ${plural(body.n_images, "image")}` +
+      (similar.length ? `; ${plural(similar.length, "similar group")} (other shots of one scene)` : ""));
+    if (!body.groups.length && !similar.length) {
       $("groups").append(el("div", { class: "empty" }, "No duplicates found."));
       return;
     }
-    $("groups").replaceChildren(...body.groups.map((g, i) => {
+    const copies = body.groups.map((g, i) => {
       const n = g.duplicates.length;
       const button = el("button", { class: "danger", onclick: () => quarantine(g.keep, n) },
         `Quarantine ${n} duplicate${n > 1 ? "s" : ""}`);
       return el("section", { class: "group", "aria-label": `group ${i + 1}` },
         el("div", { class: "group-head" }, el("h2", {}, `Group ${i + 1} · keep ${baseName(g.keep)}`), button),
         el("div", { class: "strip" }, member(g.keep, body.ids, "kept", "", "kept"),
-          ...g.duplicates.map((d) => member(d.path, body.ids, d.reason, `distance ${d.distance}`))));
-    }));
+          ...g.duplicates.map((d) => member(d.path, body.ids, kindLabel(d), dupExtra(d), `kind-${d.kind}`))));
+    });
+    // other shots of one scene (burst or video frames, another viewpoint): listed, never quarantined from here
+    const shots = similar.map((g, i) => el("section", { class: "group similar", "aria-label": `similar ${i + 1}` },
+      el("div", { class: "group-head" }, el("h2", {}, `Similar ${i + 1} · other shots of ${baseName(g.keep)}`),
+        el("span", { class: "note" }, "Not copies: kept")),
+      el("div", { class: "strip" }, member(g.keep, body.ids, "kept", "", "kept"),
+        ...g.duplicates.map((d) => member(d.path, body.ids, kindLabel(d), dupExtra(d), "kind-similar")))));
+    $("groups").replaceChildren(...copies,
+      ...(shots.length ? [el("h2", { class: "similar-head" }, "Similar: other shots of the same scene"), ...shots] : []));
   } catch (err) {
     setStatus("dup-status", "");
     showBanner(`Could not load duplicates: ${err.message}`);

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from index.errors import RetrError
-from retrieval.dedupe.finder import Item, exact_pairs, find_duplicates
+from retrieval.dedupe.candidates import exact_pairs
+from retrieval.dedupe.finder import Item, find_duplicates
 from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.groups import UnionFind, group_pairs
 from retrieval.dedupe.keep import Candidate, choose_keep
@@ -50,7 +51,7 @@ def test_groups_never_chain_and_reasons_are_relative_to_the_kept_image():
     (group,) = result.groups  # union-find would have chained far.png in through near.png
     assert group.keep.path == "copy.png"  # "first" in path order
     got = {d.item.path: (d.reason, d.distance) for d in group.duplicates}
-    assert got == {"keep.png": ("exact", 0), "near.png": ("phash", 3)}
+    assert got == {"keep.png": ("exact", 0), "near.png": ("hash", 3)}
 
 
 def test_a_chain_of_links_never_merges_two_groups():

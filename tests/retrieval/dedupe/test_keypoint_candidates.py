@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from retrieval.dedupe.keypoint_candidates import keypoint_pairs
-from retrieval.dedupe.verify import features_of_bytes
+from retrieval.dedupe.features import features_of_bytes
 from tests.conftest import PHOTOS
 
 NAMES = ["astronaut", "camera", "chelsea", "coffee", "coins", "rocket", "china", "flower", "retina", "gravel"]

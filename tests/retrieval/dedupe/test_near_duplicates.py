@@ -44,4 +44,4 @@ def test_groups_reasons_and_keep(library):
     (dup,) = coffee.values()
     assert dup.reason == "exact" and dup.distance == 0
     assert result.n_duplicates == 4
-    assert result.to_json()["groups"][0].keys() == {"keep", "duplicates"}
+    assert result.to_json()["groups"][0].keys() == {"keep", "kind", "duplicates"}

@@ -1,0 +1,162 @@
+"""Stage 1 of finding duplicates: candidate pairs from every cheap signal, with no O(n^2) loop.
+
+- equal sha256 (sorting): exact copies;
+- perceptual hashes within a loose radius (faiss / multi-index binary range search), each image's
+  ``NEIGHBOURS`` nearest beyond ``--threshold``;
+- each image's nearest thumbnails (exact k-NN up to ``THUMB_EXACT`` images, an HNSW graph beyond): the
+  crops, turns and overlays that move a perceptual hash far;
+- each image's best partners by shared keypoint descriptors (``retrieval.dedupe.keypoint_candidates``),
+  whose vote also tells verification which pairs are worth matching;
+- with ``--embeddings``, cosine neighbours (faiss range search).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from index.hamming import hamming, pairs_within, search_within, similar_pairs
+from retrieval.dedupe.options import DedupeOptions
+
+Pair = tuple[int, int]
+NEIGHBOURS = 10  # beyond --threshold, hash candidates are an image's this many nearest within the loose radius
+THUMB_NEIGHBOURS = 10
+THUMB_MIN = 0.3  # thumbnail neighbours less alike than this are not proposed
+THUMB_EXACT = 20_000  # up to this many images the thumbnail k-NN is exact; beyond, an HNSW graph (sub-quadratic)
+HASH, THUMBNAIL, KEYPOINTS, EMBEDDING = "hash", "thumbnail", "keypoints", "embedding"
+
+
+@dataclasses.dataclass
+class Candidates:
+    """Candidate pairs (a < b, positions) with the signals that proposed each, and what verification needs."""
+
+    signals: dict[Pair, set[str]]
+    exact: set[Pair]
+    votes: dict[Pair, float]  # keypoint votes beyond chance (absent: none)
+    thumb: dict[Pair, float]  # thumbnail cosine (absent: not proposed by thumbnails)
+    cosine: dict[Pair, float]  # embedding: 1 - cosine
+
+    def add(self, pairs, signal: str) -> None:
+        for p in pairs:
+            self.signals.setdefault(p, set()).add(signal)
+
+
+def pairs_of(i: np.ndarray, j: np.ndarray) -> list[Pair]:
+    return [(min(a, b), max(a, b)) for a, b in zip(np.asarray(i).tolist(), np.asarray(j).tolist()) if a != b]
+
+
+def exact_pairs(sha256: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (first, other) of positions with the same sha256 (None never matches)."""
+    known = np.array([i for i, s in enumerate(sha256) if s], dtype=np.int64)
+    if len(known) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    keys = np.array([sha256[i] for i in known])
+    order = np.argsort(keys, kind="stable")
+    keys, pos = keys[order], known[order]
+    same = keys[1:] == keys[:-1]
+    return pos[:-1][same], pos[1:][same]  # consecutive equal keys chain the whole group together
+
+
+def nearest_per_image(i: np.ndarray, j: np.ndarray, d: np.ndarray, strict: int,
+                      m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs within ``strict``, and beyond it only those among the ``m`` nearest of either image.
+
+    Real photos' hashes are not uniform (dark or smooth pictures crowd together), so a loose radius alone
+    can propose tens of candidates per image; a copy is almost always among an image's nearest few.
+    """
+    i, j, d = np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(d, np.int64)
+    if len(i) == 0:
+        return i, j, d
+    node = np.concatenate([i, j])
+    dist = np.concatenate([d, d])
+    pair = np.concatenate([np.arange(len(i)), np.arange(len(i))])
+    order = np.lexsort((pair, dist, node))
+    node, pair = node[order], pair[order]
+    starts = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
+    rank = np.arange(len(node)) - np.repeat(starts, np.diff(np.r_[starts, len(node)]))
+    keep = np.zeros(len(i), dtype=bool)
+    keep[pair[rank < m]] = True
+    keep |= d <= strict
+    return i[keep], j[keep], d[keep]
+
+
+def thumbnail_neighbours(thumbs: np.ndarray, queries: np.ndarray | None = None,
+                         k: int = THUMB_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, positions) [nq, k + 1] of each query's nearest thumbnails (inner product; -1: none)."""
+    import faiss
+    thumbs = np.ascontiguousarray(thumbs, np.float32)
+    queries = thumbs if queries is None else np.ascontiguousarray(queries, np.float32)
+    k = min(k + 1, len(thumbs))
+    if len(thumbs) <= THUMB_EXACT:
+        from index.ann.searcher import exact_search
+        return exact_search(thumbs, queries, k)
+    index = faiss.IndexHNSWFlat(thumbs.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 40
+    index.add(thumbs)
+    index.hnsw.efSearch = 64
+    return index.search(queries, k)
+
+
+def thumbnail_pairs(thumbs: np.ndarray) -> dict[Pair, float]:
+    """Each image with its THUMB_NEIGHBOURS nearest by thumbnail descriptor (at least THUMB_MIN alike)."""
+    scores, pos = thumbnail_neighbours(thumbs)
+    rows = np.repeat(np.arange(len(thumbs)), pos.shape[1])
+    ok = (pos.ravel() >= 0) & (scores.ravel() >= THUMB_MIN)
+    out: dict[Pair, float] = {}
+    for p, s in zip(pairs_of(rows[ok], pos.ravel()[ok]), scores.ravel()[ok].tolist()):
+        out[p] = max(out.get(p, -1.0), float(s))
+    return out
+
+
+def hash_pairs(codes: np.ndarray, opts: DedupeOptions) -> list[tuple[Pair, int]]:
+    """(pair, Hamming distance): within --threshold, or (verifying) among either's nearest in the loose radius."""
+    i, j, d = pairs_within(codes, opts.candidate_radius(), method=opts.method)
+    if opts.verify:
+        i, j, d = nearest_per_image(i, j, d, opts.threshold, NEIGHBOURS)
+    return [(p, dist) for p, dist in zip(pairs_of(i, j), np.asarray(d).tolist())
+            if opts.verify or dist <= opts.threshold]
+
+
+def hash_neighbours(codes: np.ndarray, query: np.ndarray, opts: DedupeOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, distances) of the stored codes near one query code: within --threshold, and (verifying)
+    the NEIGHBOURS nearest within the loose radius."""
+    _, pos, dist = search_within(codes, query[None, :], opts.candidate_radius(), method=opts.method)
+    if opts.verify:
+        order = np.argsort(dist, kind="stable")
+        keep = order[(np.arange(len(order)) < NEIGHBOURS) | (dist[order] <= opts.threshold)]
+        pos, dist = pos[keep], dist[keep]
+    else:
+        pos, dist = pos[dist <= opts.threshold], dist[dist <= opts.threshold]
+    return pos, dist
+
+
+def find_candidates(sha256: Sequence[str | None], codes: np.ndarray, opts: DedupeOptions, *,
+                    thumbs: np.ndarray | None = None, descriptors: Sequence[np.ndarray] | None = None,
+                    vectors: np.ndarray | None = None, vector_rows: np.ndarray | None = None) -> Candidates:
+    """Every candidate pair among n images (``codes[k]``: the packed hash of image k; ``thumbs`` and
+    ``descriptors`` when verifying; ``vectors`` of the positions ``vector_rows`` with --embeddings)."""
+    cand = Candidates({}, set(pairs_of(*exact_pairs(sha256))), {}, {}, {})
+    cand.add(cand.exact, "exact")
+    n = len(codes)
+    if n > 1:
+        cand.add((p for p, _ in hash_pairs(codes, opts)), HASH)
+    if opts.verify and thumbs is not None and n > 1:
+        cand.thumb = thumbnail_pairs(thumbs)
+        cand.add(cand.thumb, THUMBNAIL)
+    if opts.verify and descriptors is not None and n > 1:
+        from retrieval.dedupe.keypoint_candidates import NEIGHBOURS as KP_NEIGHBOURS, best_partners, keypoint_votes
+        a, b, v = keypoint_votes(descriptors)
+        cand.votes = dict(zip(zip(a.tolist(), b.tolist()), v.tolist()))
+        cand.add(best_partners(a, b, v, KP_NEIGHBOURS), KEYPOINTS)
+    if opts.embeddings and vectors is not None and len(vectors):
+        rows = np.arange(len(vectors)) if vector_rows is None else np.asarray(vector_rows, dtype=np.int64)
+        vi, vj, sims = similar_pairs(vectors, opts.similarity)
+        for p, s in zip(pairs_of(rows[vi], rows[vj]), np.asarray(sims).tolist()):
+            cand.add([p], EMBEDDING)
+            cand.cosine[p] = round(max(0.0, 1.0 - float(s)), 4)
+    return cand
+
+
+def hamming_of(codes: np.ndarray, a: int, b: int) -> int:
+    return int(hamming(codes[a:a + 1], codes[b:b + 1])[0])
