@@ -35,7 +35,7 @@ async def duplicates(state: State, col: Col) -> dict[str, Any]:
     def compute() -> dict[str, Any]:
         result = col.duplicates()
         out = result.to_json()
-        groups = [*result.groups, *getattr(result, "similar", [])]  # copies, and other shots of a scene
+        groups = [*result.groups, *result.similar]  # copies, and other shots of a scene
         paths = [g.keep.path for g in groups] + [d.item.path for g in groups for d in g.duplicates]
         out["ids"] = {p: i for p in paths if (i := col.id_of(p)) is not None}
         return out
