@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import json
 import os
 import threading
 import time
@@ -121,7 +122,6 @@ class ServerState:
 
 
 def json_bytes(body: Any) -> bytes:
-    import json
     return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
