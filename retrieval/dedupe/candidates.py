@@ -33,13 +33,31 @@ class Candidates:
 
     signals: dict[Pair, set[str]]
     exact: set[Pair]
-    votes: dict[Pair, float]  # keypoint votes beyond chance (absent: none)
+    votes: "Votes | dict[Pair, float]"  # keypoint votes beyond chance (absent: none)
     thumb: dict[Pair, float]  # thumbnail cosine (absent: not proposed by thumbnails)
     cosine: dict[Pair, float]  # embedding: 1 - cosine
 
     def add(self, pairs, signal: str) -> None:
         for p in pairs:
             self.signals.setdefault(p, set()).add(signal)
+
+
+class Votes:
+    """Keypoint votes of pairs, as two sorted arrays (a dict of tens of millions of pairs is tens of GB)."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, votes: np.ndarray, n: int):
+        self.n = int(n)
+        keys = np.asarray(a, np.int64) * self.n + np.asarray(b, np.int64)
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.votes = keys[order], np.asarray(votes, np.float32)[order]
+
+    def get(self, pair: Pair, default: float = 0.0) -> float:
+        key = pair[0] * self.n + pair[1]
+        at = int(np.searchsorted(self.keys, key))
+        return float(self.votes[at]) if at < len(self.keys) and self.keys[at] == key else default
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 def pairs_of(i: np.ndarray, j: np.ndarray) -> list[Pair]:
@@ -147,7 +165,7 @@ def find_candidates(sha256: Sequence[str | None], codes: np.ndarray, opts: Dedup
     if opts.verify and descriptors is not None and n > 1:
         from retrieval.dedupe.keypoint_candidates import NEIGHBOURS as KP_NEIGHBOURS, best_partners, keypoint_votes
         a, b, v = keypoint_votes(descriptors)
-        cand.votes = dict(zip(zip(a.tolist(), b.tolist()), v.tolist()))
+        cand.votes = Votes(a, b, v, n)
         cand.add(best_partners(a, b, v, KP_NEIGHBOURS), KEYPOINTS)
     if opts.embeddings and vectors is not None and len(vectors):
         rows = np.arange(len(vectors)) if vector_rows is None else np.asarray(vector_rows, dtype=np.int64)

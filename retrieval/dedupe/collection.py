@@ -71,7 +71,7 @@ def _feature_job(opts: DedupeOptions) -> FeatureJob:
 
 
 def ensure_features(store: IndexStore, opts: DedupeOptions, *, workers: int | None = None,
-                    progress: bool = False) -> list[tuple[str, str]]:
+                    progress: bool = False, mapper=None) -> list[tuple[str, str]]:
     """Compute and store the features (and hashes) of the catalog's images that have none current; returns
     the files that could not be read. Work is proportional to the images that are new or changed."""
     opts = opts.validated()
@@ -82,7 +82,7 @@ def ensure_features(store: IndexStore, opts: DedupeOptions, *, workers: int | No
     for start in range(0, len(paths), STORE_BATCH):
         feats, hashes = [], []
         for f in compute_features(paths[start:start + STORE_BATCH], _feature_job(opts), workers=workers,
-                                  progress=progress):
+                                  progress=progress, mapper=mapper):
             row = by_path[f.path]
             if f.error is not None or f.bits is None:
                 errors.append((f.path, f.error or "cannot hash"))
@@ -120,9 +120,11 @@ def ensure_hashes(store: IndexStore, opts: DedupeOptions, *, workers: int | None
 
 
 def from_index(store: IndexStore, opts: DedupeOptions, *, workers: int | None = None,
-               progress: bool = False) -> Collection:
+               progress: bool = False, mapper=None) -> Collection:
+    """The catalog's images with their hashes and (verifying) features, computing what is missing through
+    ``mapper`` (shaped like retrieval.workers.ordered_map, its default)."""
     opts = opts.validated()
-    errors = ensure_features(store, opts, workers=workers, progress=progress) if opts.verify else []
+    errors = ensure_features(store, opts, workers=workers, progress=progress, mapper=mapper) if opts.verify else []
     errors += ensure_hashes(store, opts, workers=workers, progress=progress)
     hasher_bytes = (_job(opts).hasher().nbytes(opts.hash_size))
     table = load_hashes(store.catalog, opts.hash, opts.hash_size, hasher_bytes)
@@ -150,14 +152,15 @@ def from_index(store: IndexStore, opts: DedupeOptions, *, workers: int | None = 
 
 
 def from_paths(paths: Sequence[str | Path], opts: DedupeOptions, *, workers: int | None = None,
-               progress: bool = False, model=None) -> Collection:
+               progress: bool = False, model=None, mapper=None) -> Collection:
     """Scan and hash files now; ``model`` (a LoadedModel) embeds them too when --embeddings is on."""
     opts = opts.validated()
     found = scan([str(p) for p in paths])
     mtimes = {f.path: f.mtime for f in found.files}
     items, codes, feats, errors = [], [], [], list(found.errors)
     files = [f.path for f in found.files]
-    results = (compute_features(files, _feature_job(opts), workers=workers, progress=progress) if opts.verify
+    results = (compute_features(files, _feature_job(opts), workers=workers, progress=progress, mapper=mapper)
+               if opts.verify
                else hash_files(files, _job(opts), workers=workers, progress=progress))
     for res in results:
         if res.bits is None:

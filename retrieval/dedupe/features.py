@@ -12,13 +12,12 @@ another recipe are computed again.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import hashlib
 import io
 import json
 import struct
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -72,6 +71,7 @@ class Features:
     shape: tuple[int, int] = (0, 0)  # (height, width) of the grey image the points lie on
     small: np.ndarray | None = None  # uint8 grey image, longer side SMALL, for the dense checks
     error: str | None = None
+    blob: bytes | None = dataclasses.field(default=None, repr=False, compare=False)  # the stored form, when read from it
 
     @property
     def low_info(self) -> str | None:
@@ -93,7 +93,9 @@ class Features:
         return self.error is None and len(self.points) >= MIN_KEYPOINTS
 
     def to_bytes(self) -> bytes:
-        """The stored form (``from_bytes`` reads it back)."""
+        """The stored form (``from_bytes`` reads it back; the arrays of what it reads are views of it)."""
+        if self.blob is not None:
+            return self.blob
         small = self.small if self.small is not None else np.zeros((0, 0), np.uint8)
         thumb = self.thumb if self.thumb is not None else np.zeros(0, np.float32)
         meta = json.dumps({"w": self.width, "h": self.height, "std": self.std, "ent": self.entropy,
@@ -119,7 +121,7 @@ class Features:
         sh = tuple(meta["small"])
         small = np.frombuffer(blob, np.uint8, sh[0] * sh[1], at).reshape(sh) if sh[0] else None
         return cls(path, sha256, nbytes, meta["w"], meta["h"], bits, thumb, points, desc, meta["std"], meta["ent"],
-                   meta["cam"], tuple(meta["shape"]), small)
+                   meta["cam"], tuple(meta["shape"]), small, blob=bytes(blob) if not isinstance(blob, bytes) else blob)
 
 
 def failed(path: str, error: str, sha256: str | None = None, nbytes: int | None = None) -> Features:
@@ -235,19 +237,47 @@ def features_of(path: str, job: FeatureJob = FeatureJob()) -> Features:
     return features_of_bytes(data, path, job)
 
 
-def threads(workers: int | None, n: int) -> int:
-    # OpenCV, Pillow and hashlib release the GIL while they decode, detect and digest: threads use every
-    # core without pickling descriptors between processes
-    return max(1, min(process_pool_workers() if workers is None else int(workers), n))
+def processes(workers: int | None, n: int) -> int:
+    """Worker processes for ``n`` tasks: ``workers`` (None: one per core), 0 when one would do (in process)."""
+    k = min(process_pool_workers() if workers is None else int(workers), n)
+    return 0 if k <= 1 else k
+
+
+Mapper = Callable[..., Iterator]  # shaped like retrieval.workers.ordered_map(fn, tasks, shared=, workers=)
+CHUNK = 16  # images per feature task
+
+
+def _features_chunk(job: FeatureJob, paths: Sequence[str]) -> list[Features]:
+    """One task of ``compute_features`` (top level: a worker process calls it)."""
+    import cv2
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the processes run in parallel; each stays on its core
+    try:
+        return [_packed(features_of(p, job)) for p in paths]
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _packed(f: Features) -> Features | tuple:
+    """What a worker sends back: the stored form and what it leaves out (one buffer, not six arrays)."""
+    return f if f.error is not None else (f.to_bytes(), f.path, f.sha256, f.bytes, f.bits)
+
+
+def _unpacked(got: Features | tuple) -> Features:
+    """Features whose arrays are views of the one stored form (kept for verification tasks to share)."""
+    return got if isinstance(got, Features) else Features.from_bytes(*got)
 
 
 def compute_features(paths: Sequence[str], job: FeatureJob = FeatureJob(), *, workers: int | None = None,
-                     progress: bool = False) -> list[Features]:
-    """Features of each path (in order), over ``workers`` threads."""
+                     progress: bool = False, mapper: Mapper | None = None) -> list[Features]:
+    """Features of each path (in order): chunks of CHUNK paths through ``mapper`` (default
+    retrieval.workers.ordered_map over ``workers`` processes; None: one per core)."""
+    from retrieval.workers import ordered_map
+    chunks = [(list(paths[k:k + CHUNK]),) for k in range(0, len(paths), CHUNK)]
     out: list[Features] = []
     with progress_bar(len(paths), desc="features", enabled=progress) as bar:
-        with cf.ThreadPoolExecutor(threads(workers, len(paths))) as pool:
-            for f in pool.map(lambda p: features_of(p, job), paths):
-                out.append(f)
-                bar.update(1)
+        for got in (mapper or ordered_map)(_features_chunk, chunks, shared=job,
+                                           workers=processes(workers, len(chunks))):
+            out += map(_unpacked, got)
+            bar.update(len(got))
     return out

@@ -36,7 +36,10 @@ UNTEXTURED = Reason.UNTEXTURED.value
 MIN_VOTES = 5.0
 SURE_HASH = 2
 THUMB_SURE = 0.8  # --check: thumbnails this alike are candidates (beyond the hash's)
-WAVE = 64  # images whose pairs are verified together (in parallel) before the star order is applied to them
+# images whose pairs are verified together (one mapper call, over all cores) before the star order is applied to
+# them: the first wave, each next one twice as many (few calls; a wave verifies a few pairs that a star order of
+# one image at a time would not, between copies of one picture that rank close together)
+WAVE = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,14 +180,18 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
                     vectors: np.ndarray | None = None, vector_rows: np.ndarray | None = None,
                     errors: Sequence[tuple[str, str]] = (), aliases: Sequence[tuple[str, str]] = (), *,
                     feats: Sequence[Any] | None = None, verdicts: dict[str, list] | None = None,
-                    workers: int | None = None, progress: bool = False) -> DedupeResult:
+                    workers: int | None = None, progress: bool = False, blobs: Sequence[bytes] | None = None,
+                    mapper: Any = None) -> DedupeResult:
     """Duplicate groups among ``items`` (``codes[k]``: the packed hash of ``items[k]``; ``feats[k]``: its
     retrieval.dedupe.features.Features, computed now when verifying without them). ``vectors``
     (L2-normalised) belong to the positions ``vector_rows`` (all positions when None). ``verdicts`` (pair of
-    file contents -> [reason, inliers]) are reused and filled in: only pairs it lacks are matched."""
+    file contents -> [reason, inliers]) are reused and filled in: only pairs it lacks are matched. ``blobs``
+    (the stored form of ``feats``, when the caller has it) are what verification tasks share. Feature
+    extraction and verification run through ``mapper`` (shaped like retrieval.workers.ordered_map, its
+    default: ``mapper(fn, tasks, shared=..., workers=...)``, results in task order)."""
     opts = opts.validated()
     items = list(items)
-    feats = _features(items, codes, feats, opts, workers, progress)
+    feats = _features(items, codes, feats, opts, workers, progress, mapper)
     if feats is not None:
         items = [dataclasses.replace(it, camera=f.camera) for it, f in zip(items, feats)]
     cand = find_candidates([it.sha256 for it in items], codes, opts,
@@ -194,12 +201,13 @@ def find_duplicates(items: Sequence[Item], codes: np.ndarray, opts: DedupeOption
     low = low_information(feats) if feats else {}
     rank = keep_rank(items, opts)
     links, checked = verification(cand, codes, feats, low, rank, opts, verdicts=verdicts,
-                                  contents=[it.sha256 for it in items], workers=workers, progress=progress)
+                                  contents=[it.sha256 for it in items], workers=workers, progress=progress,
+                                  blobs=blobs, mapper=mapper)
     return grouping(items, links, low, rank, checked, opts, errors, aliases)
 
 
 def _features(items: list[Item], codes: np.ndarray, feats: Sequence[Any] | None, opts: DedupeOptions,
-              workers: int | None, progress: bool) -> list[Any] | None:
+              workers: int | None, progress: bool, mapper: Any = None) -> list[Any] | None:
     """The features verification needs (None without verification), checked against the items."""
     if len(codes) != len(items):
         raise ValueError(f"{len(items)} items but {len(codes)} hash codes")
@@ -208,7 +216,7 @@ def _features(items: list[Item], codes: np.ndarray, feats: Sequence[Any] | None,
     if feats is None:  # a caller without a collection's features
         from retrieval.dedupe.features import FeatureJob, compute_features
         feats = compute_features([it.path for it in items], FeatureJob(opts.hash, int(opts.hash_size)),
-                                 workers=workers, progress=progress)
+                                 workers=workers, progress=progress, mapper=mapper)
     if len(feats) != len(items):
         raise ValueError(f"{len(items)} items but {len(feats)} features")
     return list(feats)
@@ -241,7 +249,8 @@ class Link:
 def verification(cand: Candidates, codes: np.ndarray, feats: Sequence[Any] | None, low: dict[int, str],
                  rank: np.ndarray, opts: DedupeOptions, *, verdicts: dict[str, list] | None = None,
                  contents: Sequence[str | None] = (), workers: int | None = None,
-                 progress: bool = False) -> tuple[dict[Pair, Link], int]:
+                 progress: bool = False, blobs: Sequence[bytes] | None = None,
+                 mapper: Any = None) -> tuple[dict[Pair, Link], int]:
     """Stage 2: the link (exact, copy, other shot; or untextured) of each candidate pair that grouping needs,
     and how many pairs were matched with local features."""
     links: dict[Pair, Link] = {}
@@ -258,7 +267,7 @@ def verification(cand: Candidates, codes: np.ndarray, feats: Sequence[Any] | Non
     # a byte-identical image is taken with its twin: that pair needs no other check
     nbrs = edges_of([p for p in cand.signals if p[0] not in low and p[1] not in low
                      and (p in cand.exact or _worth(cand, feats, codes, p))])
-    walk = _StarWalk(nbrs, links, codes, feats, opts.thresholds(), workers, verdicts, contents)
+    walk = _StarWalk(nbrs, links, codes, feats, opts.thresholds(), workers, verdicts, contents, blobs, mapper)
     return _star_order(walk, rank, progress=progress)
 
 
@@ -273,14 +282,17 @@ def _worth(cand: Candidates, feats: Sequence[Any], codes: np.ndarray, p: Pair) -
 
 
 def _star_order(walk: "_StarWalk", rank: np.ndarray, *, progress: bool) -> tuple[dict[Pair, Link], int]:
-    """Verify, a wave of WAVE images at a time in keep-policy order, each untaken image against its untaken
-    neighbours, then the images its new duplicates reach against it (never duplicate against duplicate)."""
+    """Verify, a wave of images at a time in keep-policy order (WAVE, then twice as many each time), each
+    untaken image against its untaken neighbours, then the images its new duplicates reach against it (never
+    duplicate against duplicate)."""
     from retrieval.progress import progress_bar
     order = [k for k in np.argsort(rank, kind="stable").tolist() if k in walk.nbrs]
     with progress_bar(len(order), desc="verifying", enabled=progress) as bar:
-        for start in range(0, len(order), WAVE):
-            walk.wave(order[start:start + WAVE])
-            bar.update(len(order[start:start + WAVE]))
+        start, size = 0, WAVE
+        while start < len(order):
+            walk.wave(order[start:start + size])
+            bar.update(len(order[start:start + size]))
+            start, size = start + size, 2 * size
     return walk.links, len(walk.done)
 
 
@@ -289,9 +301,11 @@ class _StarWalk:
 
     def __init__(self, nbrs: dict[int, set[int]], links: dict[Pair, Link], codes: np.ndarray,
                  feats: Sequence[Any], thresholds: Any, workers: int | None,
-                 verdicts: dict[str, list] | None = None, contents: Sequence[str | None] = ()):
+                 verdicts: dict[str, list] | None = None, contents: Sequence[str | None] = (),
+                 blobs: Sequence[bytes] | None = None, mapper: Any = None):
         self.nbrs, self.links, self.codes, self.feats = nbrs, links, codes, feats
-        self.thresholds, self.workers = thresholds, workers
+        self.thresholds, self.workers, self.mapper = thresholds, workers, mapper
+        self._blobs = blobs
         self.verdicts, self.contents = verdicts, contents
         self.taken: set[int] = set()
         self.done: set[Pair] = set()
@@ -318,7 +332,13 @@ class _StarWalk:
                 todo.append(p)
             else:
                 self._record(p, Reason(known[0]), known[1])
-        for p, v in zip(todo, verify_pairs(todo, self.feats, thresholds=self.thresholds, workers=self.workers)):
+        if not todo:
+            return
+        if self._blobs is None:  # made once: every round shares the same object
+            from retrieval.dedupe.verify import feature_blobs
+            self._blobs = feature_blobs(self.feats)
+        for p, v in zip(todo, verify_pairs(todo, self.feats, blobs=self._blobs, thresholds=self.thresholds,
+                                           workers=self.workers, mapper=self.mapper)):
             self._record(p, v.reason, v.inliers)
             if self._key(p):
                 self.verdicts[self._key(p)] = [v.reason.value, v.inliers]

@@ -21,6 +21,7 @@ MAX_BUCKET = 16  # a bucket shared by more images than this is a stop word (text
 MIN_VOTES = 3.0  # weighted votes beyond what chance gives two images of their sizes, below which nothing is proposed
 NEIGHBOURS = 10
 SEED = 15
+KEY_SLICE = 2000  # images whose descriptors are turned into bucket keys at once
 
 
 def _bucket_keys(by_byte: np.ndarray, bits: np.ndarray) -> np.ndarray:
@@ -47,25 +48,35 @@ def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
     """(a, b, votes): every pair (a < b) of positions into ``descriptors`` (uint8 [n_k, 32] per image,
     strongest first) whose shared descriptor buckets weigh at least ``min_votes`` beyond chance."""
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-    owners, rows = [], []
-    for k, d in enumerate(descriptors):
-        d = np.asarray(d, np.uint8)[:top]
-        if len(d):
-            rows.append(d)
-            owners.append(np.full(len(d), k, np.int64))
-    if len(rows) < 2:
+    counts = np.array([min(len(d), top) for d in descriptors], np.int64)
+    if (counts > 0).sum() < 2:
         return empty
-    desc, owner = np.concatenate(rows), np.concatenate(owners)
+    width = next(np.asarray(d).shape[1] for d in descriptors if len(d))
     rng = np.random.default_rng(SEED)
-    table_bits = np.stack([rng.choice(desc.shape[1] * 8, bits, replace=False) for _ in range(tables)])
-    by_byte = np.ascontiguousarray(desc.T)
-    del desc
+    table_bits = np.stack([rng.choice(width * 8, bits, replace=False) for _ in range(tables)])
+    owner = np.repeat(np.arange(len(descriptors), dtype=np.int64), counts)
+
+    def keys(t: int) -> np.ndarray:
+        """Table t's bucket key of every descriptor, computed a slice of images at a time (no copy of all
+        the descriptors at once: at 100,000 images they are 1.6 GB)."""
+        out = np.empty(len(owner), np.int64)
+        at = 0
+        for start in range(0, len(descriptors), KEY_SLICE):
+            part = [np.asarray(d, np.uint8)[:top] for d in descriptors[start:start + KEY_SLICE] if len(d)]
+            if part:
+                block = np.ascontiguousarray(np.concatenate(part).T)
+                out[at:at + block.shape[1]] = _bucket_keys(block, table_bits[t])
+                at += block.shape[1]
+        return out
     n = len(descriptors)
     uniq, votes = np.zeros(0, np.int64), np.zeros(0)
     for t in range(tables):
         pair_keys, pair_weights = [uniq], [votes]
         # one entry per (bucket, image): an image voting twice in one bucket is one vote
-        code = np.sort(_bucket_keys(by_byte, table_bits[t]) * n + owner)
+        code = keys(t)
+        code *= n
+        code += owner
+        code.sort()
         code = code[np.r_[True, code[1:] != code[:-1]]]
         bucket, img = code // n, code % n
         starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
@@ -84,7 +95,7 @@ def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
     if not len(uniq):
         return empty
     a, b = uniq // n, uniq % n
-    sizes = np.array([min(len(d), top) for d in descriptors], np.float64)
+    sizes = counts.astype(np.float64)
     votes = votes - tables * sizes[a] * sizes[b] / float(1 << bits)  # unrelated descriptors share buckets too
     ok = votes >= min_votes
     return a[ok], b[ok], votes[ok]

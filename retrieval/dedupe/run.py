@@ -39,15 +39,17 @@ class Action:
             raise RetrError(f"--move-to {shown(self.move_to)} is not a folder")
 
 
-def _find(col: Collection, opts: DedupeOptions, workers: int | None = None, progress: bool = False) -> DedupeResult:
+def _find(col: Collection, opts: DedupeOptions, workers: int | None = None, progress: bool = False,
+          mapper=None) -> DedupeResult:
     return find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors, col.aliases,
-                           feats=col.feats, workers=workers, progress=progress)
+                           feats=col.feats, workers=workers, progress=progress, mapper=mapper)
 
 
 PIPELINE = "kinds-v1"  # what a stored result was made by: changes with the candidate and verification rules
 
 
-def _find_stored(store: IndexStore, opts: DedupeOptions, workers: int | None, progress: bool) -> DedupeResult:
+def _find_stored(store: IndexStore, opts: DedupeOptions, workers: int | None, progress: bool,
+                 mapper=None) -> DedupeResult:
     """An index's duplicates, reusing what earlier runs stored: the whole result when neither the catalog
     nor the options changed; else the verdicts of every pair of file contents already matched (so a run
     after new images matches only the pairs they bring)."""
@@ -57,7 +59,8 @@ def _find_stored(store: IndexStore, opts: DedupeOptions, workers: int | None, pr
     from retrieval.dedupe.features import RECIPE
     opts = opts.validated()
     if not opts.verify or opts.embeddings:  # vectors can change under an unchanged file: nothing reused
-        return _find(from_index(store, opts, workers=workers, progress=progress), opts, workers, progress)
+        return _find(from_index(store, opts, workers=workers, progress=progress, mapper=mapper), opts, workers,
+                     progress, mapper)
     rows = sorted((r.id, r.path, r.sha256, r.bytes, r.width, r.height, r.mtime, r.status)
                   for r in store.catalog.image_rows().values())
     setting = json.dumps([PIPELINE, RECIPE, dataclasses.asdict(opts)], sort_keys=True)
@@ -67,9 +70,10 @@ def _find_stored(store: IndexStore, opts: DedupeOptions, workers: int | None, pr
         return _result_from(memo, store, opts)
     pairs_key = "pairs:" + hashlib.sha256(setting.encode()).hexdigest()
     verdicts = load_cached(store.catalog, pairs_key) or {}
-    col = from_index(store, opts, workers=workers, progress=progress)
+    col = from_index(store, opts, workers=workers, progress=progress, mapper=mapper)
     result = find_duplicates(col.items, col.codes, opts, col.vectors, col.vector_rows, col.errors, col.aliases,
-                             feats=col.feats, verdicts=verdicts, workers=workers, progress=progress)
+                             feats=col.feats, verdicts=verdicts, workers=workers, progress=progress,
+                             mapper=mapper)
     store_cached(store.catalog, pairs_key, verdicts)
     forget_cached(store.catalog, "run:")  # one stored result: the latest
     store_cached(store.catalog, run_key, {"json": result.to_json(), "links": result.links,
@@ -118,13 +122,16 @@ def _store_link(store: IndexStore) -> CatalogLink:
 
 
 def dedupe_index(index_dir: str | Path, opts: DedupeOptions, action: Action = Action(), *,
-                 db_url: str | None = None, workers: int | None = None,
-                 progress: bool = False) -> tuple[DedupeResult, ActionReport | None]:
-    """Find duplicates among an index's images (hashing only what is new) and apply ``action``."""
+                 db_url: str | None = None, workers: int | None = None, progress: bool = False,
+                 mapper=None) -> tuple[DedupeResult, ActionReport | None]:
+    """Find duplicates among an index's images (hashing only what is new) and apply ``action``. Feature
+    extraction and verification run through ``mapper`` (default retrieval.workers.ordered_map over
+    ``workers`` processes; any callable of its shape: ``mapper(fn, tasks, shared=..., workers=...)`` yielding
+    ``fn(shared, *task)`` in task order)."""
     action.check()
     acts = bool(action.move_to or action.delete)  # an action writes the catalog: it takes the writer lock
     with IndexStore.open(index_dir, db_url, mode="write" if acts else "read") as store:
-        result = _find_stored(store, opts, workers, progress)
+        result = _find_stored(store, opts, workers, progress, mapper)
         report = _act(result, action, _store_link(store), None)
         if report is not None and report.catalog_rows:
             store.reconcile()  # the faiss file follows the catalog
@@ -132,17 +139,18 @@ def dedupe_index(index_dir: str | Path, opts: DedupeOptions, action: Action = Ac
 
 
 def dedupe_paths(paths: Sequence[str | Path], opts: DedupeOptions, action: Action = Action(), *,
-                 workers: int | None = None, progress: bool = False,
-                 model_spec: str | None = None) -> tuple[DedupeResult, ActionReport | None]:
-    """Find duplicates among the images under ``paths`` (scanned and hashed now) and apply ``action``."""
+                 workers: int | None = None, progress: bool = False, model_spec: str | None = None,
+                 mapper=None) -> tuple[DedupeResult, ActionReport | None]:
+    """Find duplicates among the images under ``paths`` (scanned and hashed now) and apply ``action``
+    (``mapper`` as for ``dedupe_index``)."""
     action.check()
     model = None
     if opts.embeddings:
         from retrieval.models import DEFAULT_MODEL
         from retrieval.models.identity import ModelName, ModelRef
         model = ModelRef(ModelName(model_spec or DEFAULT_MODEL))  # loaded only when its export is not cached
-    col = from_paths(paths, opts, workers=workers, progress=progress, model=model)
-    result = _find(col, opts, workers, progress)
+    col = from_paths(paths, opts, workers=workers, progress=progress, model=model, mapper=mapper)
+    result = _find(col, opts, workers, progress, mapper)
     roots = [r if os.path.isdir(r) else os.path.dirname(r) for r in col.roots]
     root = os.path.commonpath(roots) if roots else None
     return result, _act(result, action, None, root)
@@ -163,7 +171,7 @@ def undo_manifest(manifest: str | Path, *, index_dir: str | Path | None = None,
 
 
 def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *, db_url: str | None = None,
-                workers: int | None = None, progress: bool = False) -> list[Duplicate]:
+                workers: int | None = None, progress: bool = False, mapper=None) -> list[Duplicate]:
     """Catalogued images that ``image`` duplicates, each with its kind: the same bytes, an edited copy, or
     (verifying) another shot of the same scene. The pipeline of a dedupe run: the catalog's stored features
     (computed for any image that has none), candidates from the hash at the loose radius, the nearest

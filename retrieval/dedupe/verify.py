@@ -22,13 +22,13 @@ unverified, not merged. Low-information images never get here (the finder drops 
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
+import contextlib
 import dataclasses
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from retrieval.dedupe.features import Features, threads
+from retrieval.dedupe.features import Features
 from retrieval.dedupe.reasons import Reason
 from retrieval.progress import progress_bar
 
@@ -192,30 +192,37 @@ def _warp_to_a(a: Features, b: Features, model: np.ndarray) -> tuple[np.ndarray,
     return a.small.astype(np.float32), warped, inside
 
 
+_PADDING: dict[int, tuple[np.ndarray, np.ndarray]] | None = None  # while a task runs: id of a small grey image -> (it, its padding)
+
+
 def _padding(grey: np.ndarray) -> np.ndarray:
     """The fill a turn or a crop left at a picture's frame: flat pixels (local grey spread under PAD_STD)
     connected to the border and within PAD_BAND of it, widened by PAD_GROW pixels to cover the edge they make
-    with the picture. A
-    turned copy of a cropped picture has black corners where its original shows the scene; they say nothing
-    of whether the two are one picture."""
+    with the picture. A turned copy of a cropped picture has black corners where its original shows the
+    scene; they say nothing of whether the two are one picture. Kept per image while a task runs."""
+    got = _PADDING.get(id(grey)) if _PADDING is not None else None
+    if got is not None and got[0] is grey:
+        return got[1]
     import cv2
     g = grey.astype(np.float32)
     mean = cv2.blur(g, (3, 3))
-    spread = np.sqrt(np.maximum(cv2.blur(g * g, (3, 3)) - mean * mean, 0))
-    flat = (spread < PAD_STD).astype(np.uint8)
-    n, labels = cv2.connectedComponents(flat, connectivity=4)
-    if n <= 1:
-        return np.zeros(grey.shape, bool)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    border = border[(border > 0)]
-    border = border[np.isin(border, labels[flat.astype(bool)])]
+    flat = (cv2.blur(g * g, (3, 3)) - mean * mean < PAD_STD * PAD_STD).astype(np.uint8)
     h, w = grey.shape
-    ys, xs = np.ogrid[:h, :w]
-    near = (np.minimum(ys, h - 1 - ys) < PAD_BAND * h) | (np.minimum(xs, w - 1 - xs) < PAD_BAND * w)
-    pad = np.isin(labels, border) & flat.astype(bool) & near
-    if not pad.any():
-        return pad
-    return cv2.dilate(pad.astype(np.uint8), np.ones((2 * PAD_GROW + 1, 2 * PAD_GROW + 1), np.uint8)) > 0
+    bh, bw = max(1, int(PAD_BAND * h)), max(1, int(PAD_BAND * w))
+    band = np.ones_like(flat)
+    band[bh:h - bh, bw:w - bw] = 0
+    n, labels = cv2.connectedComponents(flat & band, connectivity=4)
+    pad = np.zeros(grey.shape, bool)
+    if n > 1:
+        touching = np.zeros(n, bool)
+        touching[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+        touching[0] = False
+        pad = touching[labels]
+        if pad.any():
+            pad = cv2.dilate(pad.astype(np.uint8), np.ones((2 * PAD_GROW + 1, 2 * PAD_GROW + 1), np.uint8)) > 0
+    if _PADDING is not None:
+        _PADDING[id(grey)] = (grey, pad)
+    return pad
 
 
 def warped_correlation(a: Features, b: Features, model: np.ndarray) -> float:
@@ -356,26 +363,67 @@ def _cover(points: np.ndarray, shape: tuple[int, int]) -> float:
     return float(min(sx / shape[1], sy / shape[0]))
 
 
-def verify_pairs(pairs: Sequence[tuple[int, int]], feats: Sequence[Features], *,
-                 thresholds: VerifyThresholds = DEFAULT_THRESHOLDS, workers: int | None = None,
-                 progress: bool = False) -> Iterator[Verdict]:
-    """Verdicts for ``pairs`` of positions into ``feats``, in input order, over ``workers`` threads."""
-    import faiss
+PAIR_CHUNK = 64  # pairs per verification task
 
-    def one(pair: tuple[int, int]) -> Verdict:
-        return verify(feats[pair[0]], feats[pair[1]], thresholds)
+
+def feature_blobs(feats: Sequence[Features]) -> list[bytes]:
+    """The stored form of each image's features (``Features.to_bytes``): what verification tasks share."""
+    return [f.to_bytes() for f in feats]
+
+
+def _verify_chunk(shared: tuple[Sequence[bytes], VerifyThresholds], pairs: Sequence[tuple[int, int]]) -> list[Verdict]:
+    """One task of ``verify_pairs`` (top level: a worker process calls it): ``shared`` holds every image's
+    feature blob once, a task only positions into it."""
+    blobs, th = shared
+    cache: dict[int, Features] = {}
+
+    def feat(k: int) -> Features:
+        if k not in cache:
+            cache[k] = Features.from_bytes(blobs[k], "", None, None, None)
+        return cache[k]
+    global _PADDING
+    _PADDING = {}
+    try:
+        with single_threaded():
+            return [verify(feat(a), feat(b), th) for a, b in pairs]
+    finally:
+        _PADDING = None
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """OpenCV and faiss on one thread for the block (tasks run in parallel; each small fit and search stays
+    on its core), as they were after it."""
+    import cv2
+    import faiss
+    cv, omp = cv2.getNumThreads(), faiss.omp_get_max_threads()
+    cv2.setNumThreads(1)
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(cv)
+        faiss.omp_set_num_threads(omp)
+
+
+def verify_pairs(pairs: Sequence[tuple[int, int]], feats: Sequence[Features] | None = None, *,
+                 blobs: Sequence[bytes] | None = None, thresholds: VerifyThresholds = DEFAULT_THRESHOLDS,
+                 workers: int | None = None, progress: bool = False, mapper=None) -> Iterator[Verdict]:
+    """Verdicts for ``pairs`` of positions into ``feats`` (or their stored ``blobs``, which are shared as they
+    are), in input order: chunks of PAIR_CHUNK pairs through ``mapper`` (default
+    retrieval.workers.ordered_map over ``workers`` processes; None: one per core)."""
+    from retrieval.dedupe.features import processes
+    from retrieval.workers import ordered_map
     if not pairs:
         return
-    omp = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # the pairs run in parallel; each small search stays on its thread
-    try:
-        with progress_bar(len(pairs), desc="verifying: pairs", enabled=progress) as bar:
-            with cf.ThreadPoolExecutor(threads(workers, len(pairs))) as pool:
-                for v in pool.map(one, pairs):
-                    bar.update(1)
-                    yield v
-    finally:
-        faiss.omp_set_num_threads(omp)
+    if blobs is None:
+        blobs = feature_blobs(feats)
+    chunks = [(list(pairs[k:k + PAIR_CHUNK]),) for k in range(0, len(pairs), PAIR_CHUNK)]
+    with progress_bar(len(pairs), desc="verifying: pairs", enabled=progress) as bar:
+        for got in (mapper or ordered_map)(_verify_chunk, chunks, shared=(blobs, thresholds),
+                                           workers=processes(workers, len(chunks))):
+            bar.update(len(got))
+            yield from got
 
 
 def pair_list(i: Iterable[int], j: Iterable[int]) -> list[tuple[int, int]]:

@@ -162,3 +162,31 @@ def test_a_catalog_made_before_stored_features_gets_the_table_and_nothing_else(t
     assert result.n_duplicates == 2
     cat = Catalog.for_index(idx, mode="read")
     assert feature_counts(cat) == {RECIPE: 4} and cat.image_rows() == rows
+
+
+def test_features_and_verification_go_through_the_mapper_given(scene, tmp_path):
+    """A caller's mapper (shaped like retrieval.workers.ordered_map, e.g. one backed by Ray) runs both stages:
+    top-level functions, chunked tasks, the shared value sent once per call, results in order; the result is
+    the default's."""
+    import pickle
+
+    from retrieval.workers import ordered_map
+    calls = []
+
+    def mapper(fn, tasks, *, shared=None, workers=0):
+        tasks = list(tasks)
+        pickle.dumps((fn, shared, tasks))  # what a remote mapper would ship
+        calls.append((fn.__name__, len(tasks), sum(len(t[0]) for t in tasks)))
+        return ordered_map(fn, tasks, shared=shared, workers=0)
+    default, _ = dedupe_paths([scene], DedupeOptions(keep="first"), workers=2)
+    mapped, _ = dedupe_paths([scene], DedupeOptions(keep="first"), workers=2, mapper=mapper)
+    assert mapped.to_json() == default.to_json()
+    names = [c[0] for c in calls]
+    assert names[0] == "_features_chunk" and calls[0][2] == 4 and "_verify_chunk" in names
+    assert sum(c[2] for c in calls if c[0] == "_verify_chunk") == mapped.verified_pairs
+    calls.clear()
+    idx = catalog_index(tmp_path, {p.stem: p for p in scene.glob("*.jpg")})
+    first, _ = dedupe_index(idx, DedupeOptions(keep="first"), workers=2, mapper=mapper)
+    assert [c[0] for c in calls][0] == "_features_chunk" and "_verify_chunk" in [c[0] for c in calls]
+    assert {d.item.path for g in first.groups for d in g.duplicates} == \
+        {d.item.path for g in default.groups for d in g.duplicates}
