@@ -49,6 +49,17 @@ def load_features(catalog: Catalog, recipe: str, ids: Sequence[int] | None = Non
     return out
 
 
+def load_feature_heads(catalog: Catalog, recipe: str, nbytes: int) -> dict[int, bytes]:
+    """The first ``nbytes`` of every current blob of ``recipe`` (image id -> bytes): what a caller needs of all
+    images when the rest is needed for a few only (the database cuts the blobs; the rest is never read)."""
+    if not _has_table(catalog):
+        return {}
+    from sqlalchemy import func
+    query = select(Image.id, func.substr(ImageFeature.data, 1, int(nbytes))).join(ImageFeature, _current(recipe))
+    with catalog.session() as s:
+        return {int(i): bytes(d) for i, d in s.execute(query)}
+
+
 def pending_features(catalog: Catalog, recipe: str) -> list[Pending]:
     """Readable catalog images without current features of ``recipe``, in id order."""
     with catalog.session() as s:

@@ -14,10 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from index.errors import RetrError
-from index.catalog.features import load_features, pending_features, store_features
+from index.catalog.features import load_feature_heads, load_features, pending_features, store_features
 from index.catalog.hashes import load_hashes, pending_hashes, store_hashes
 from index.directory import IndexStore
-from retrieval.dedupe.features import RECIPE, FeatureJob, Features, compute_features
+from retrieval.dedupe.features import HEAD_BYTES, RECIPE, FeatureJob, Features, compute_features, head_of
 from retrieval.dedupe.fileops import file_id, is_direct
 from retrieval.dedupe.finder import Item
 from retrieval.dedupe.options import DedupeOptions
@@ -190,3 +190,42 @@ def from_paths(paths: Sequence[str | Path], opts: DedupeOptions, *, workers: int
         col.vector_rows = np.asarray(rows, dtype=np.int64)
         col.vectors = np.concatenate(vecs) if vecs else None
     return col
+
+
+@dataclasses.dataclass
+class CheckView:
+    """What `retr dedupe --check` needs of every catalog image: ids, hashes and (verifying) each image's
+    thumbnail and low-information measures; items and full features are read for its candidates only."""
+
+    ids: np.ndarray
+    codes: np.ndarray
+    heads: list[Features] | None  # head_of each stored form: thumbnail, low_info (no keypoints)
+    errors: list[tuple[str, str]]
+
+    def items(self, store: IndexStore, positions: Sequence[int]) -> dict[int, Item]:
+        rows = store.catalog.rows_by_id([int(self.ids[k]) for k in positions])
+        return {k: Item(int(self.ids[k]), rows[int(self.ids[k])].path, rows[int(self.ids[k])].sha256,
+                        rows[int(self.ids[k])].bytes, rows[int(self.ids[k])].width, rows[int(self.ids[k])].height,
+                        rows[int(self.ids[k])].mtime) for k in positions if int(self.ids[k]) in rows}
+
+    def features(self, store: IndexStore, items: dict[int, Item]) -> dict[int, Features]:
+        blobs = load_features(store.catalog, RECIPE, [it.id for it in items.values()])
+        return {k: Features.from_bytes(blobs[it.id], it.path, it.sha256, it.bytes, self.codes[k].tobytes())
+                for k, it in items.items() if it.id in blobs}
+
+
+def check_view(store: IndexStore, opts: DedupeOptions, *, workers: int | None = None, progress: bool = False,
+               mapper=None) -> CheckView:
+    """The catalog for --check: features and hashes computed for images that have none (then stored), and
+    of each image only what candidates need (the first HEAD_BYTES of its stored features)."""
+    opts = opts.validated()
+    errors = ensure_features(store, opts, workers=workers, progress=progress, mapper=mapper) if opts.verify else []
+    errors += ensure_hashes(store, opts, workers=workers, progress=progress)
+    table = load_hashes(store.catalog, opts.hash, opts.hash_size, _job(opts).hasher().nbytes(opts.hash_size))
+    if not opts.verify:
+        return CheckView(table.ids, table.codes, None, errors)
+    heads = load_feature_heads(store.catalog, RECIPE, HEAD_BYTES)
+    keep = np.array([k for k, i in enumerate(table.ids) if int(i) in heads], dtype=np.int64)
+    ids = table.ids[keep] if len(keep) else table.ids[:0]
+    return CheckView(ids, table.codes[keep] if len(keep) else table.codes[:0],
+                     [head_of(heads[int(i)]) for i in ids], errors)

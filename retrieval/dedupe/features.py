@@ -26,7 +26,7 @@ from retrieval.images.decode import ImageLoadError, decode_sized, read_bytes
 from retrieval.progress import progress_bar
 from retrieval.workers import process_pool_workers
 
-RECIPE = "orb384-grid-v1"  # changes whenever what is computed below changes
+RECIPE = "orb384-grid-v2"  # changes whenever what is computed below changes
 SIDE = 384  # longer side of the grey image keypoints are found on
 N_FEATURES = 500
 DETECT = 1500  # corners detected, of which N_FEATURES are kept spread over a GRID x GRID grid
@@ -101,9 +101,9 @@ class Features:
         meta = json.dumps({"w": self.width, "h": self.height, "std": self.std, "ent": self.entropy,
                            "cam": self.camera, "shape": list(self.shape), "small": list(small.shape),
                            "n": len(self.points), "thumb": len(thumb)}).encode()
-        return b"".join([struct.pack("<I", len(meta)), meta, np.ascontiguousarray(self.points, np.float32).tobytes(),
-                         np.ascontiguousarray(self.descriptors, np.uint8).tobytes(),
-                         np.ascontiguousarray(thumb, np.float32).tobytes(), np.ascontiguousarray(small).tobytes()])
+        return b"".join([struct.pack("<I", len(meta)), meta, np.ascontiguousarray(thumb, np.float32).tobytes(),
+                         np.ascontiguousarray(self.points, np.float32).tobytes(),
+                         np.ascontiguousarray(self.descriptors, np.uint8).tobytes(), np.ascontiguousarray(small).tobytes()])
 
     @classmethod
     def from_bytes(cls, blob: bytes, path: str, sha256: str | None, nbytes: int | None,
@@ -112,16 +112,32 @@ class Features:
         meta = json.loads(blob[4:4 + n_meta])
         at = 4 + n_meta
         n, t = meta["n"], meta["thumb"]
+        thumb = np.frombuffer(blob, np.float32, t, at) if t else None
+        at += 4 * t
         points = np.frombuffer(blob, np.float32, 2 * n, at).reshape(n, 2)
         at += 8 * n
         desc = np.frombuffer(blob, np.uint8, 32 * n, at).reshape(n, 32)
         at += 32 * n
-        thumb = np.frombuffer(blob, np.float32, t, at) if t else None
-        at += 4 * t
         sh = tuple(meta["small"])
         small = np.frombuffer(blob, np.uint8, sh[0] * sh[1], at).reshape(sh) if sh[0] else None
         return cls(path, sha256, nbytes, meta["w"], meta["h"], bits, thumb, points, desc, meta["std"], meta["ent"],
                    meta["cam"], tuple(meta["shape"]), small, blob=bytes(blob) if not isinstance(blob, bytes) else blob)
+
+
+# the stored form starts with what candidates need: a 4-byte length, the JSON meta, then the thumbnail;
+# this many bytes of it always hold them (``thumbnail_of`` reads them; the rest is for verification)
+HEAD_BYTES = 4 + 512 + 4 * THUMB * THUMB
+
+
+def head_of(head: bytes, path: str = "") -> "Features":
+    """What candidates need from the first HEAD_BYTES of a stored form (or all of it): the thumbnail and
+    what ``low_info`` reads (the keypoints' count, not the keypoints: ``points`` is zeros)."""
+    (n_meta,) = struct.unpack_from("<I", head)
+    meta = json.loads(head[4:4 + n_meta])
+    t = meta["thumb"]
+    thumb = np.frombuffer(head, np.float32, t, 4 + n_meta).copy() if t else None
+    return Features(path, None, None, meta["w"], meta["h"], None, thumb, np.zeros((meta["n"], 2), np.float32),
+                    np.zeros((0, 32), np.uint8), meta["std"], meta["ent"], meta["cam"], tuple(meta["shape"]))
 
 
 def failed(path: str, error: str, sha256: str | None = None, nbytes: int | None = None) -> Features:

@@ -30,11 +30,13 @@ from retrieval.dedupe.reasons import Kind, Reason
 
 UNTEXTURED = Reason.UNTEXTURED.value
 # a textured pair is matched only when its keypoint votes (retrieval.dedupe.keypoint_candidates: shared
-# buckets beyond chance) reach MIN_VOTES, or its hashes are within SURE_HASH bits. Calibration half of
-# benchmarks/dedupe_quality.py: of the candidate pairs that verify as copies, those with an original 99%
-# reach 5 votes; of the unrelated candidate pairs, 9%
-MIN_VOTES = 5.0
+# buckets beyond chance) reach MIN_VOTES, its thumbnails are THUMB_WORTH alike or its hashes are within
+# SURE_HASH bits. Calibration half of benchmarks/dedupe_quality.py: of its combined edits that verify against
+# their original, 5 votes alone reached 56 of 85; any vote (3, the keypoint candidates' own floor) or
+# thumbnails 0.8 alike reach 78
+MIN_VOTES = 3.0
 SURE_HASH = 2
+THUMB_WORTH = 0.8
 THUMB_SURE = 0.8  # --check: thumbnails this alike are candidates (beyond the hash's)
 # images whose pairs are verified together (one mapper call, over all cores) before the star order is applied to
 # them: the first wave, each next one twice as many (few calls; a wave verifies a few pairs that a star order of
@@ -273,12 +275,12 @@ def verification(cand: Candidates, codes: np.ndarray, feats: Sequence[Any] | Non
 
 def _worth(cand: Candidates, feats: Sequence[Any], codes: np.ndarray, p: Pair) -> bool:
     """Whether matching a candidate pair can verify it: a smooth side goes to the dense check; a textured pair
-    needs MIN_VOTES keypoint votes, hashes within SURE_HASH bits or an embedding link (a copy keeps most of
-    its keypoints; two unrelated photos share almost none)."""
+    needs MIN_VOTES keypoint votes, thumbnails THUMB_WORTH alike, hashes within SURE_HASH bits or an
+    embedding link (a copy keeps most of its keypoints; two unrelated photos share almost none)."""
     if not (feats[p[0]].textured and feats[p[1]].textured):
         return p in cand.signals
     return (cand.votes.get(p, 0.0) >= MIN_VOTES or "embedding" in cand.signals.get(p, ())
-            or hamming_of(codes, *p) <= SURE_HASH)
+            or cand.thumb.get(p, -1.0) >= THUMB_WORTH or hamming_of(codes, *p) <= SURE_HASH)
 
 
 def _star_order(walk: "_StarWalk", rank: np.ndarray, *, progress: bool) -> tuple[dict[Pair, Link], int]:

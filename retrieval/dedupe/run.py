@@ -13,7 +13,7 @@ from index.catalog.hashes import ids_with_sha256
 from index.directory import IndexStore
 from retrieval.dedupe.actions import ActionReport, CatalogLink, delete_duplicates, move_duplicates, undo
 from retrieval.dedupe.candidates import Candidates, hash_neighbours, thumbnail_neighbours
-from retrieval.dedupe.collection import Collection, from_index, from_paths
+from retrieval.dedupe.collection import CheckView, Collection, check_view, from_index, from_paths
 from retrieval.dedupe.finder import THUMB_SURE, DedupeResult, Duplicate, Item, Link, find_duplicates
 from retrieval.dedupe.options import DedupeOptions
 from retrieval.dedupe.parallel_hashing import HashJob, hash_file
@@ -175,8 +175,9 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
     """Catalogued images that ``image`` duplicates, each with its kind: the same bytes, an edited copy, or
     (verifying) another shot of the same scene. The pipeline of a dedupe run: the catalog's stored features
     (computed for any image that has none), candidates from the hash at the loose radius, the nearest
-    thumbnails and with --embeddings the embedding neighbours, then the same verification. A low-information
-    image matches only exact copies."""
+    thumbnails and with --embeddings the embedding neighbours, then the same verification. Of each catalog
+    image only its hash and the head of its stored features (thumbnail, low-information measures) are read;
+    the whole features of the candidates only. A low-information image matches only exact copies."""
     opts = opts.validated()
     image = str(Path(image).resolve())
     if not os.path.isfile(image):
@@ -186,10 +187,13 @@ def check_image(image: str | Path, index_dir: str | Path, opts: DedupeOptions, *
     with IndexStore.open(index_dir, db_url) as store:
         paths = ids_with_sha256(store.catalog, query.sha256)
         found.update((p, Duplicate(_item(store, i), 0, Reason.EXACT)) for i, p in paths.items() if p != image)
-        col = from_index(store, dataclasses.replace(opts, embeddings=False), workers=workers, progress=progress)
-        cand = _query_candidates(store, col, query, image, opts)
-    for k, link in _query_links(cand, col, query, opts, workers).items():
-        it = col.items[k]
+        view = check_view(store, dataclasses.replace(opts, embeddings=False), workers=workers, progress=progress,
+                          mapper=mapper)
+        cand = _query_candidates(store, view, query, opts)
+        items = view.items(store, sorted(cand.signals))
+        feats = view.features(store, items) if opts.verify else {}
+    for k, link in _query_links(cand, view, items, feats, query, opts, workers, mapper).items():
+        it = items[k]
         if it.path not in found and it.path != image and link.reason.links:
             found[it.path] = Duplicate(it, link.distance, link.reason, link.inliers)
     return sorted(found.values(), key=lambda d: (d.reason != Reason.EXACT, d.kind.value, d.distance, d.path))
@@ -213,16 +217,16 @@ def _query_features(image: str, opts: DedupeOptions):
     return q
 
 
-def _query_candidates(store: IndexStore, col: Collection, query, image: str, opts: DedupeOptions) -> Candidates:
-    """Candidates of the one query image against the collection: position -> signals (the candidate stage,
+def _query_candidates(store: IndexStore, view: CheckView, query, opts: DedupeOptions) -> Candidates:
+    """Candidates of the one query image against the catalog: position -> signals (the candidate stage,
     with the query on one side of every pair)."""
     cand = Candidates({}, set(), {}, {}, {})
     q = np.frombuffer(query.bits, dtype=np.uint8)
-    if len(col.codes):
-        pos, _ = hash_neighbours(col.codes, q, opts)
+    if len(view.codes):
+        pos, _ = hash_neighbours(view.codes, q, opts)
         cand.add((int(k) for k in pos), "hash")
-    if opts.verify and col.feats:
-        scores, pos = thumbnail_neighbours(np.stack([f.thumb for f in col.feats]), query.thumb[None, :])
+    if opts.verify and view.heads:
+        scores, pos = thumbnail_neighbours(np.stack([f.thumb for f in view.heads]), query.thumb[None, :])
         for k, sc in zip(pos[0].tolist(), scores[0].tolist()):
             if k >= 0 and sc >= THUMB_SURE / 2:
                 cand.add([k], "thumbnail")
@@ -232,31 +236,31 @@ def _query_candidates(store: IndexStore, col: Collection, query, image: str, opt
         from retrieval.embed import embed_images
         from retrieval.images.decode import load_image
         from retrieval.runtimes.settings import InferenceSettings
-        vec = embed_images(index_model(store), [load_image(image)],
+        vec = embed_images(index_model(store), [load_image(query.path)],
                            settings=InferenceSettings(runtime=opts.runtime, precision=opts.precision))
-        at = {it.path: k for k, it in enumerate(col.items)}
+        at = {int(i): k for k, i in enumerate(view.ids)}
         for hit in store.search(vec, k=50)[0]:
-            if hit.score >= opts.similarity and hit.path in at:
-                cand.add([at[hit.path]], "embedding")
-                cand.cosine[at[hit.path]] = round(max(0.0, 1.0 - hit.score), 4)
+            if hit.score >= opts.similarity and hit.id in at:
+                cand.add([at[hit.id]], "embedding")
+                cand.cosine[at[hit.id]] = round(max(0.0, 1.0 - hit.score), 4)
     return cand
 
 
-def _query_links(cand: Candidates, col: Collection, query, opts: DedupeOptions,
-                 workers: int | None) -> dict[int, Link]:
+def _query_links(cand: Candidates, view: CheckView, items: dict[int, Item], feats: dict[int, Any], query,
+                 opts: DedupeOptions, workers: int | None, mapper=None) -> dict[int, Link]:
     """The verification stage for the query's pairs (all of them: there are a few dozen at most)."""
     from index.hamming import hamming
     q = np.frombuffer(query.bits, dtype=np.uint8)[None, :]
-    dist = {k: int(hamming(col.codes[k:k + 1], q)[0]) for k in cand.signals}
+    dist = {k: int(hamming(view.codes[k:k + 1], q)[0]) for k in cand.signals if k in items}
     if not opts.verify:
         return {k: Link(Reason.HASH, dist[k]) if "hash" in s else Link(Reason.EMBEDDING, cand.cosine[k])
-                for k, s in cand.signals.items()}
+                for k, s in cand.signals.items() if k in items}
     from retrieval.dedupe.verify import verify_pairs
     if query.low_info:
         return {}
-    ks = sorted(k for k in cand.signals if not col.feats[k].low_info)
-    feats = [query, *(col.feats[k] for k in ks)]
-    verdicts = verify_pairs([(0, n) for n in range(1, len(feats))], feats, thresholds=opts.thresholds(),
-                            workers=workers)
+    ks = sorted(k for k in cand.signals if k in feats and not feats[k].low_info)
+    both = [query, *(feats[k] for k in ks)]
+    verdicts = verify_pairs([(0, n) for n in range(1, len(both))], both, thresholds=opts.thresholds(),
+                            workers=workers, mapper=mapper)
     return {k: Link(v.reason, dist[k], v.inliers if v.reason in (Reason.VERIFIED, Reason.OTHER_SHOT) else None)
             for k, v in zip(ks, verdicts)}
