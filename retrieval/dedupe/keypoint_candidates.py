@@ -17,6 +17,11 @@ import numpy as np
 TOP = 1000  # strongest descriptors per image that vote
 TABLES = 8
 BITS = 20  # sampled bits per table: near-identical descriptors share them, unrelated ones rarely do
+MAX_BITS = 40
+# beyond 2^BITS descriptors, a table's vote for a pair counts only above this (one shared bucket of two images
+# is 1): pairs that share a bucket by chance are most pairs of a big collection (30 million of 20,000 tiles of
+# photos, 1.8 GB), a copy shares dozens in every table
+TABLE_FLOOR = 1.0
 MAX_BUCKET = 16  # a bucket shared by more images than this is a stop word (texture every picture has)
 MIN_VOTES = 3.0  # weighted votes beyond what chance gives two images of their sizes, below which nothing is proposed
 NEIGHBOURS = 10
@@ -43,6 +48,16 @@ def _unique_sorted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s[new], inverse
 
 
+def bits_for(n_descriptors: int, bits: int = BITS) -> int:
+    """Sampled bits per table for this many descriptors: ``bits`` up to 2^bits of them; beyond, two more than
+    log2 of their number, so a bucket still holds a fraction of a descriptor by chance. (At 100,000 images, 20
+    bits put about 50 unrelated descriptors in every bucket: every bucket a stop word, and the pairs that
+    smaller buckets propose by chance take gigabytes.)"""
+    if n_descriptors <= 1 << bits:
+        return bits
+    return min(MAX_BITS, int(np.ceil(np.log2(n_descriptors))) + 2)
+
+
 def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables: int = TABLES, bits: int = BITS,
                    min_votes: float = MIN_VOTES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, votes): every pair (a < b) of positions into ``descriptors`` (uint8 [n_k, 32] per image,
@@ -52,6 +67,8 @@ def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
     if (counts > 0).sum() < 2:
         return empty
     width = next(np.asarray(d).shape[1] for d in descriptors if len(d))
+    floor = TABLE_FLOOR if int(counts.sum()) > 1 << bits else 0.0
+    bits = bits_for(int(counts.sum()), bits)
     rng = np.random.default_rng(SEED)
     table_bits = np.stack([rng.choice(width * 8, bits, replace=False) for _ in range(tables)])
     owner = np.repeat(np.arange(len(descriptors), dtype=np.int64), counts)
@@ -71,7 +88,7 @@ def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
     n = len(descriptors)
     uniq, votes = np.zeros(0, np.int64), np.zeros(0)
     for t in range(tables):
-        pair_keys, pair_weights = [uniq], [votes]
+        pair_keys, pair_weights = [], []
         # one entry per (bucket, image): an image voting twice in one bucket is one vote
         code = keys(t)
         code *= n
@@ -86,12 +103,19 @@ def keypoint_votes(descriptors: Sequence[np.ndarray], *, top: int = TOP, tables:
             members = img[first[:, None] + np.arange(size)[None, :]]  # [buckets, size], sorted per row
             a, b = np.triu_indices(size, 1)
             pair_keys.append((members[:, a] * n + members[:, b]).ravel())
-            pair_weights.append(np.full(len(first) * len(a), 1.0 / (size - 1)))
+            pair_weights.append(np.full(len(first) * len(a), 1.0 / (size - 1), np.float32))
         del code, bucket, img
-        # summed table by table: memory follows the distinct pairs, not every table's pairs at once
-        uniq, inverse = _unique_sorted(np.concatenate(pair_keys))
-        votes = np.bincount(inverse, weights=np.concatenate(pair_weights), minlength=len(uniq))
-        del pair_keys, pair_weights, inverse
+        # summed within the table first (a copy's pair shares hundreds of buckets), then into the running
+        # sum: memory follows one table's bucket pairs and the distinct pairs, not every table's pairs at once
+        if pair_keys:
+            keys_t, inverse = _unique_sorted(np.concatenate(pair_keys))
+            votes_t = np.bincount(inverse, weights=np.concatenate(pair_weights), minlength=len(keys_t))
+            del pair_keys, pair_weights, inverse
+            if floor:  # at scale: a pair that shares one bucket of a table by chance leaves it
+                keys_t, votes_t = keys_t[votes_t > floor], votes_t[votes_t > floor]
+            uniq, inverse = _unique_sorted(np.concatenate([uniq, keys_t]))
+            votes = np.bincount(inverse, weights=np.concatenate([votes, votes_t]), minlength=len(uniq))
+            del keys_t, votes_t, inverse
     if not len(uniq):
         return empty
     a, b = uniq // n, uniq % n
