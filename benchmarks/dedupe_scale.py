@@ -85,6 +85,45 @@ print(json.dumps({{"seconds": time.perf_counter() - t, "images": res.n_images, "
 """
 
 
+class _TreeMemory:
+    """The peak, sampled every 0.2 s, of the summed proportional set size (PSS: a page shared by n processes
+    counts 1/n in each) of a process and its descendants: the memory a run with worker processes takes."""
+
+    def __init__(self, pid: int):
+        import threading
+        self.pid, self.peak_mib, self._done = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _tree(self) -> list[int]:
+        out, todo = [], [self.pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            for task in Path(f"/proc/{p}/task").glob("*/children"):
+                try:
+                    todo += [int(c) for c in task.read_text().split()]
+                except OSError:
+                    pass
+        return out
+
+    def _run(self) -> None:
+        while not self._done.wait(0.2):
+            total = 0
+            for p in self._tree():
+                try:
+                    for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1])
+                except OSError:
+                    pass
+            self.peak_mib = max(self.peak_mib, total / 1024)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=100_000)
@@ -95,8 +134,12 @@ def main() -> None:
     print(f"{n} images under {OUT / 'images'} (built or reused in {time.perf_counter() - t:.0f}s)", flush=True)
     code = CHILD.format(root=str(ROOT), folder=str(OUT / "images"), workers=args.workers)
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tree = _TreeMemory(child.pid)
+    stdout, stderr = child.communicate()
     wall = time.perf_counter() - t
+    tree.stop()
+    proc = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "the run failed")
     import json
@@ -105,8 +148,12 @@ def main() -> None:
     print(f"retr dedupe (default, verified) on {data['images']} images: {wall:.0f}s wall "
           f"({data['images'] / wall:.0f} images/s), peak RSS {peak:,.0f} MiB; {data['duplicates']} duplicates in "
           f"{data['groups']} groups, {data['similar_groups']} similar groups, {data['pairs']} pairs verified, "
-          f"{data['errors']} unreadable")
+          f"{data['errors']} unreadable; the run's processes together (proportional set size, its worker processes' "
+          f"shared pages counted once) at most {tree.peak_mib:,.0f} MiB")
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _common import record_result
+    with record_result(__file__):
+        main()

@@ -16,10 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
-from index.hamming import hamming, pairs_within, search_within, similar_pairs
+from index.hamming import hamming, search_within, similar_pairs
 from retrieval.dedupe.options import DedupeOptions
 
 Pair = tuple[int, int]
+HASH_CHUNK = 2000  # images whose hash neighbours are searched at once
 NEIGHBOURS = 10  # beyond --threshold, hash candidates are an image's this many nearest within the loose radius
 THUMB_NEIGHBOURS = 10
 THUMB_MIN = 0.3  # thumbnail neighbours less alike than this are not proposed
@@ -76,29 +77,6 @@ def exact_pairs(sha256: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
     return pos[:-1][same], pos[1:][same]  # consecutive equal keys chain the whole group together
 
 
-def nearest_per_image(i: np.ndarray, j: np.ndarray, d: np.ndarray, strict: int,
-                      m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The pairs within ``strict``, and beyond it only those among the ``m`` nearest of either image.
-
-    Real photos' hashes are not uniform (dark or smooth pictures crowd together), so a loose radius alone
-    can propose tens of candidates per image; a copy is almost always among an image's nearest few.
-    """
-    i, j, d = np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(d, np.int64)
-    if len(i) == 0:
-        return i, j, d
-    node = np.concatenate([i, j])
-    dist = np.concatenate([d, d])
-    pair = np.concatenate([np.arange(len(i)), np.arange(len(i))])
-    order = np.lexsort((pair, dist, node))
-    node, pair = node[order], pair[order]
-    starts = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
-    rank = np.arange(len(node)) - np.repeat(starts, np.diff(np.r_[starts, len(node)]))
-    keep = np.zeros(len(i), dtype=bool)
-    keep[pair[rank < m]] = True
-    keep |= d <= strict
-    return i[keep], j[keep], d[keep]
-
-
 def thumbnail_neighbours(thumbs: np.ndarray, queries: np.ndarray | None = None,
                          k: int = THUMB_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
     """(scores, positions) [nq, k + 1] of each query's nearest thumbnails (inner product; -1: none)."""
@@ -128,12 +106,28 @@ def thumbnail_pairs(thumbs: np.ndarray) -> dict[Pair, float]:
 
 
 def hash_pairs(codes: np.ndarray, opts: DedupeOptions) -> list[tuple[Pair, int]]:
-    """(pair, Hamming distance): within --threshold, or (verifying) among either's nearest in the loose radius."""
-    i, j, d = pairs_within(codes, opts.candidate_radius(), method=opts.method)
-    if opts.verify:
-        i, j, d = nearest_per_image(i, j, d, opts.threshold, NEIGHBOURS)
-    return [(p, dist) for p, dist in zip(pairs_of(i, j), np.asarray(d).tolist())
-            if opts.verify or dist <= opts.threshold]
+    """(pair, Hamming distance): within --threshold, or (verifying) among either's NEIGHBOURS nearest in the
+    loose radius. Searched HASH_CHUNK images at a time against all: at 100,000 images the loose radius holds
+    hundreds of millions of pairs, of which each image keeps its few nearest."""
+    from index.hamming import search_within
+    n = len(codes)
+    radius = opts.candidate_radius() if opts.verify else opts.threshold
+    out: dict[Pair, int] = {}
+    for start in range(0, n, HASH_CHUNK):
+        q, pos, dist = search_within(codes, codes[start:start + HASH_CHUNK], radius, method=opts.method)
+        q, pos, dist = np.asarray(q, np.int64) + start, np.asarray(pos, np.int64), np.asarray(dist, np.int64)
+        other = pos != q
+        q, pos, dist = q[other], pos[other], dist[other]
+        if opts.verify:  # each image's NEIGHBOURS nearest, and every pair within --threshold
+            order = np.lexsort((pos, dist, q))
+            q, pos, dist = q[order], pos[order], dist[order]
+            starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]]) if len(q) else np.zeros(0, np.int64)
+            rank = np.arange(len(q)) - np.repeat(starts, np.diff(np.r_[starts, len(q)]))
+            keep = (rank < NEIGHBOURS) | (dist <= opts.threshold)
+            q, pos, dist = q[keep], pos[keep], dist[keep]
+        for a, b, d in zip(q.tolist(), pos.tolist(), dist.tolist()):
+            out[(a, b) if a < b else (b, a)] = d
+    return sorted(out.items())
 
 
 def hash_neighbours(codes: np.ndarray, query: np.ndarray, opts: DedupeOptions) -> tuple[np.ndarray, np.ndarray]:
