@@ -89,13 +89,13 @@ def ray_embed_files(embedder: Embedder, paths: Sequence[str], cluster: ClusterIn
     ray = import_ray()
     if not paths:
         return
-    if embedder.found is None and not embedder.settings.needs_torch():
+    gpus = 1 if cluster.gpus >= 1 and embedder.settings.device != "cpu" else 0
+    if not gpus and embedder.found is None and not embedder.settings.needs_torch():
         # the model's first CPU build: export and check it here, once, into the export cache; the actors of every
         # node that shares the cache then open it without torch (others export it themselves)
         embedder.session  # noqa: B018
     size = embedder.settings.batch_size
     actors = settings.actors or cluster.default_actors()
-    gpus = 1 if cluster.gpus >= 1 and embedder.settings.device != "cpu" else 0
     ds = ray.data.from_items([{"path": os.fsencode(p)} for p in paths],
                              override_num_blocks=max(1, math.ceil(len(paths) / size)))
     ds = ds.map_batches(decode_batch, fn_args=(embedder.prep,), batch_size=size, batch_format="numpy",
