@@ -287,3 +287,12 @@ def test_recall_with_ray_equals_recall_here(ray_cluster, tmp_path):
     drop = ("seconds", "images_per_second")
     assert {k: v for k, v in there.to_json().items() if k not in drop} == \
         {k: v for k, v in here.to_json().items() if k not in drop}
+
+
+def test_a_ray_build_on_a_postgresql_catalog(ray_cluster, tmp_path, pg_catalog_url):
+    folder = many_photos(tmp_path / "images", 1)
+    on_pg = dataclasses.replace(opts(ray_cluster.address), db_url=pg_catalog_url)
+    report = build_index([folder], tmp_path / "ix", on_pg)
+    assert report.added == 12
+    with IndexStore.open(tmp_path / "ix", pg_catalog_url, mode="read") as store:
+        assert len(store.catalog.image_rows()) == 12 and store.consistent()
