@@ -207,6 +207,10 @@ def test_a_killed_driver_resumes_keeping_finished_batches(tmp_path):
     proc.wait()
     try:
         assert 4 <= kept < 72, f"the build was not cut short mid-way ({kept} rows)"
+        deadline = time.monotonic() + 60
+        while working(in_session(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not working(in_session(proc.pid)), "the killed driver's Ray instance outlived it"
         again = retr(*args)
         out, err = again.communicate(timeout=300)
         assert again.returncode == 0, err
@@ -216,6 +220,30 @@ def test_a_killed_driver_resumes_keeping_finished_batches(tmp_path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # what is left of the killed run's Ray instance
+
+
+def in_session(sid: int) -> list[int]:
+    """Live processes of session ``sid`` (the killed driver's, and everything Ray started for it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == sid and fields[0] != "Z":
+                    found.append(int(entry))
+    return found
+
+
+def working(pids: list[int]) -> list[bytes]:
+    """The command lines of ``pids`` but Ray's agents (which exit once they have reported the raylet's end to
+    a GCS that is gone, a minute or more later)."""
+    lines = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            line = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if not line.split(b"\0")[0].endswith(b"Agent"):  # ray::DashboardAgent, ray::RuntimeEnvAgent
+                lines.append(line[:200])
+    return lines
 
 
 def test_an_unreachable_cluster_is_one_line_and_writes_nothing(tmp_path):
