@@ -218,6 +218,7 @@ class IndexStore:
         with self.write_access():
             record = self.images.write(index_type or (self.manifest.index_type if self.manifest else "auto"), dim)
             self.record_vectors_file(record, model=model, extra=extra)
+            self.images.tidy()
         return self.manifest
 
     def record_vectors_file(self, record: FileRecord, *, model: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
@@ -327,7 +328,7 @@ class ImageFile(SyncedFile[IndexStore]):
         m = self.store.manifest
         return None if m is None else FileRecord(index_type=m.index_type, factory=m.factory, vectors=m.vectors,
                                                  ids_digest=m.ids_digest, search=dict(m.search),
-                                                 checksum=m.checksum)
+                                                 checksum=m.checksum, ivfdata=m.ivfdata)
 
     def record(self, record: FileRecord) -> None:
         self.store.record_vectors_file(record, model=self.store.manifest.model)

@@ -36,7 +36,11 @@ def save(index: faiss.Index, path: str | Path) -> str:
         return file_sha256(tmp)
 
 
-def load(path: str | Path) -> faiss.Index:
+def load(path: str | Path, data: str | Path | None = None) -> faiss.Index:
+    """The index in ``path``; an on-disk IVF index's lists memory-mapped from ``data`` (its .ivfdata)."""
+    if data is not None:
+        from index.ann.ondisk import open_ondisk
+        return open_ondisk(path, data)
     try:
         return faiss.read_index(str(path))
     except RuntimeError as exc:
@@ -75,6 +79,12 @@ def hnsw_of(index: faiss.Index) -> "faiss.IndexHNSW | None":
     return inner if isinstance(inner, faiss.IndexHNSW) else None
 
 
+def lists_on_disk(index: faiss.Index) -> bool:
+    """Whether ``index`` keeps its inverted lists in an .ivfdata file (index.ann.ondisk)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
+
+
 def _on_gpu(index: faiss.Index) -> bool:
     return "Gpu" in type(index).__name__ or "IndexShards" in type(index).__name__
 
@@ -91,7 +101,9 @@ class Searcher:
         self.cpu = index
         self.gpu = None
         ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-        if (use_gpu if use_gpu is not None else ngpu > 0) and ngpu > 0 and gpu_can_serve(index, 1):
+        # an on-disk index stays memory-mapped on CPU: a GPU copy would need its whole size in GPU memory
+        if (use_gpu if use_gpu is not None else ngpu > 0) and ngpu > 0 and gpu_can_serve(index, 1) \
+                and not lists_on_disk(index):
             options = faiss.GpuMultipleClonerOptions()
             options.shard = True
             try:
