@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 MIN_BYTES_ENV = "RETR_ONDISK_MIN_BYTES"  # raw vectors from this size on are built on disk
 WORKERS_ENV = "RETR_ONDISK_WORKERS"  # shard-filling processes (0: in this process)
+SHARD_BYTES_ENV = "RETR_ONDISK_SHARD_BYTES"  # vectors per shard, in bytes
 ONDISK_MIN_BYTES = 2 << 30  # default threshold (lower where free memory is short: see min_bytes)
 SHARD_BYTES = 256 << 20  # vectors per shard, in bytes of float32: what one filling process holds
 SAMPLE_BYTES = 1 << 30  # training sample budget, beyond faiss's minimum of 39 points per list
@@ -137,15 +138,27 @@ class OnDiskBuild:
     data: dict  # the .ivfdata: {"file", "bytes", "sha256", "mtime_ns"}
 
 
+def _env_int(name: str, what: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise RetrError(f"{name}={value!r} is not a number of {what}") from None
+
+
+def default_shard_bytes() -> int:
+    """Bytes of vectors per shard: RETR_ONDISK_SHARD_BYTES, else 256 MiB."""
+    return max(1, _env_int(SHARD_BYTES_ENV, "bytes") or SHARD_BYTES)
+
+
 def min_bytes() -> int:
     """Raw vector bytes from which an IVF index is built on disk: RETR_ONDISK_MIN_BYTES, else the smaller of
     2 GiB and a quarter of the free memory."""
-    value = os.environ.get(MIN_BYTES_ENV)
+    value = _env_int(MIN_BYTES_ENV, "bytes")
     if value is not None:
-        try:
-            return int(value)
-        except ValueError:
-            raise RetrError(f"{MIN_BYTES_ENV}={value!r} is not a number of bytes") from None
+        return value
     from index.ann.factory import available_memory
     return min(ONDISK_MIN_BYTES, available_memory() // 4)
 
@@ -179,7 +192,8 @@ def train(source: VectorSource, ids: np.ndarray, factory: str, out: str | os.Pat
         raise RetrError(f"index type {factory!r} needs at least {ivf.nlist} vectors to train, "
                         f"the collection has {len(ids)}; use --index-type auto or flat")
     if not index.is_trained:
-        size = min(len(ids), max(39 * ivf.nlist, min(64 * ivf.nlist, max(10_000, SAMPLE_BYTES // (4 * dim)))))
+        # as build(): 64 points a list and at least 10,000 (PQ), within SAMPLE_BYTES, never below faiss's 39 a list
+        size = min(len(ids), max(39 * ivf.nlist, min(max(64 * ivf.nlist, 10_000), SAMPLE_BYTES // (4 * dim))))
         pick = np.sort(np.random.default_rng(seed).choice(len(ids), size, replace=False))
         sample = source.vectors_of(ids[pick])
         log.info("training %s on %d of %d vectors", factory, size, len(ids))
@@ -224,14 +238,11 @@ def usable_cores() -> int:
 def default_workers(tasks: int) -> int:
     """Shard-filling processes: RETR_ONDISK_WORKERS, else one per core, at most one per task, and no more than
     free memory holds (a worker holds up to twice a shard's vectors while its lists grow)."""
-    value = os.environ.get(WORKERS_ENV)
+    value = _env_int(WORKERS_ENV, "processes")
     if value is not None:
-        try:
-            return max(0, int(value))
-        except ValueError:
-            raise RetrError(f"{WORKERS_ENV}={value!r} is not a number of processes") from None
+        return max(0, value)
     from index.ann.factory import available_memory
-    return max(1, min(tasks, usable_cores(), available_memory() // (3 * SHARD_BYTES)))
+    return max(1, min(tasks, usable_cores(), available_memory() // (3 * default_shard_bytes())))
 
 
 def _worker_start(threads: int) -> None:
@@ -355,7 +366,7 @@ def tune_ondisk(index: faiss.Index, source: VectorSource, ids: np.ndarray, *, k:
 # -- the whole build --------------------------------------------------------------------------------------
 
 def build_ondisk(source: VectorSource, factory: str, work: str | os.PathLike, data_path: str | os.PathLike, *,
-                 map_shards: Mapper | None = None, shard_bytes: int = SHARD_BYTES, tune: bool = True,
+                 map_shards: Mapper | None = None, shard_bytes: int | None = None, tune: bool = True,
                  ids: np.ndarray | None = None) -> OnDiskBuild:
     """Train, fill, merge and open an on-disk ``factory`` index of ``source`` (every stage's files in the
     folder ``work``, the lists in ``data_path``); tuned on a sample unless ``tune`` is False."""
@@ -366,7 +377,7 @@ def build_ondisk(source: VectorSource, factory: str, work: str | os.PathLike, da
         raise RetrError("an on-disk index needs at least one vector")
     trained = work / TRAINED_FILE
     train(source, ids, factory, trained)
-    tasks = plan_shards(ids, source, trained, work, shard_bytes=shard_bytes)
+    tasks = plan_shards(ids, source, trained, work, shard_bytes=shard_bytes or default_shard_bytes())
     log.info("filling %d shards", len(tasks))
     shards = list((map_shards or process_map)(fill_shard, tasks))
     if len(shards) != len(tasks):

@@ -41,7 +41,7 @@ def same_answers(a, b, queries, nprobe):
     np.testing.assert_array_equal(da, db)
 
 
-@pytest.mark.parametrize("factory", ["IVF32,Flat", "IVF16,PQ8"])
+@pytest.mark.parametrize("factory", ["IVF32,Flat", "IVF16,PQ8x4"])
 def test_shards_merged_on_disk_answer_as_the_index_filled_in_memory(tmp_path, npy, factory):
     x, source = npy
     work = tmp_path / "work"
