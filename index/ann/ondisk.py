@@ -391,7 +391,9 @@ def build_ondisk(source: VectorSource, factory: str, work: str | os.PathLike, da
     index = open_ondisk(merged, data_path)
     if index.ntotal != len(ids):
         raise RetrError(f"the merged index holds {index.ntotal} vectors, not {len(ids)}")
+    log.info("tuning nprobe on a sample")
     search, recall = tune_ondisk(index, source, ids) if tune else ({}, 1.0)
+    log.info("checksumming %s", data_path)
     stat = os.stat(data_path)
     data = {"file": Path(data_path).name, "bytes": stat.st_size, "sha256": file_sha256(data_path),
             "mtime_ns": stat.st_mtime_ns}
