@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, ContextManager, Generic, Protocol, TypeVar
 
@@ -151,9 +153,6 @@ class SyncedFile(abc.ABC, Generic[O]):
         """The on-disk build: every stage in a hidden work folder of the index directory, the lists in a new
         .ivfdata (a name no recorded index uses), then the index file replaced atomically. A crash at any
         point leaves the recorded index and its .ivfdata as they were; ``tidy`` removes what it left."""
-        import secrets
-        import shutil
-
         from index.ann import ondisk
         from index.atomic import fsync_dir
         from index.catalog.vectors import CatalogVectors
@@ -182,7 +181,6 @@ class SyncedFile(abc.ABC, Generic[O]):
         Only a writer calls this (under the writer lock). A reader still searching an older .ivfdata keeps
         its mapping: the file's space is freed when the reader closes it.
         """
-        import shutil
         keep = self.data_path()
         for path in self.store.dir.glob(f".{self.stem}-build-*"):
             shutil.rmtree(path, ignore_errors=True)

@@ -31,16 +31,23 @@ import contextlib
 import dataclasses
 import logging
 import math
+import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import faiss
 import numpy as np
+# imported here, not in the functions a forked worker runs: an import in a child forked from a threaded
+# process (retr serve) can wait forever on the import lock another thread held at the fork
+from faiss.contrib.exhaustive_search import knn_ground_truth
+from faiss.contrib.ondisk import merge_ondisk
 
+from index.ann.factory import available_memory
 from index.ann.neighbours import drop_self
-from index.ann.searcher import BLAS_MIN_QUERIES, _blas_from, faiss_message
+from index.ann.searcher import BLAS_MIN_QUERIES, blas_from, faiss_message
 from index.ann.tune import TARGET_RECALL, sweep
 from index.atomic import atomic_path, file_sha256, fsync_dir
 from index.errors import RetrError
@@ -159,7 +166,6 @@ def min_bytes() -> int:
     value = _env_int(MIN_BYTES_ENV, "bytes")
     if value is not None:
         return value
-    from index.ann.factory import available_memory
     return min(ONDISK_MIN_BYTES, available_memory() // 4)
 
 
@@ -241,7 +247,6 @@ def default_workers(tasks: int) -> int:
     value = _env_int(WORKERS_ENV, "processes")
     if value is not None:
         return max(0, value)
-    from index.ann.factory import available_memory
     return max(1, min(tasks, usable_cores(), available_memory() // (3 * default_shard_bytes())))
 
 
@@ -259,8 +264,6 @@ def _pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """Worker processes: forked on Linux (no re-import of the caller's script, as retr's decode workers), else
     spawned. faiss's OpenMP pool does not survive a fork (a forked child that starts threads hangs), so a
     forked worker runs one faiss thread; there is one worker per core."""
-    import multiprocessing
-    import sys
     fork = sys.platform.startswith("linux")
     threads = 1 if fork else max(1, usable_cores() // workers)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork" if fork else "spawn"),
@@ -291,7 +294,6 @@ Mapper = Callable[[Callable[[ShardTask], str], Sequence[ShardTask]], Iterable[st
 def merge_shards(trained: str, shards: Sequence[str], data_tmp: str, data_path: str, index_out: str) -> None:
     """Merge ``shards`` into the trained empty index: its lists in ``data_path`` (written as ``data_tmp``,
     fsynced, then renamed), the index file, which names that file, in ``index_out``."""
-    from faiss.contrib.ondisk import merge_ondisk
     index = faiss.read_index(trained)
     merge_ondisk(index, list(shards), data_tmp)
     invlists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
@@ -342,9 +344,8 @@ def open_ondisk(index_file: str | os.PathLike, data_file: str | os.PathLike) -> 
 
 def exact_neighbours(source: VectorSource, ids: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """The ids of the exact k nearest (inner product) of each query, streaming ``source`` chunk by chunk."""
-    from faiss.contrib.exhaustive_search import knn_ground_truth
     chunks = (vectors for _, vectors in source.chunks())
-    with _blas_from(BLAS_MIN_QUERIES * source.dim):
+    with blas_from(BLAS_MIN_QUERIES * source.dim):
         _, positions = knn_ground_truth(np.ascontiguousarray(queries, np.float32), chunks, k,
                                         metric_type=faiss.METRIC_INNER_PRODUCT)
     return np.where(positions >= 0, ids[np.clip(positions, 0, len(ids) - 1)], -1)

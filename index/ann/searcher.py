@@ -16,7 +16,7 @@ from index.atomic import atomic_path, file_sha256
 from index.errors import RetrError, write_hint
 
 GPU_MAX_K = 2048  # GPU faiss cannot return more neighbours than this
-BLAS_MIN_QUERIES = 4  # flat scans use BLAS from this many queries on (see _blas_from)
+BLAS_MIN_QUERIES = 4  # flat scans use BLAS from this many queries on (see blas_from)
 
 
 def faiss_message(exc: RuntimeError) -> str:
@@ -129,12 +129,12 @@ class Searcher:
             faiss.GpuParameterSpace().set_index_parameter(target, "nprobe", int(nprobe))
         if target is not self.cpu:
             return target.search(queries, k)
-        with _blas_from(BLAS_MIN_QUERIES * self.cpu.d):
+        with blas_from(BLAS_MIN_QUERIES * self.cpu.d):
             return target.search(queries, k)
 
 
 @contextmanager
-def _blas_from(threshold: int) -> Iterator[None]:
+def blas_from(threshold: int) -> Iterator[None]:
     """Let faiss's flat scans (flat indexes, IVF coarse quantizers) use BLAS from a few queries on.
 
     faiss 1.15 switches from its per-query SIMD kernel to BLAS only when queries x dim reaches 128,000
