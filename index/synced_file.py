@@ -222,16 +222,22 @@ class SyncedFile(abc.ABC, Generic[O]):
         A writer rewrites the file; a reader builds an exact index of the catalog's vectors in memory
         and never serves a file that failed verification.
         """
-        from index.ann.searcher import Searcher, load
+        from index.ann.searcher import Searcher
         if self._searcher is None:
             problem = self.problem()
             if problem is not None and self.store.writable:
                 count = self.rebuild().vectors
                 self.store.note(f"{problem}: rebuilt it from the catalog's {count} {self.noun}")
                 problem = None
-            self._searcher = Searcher(load(self.path, self.data_path()) if problem is None
-                                      else self._in_memory(problem))
+            self._searcher = Searcher(self._load() if problem is None else self._in_memory(problem))
         return self._searcher
+
+    def _load(self) -> faiss.Index:
+        """The verified file; an on-disk index with its lists memory-mapped from its .ivfdata."""
+        from index.ann.ondisk import open_ondisk
+        from index.ann.searcher import load
+        data = self.data_path()
+        return load(self.path) if data is None else open_ondisk(self.path, data)
 
     def _in_memory(self, problem: str) -> faiss.Index:
         """An exact index of the catalog's vectors, for a reader whose file failed its checks."""

@@ -36,11 +36,8 @@ def save(index: faiss.Index, path: str | Path) -> str:
         return file_sha256(tmp)
 
 
-def load(path: str | Path, data: str | Path | None = None) -> faiss.Index:
-    """The index in ``path``; an on-disk IVF index's lists memory-mapped from ``data`` (its .ivfdata)."""
-    if data is not None:
-        from index.ann.ondisk import open_ondisk
-        return open_ondisk(path, data)
+def load(path: str | Path) -> faiss.Index:
+    """The index in ``path`` (an on-disk IVF index opens with ``index.ann.ondisk.open_ondisk``)."""
     try:
         return faiss.read_index(str(path))
     except RuntimeError as exc:
