@@ -317,7 +317,12 @@ def _merge_in_child(*args: str) -> None:
 # -- 4. open ----------------------------------------------------------------------------------------------
 
 def open_ondisk(index_file: str | os.PathLike, data_file: str | os.PathLike) -> faiss.Index:
-    """The index in ``index_file`` with its lists memory-mapped, read-only, from ``data_file``."""
+    """The index in ``index_file`` with its lists memory-mapped, read-only, from ``data_file``.
+
+    As ``faiss.read_index(index_file, IO_FLAG_ONDISK_SAME_DIR)`` (the lists' file found beside the index, so
+    the folder can move), done in two steps: faiss prints that flag's renaming on stdout, which would land in
+    a command's --json output, and the file's size is checked before it is mapped.
+    """
     try:
         index = faiss.read_index(str(index_file), faiss.IO_FLAG_SKIP_IVF_DATA)
     except RuntimeError as exc:

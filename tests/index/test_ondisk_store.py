@@ -84,6 +84,22 @@ def test_a_rebuild_above_the_threshold_is_on_disk_and_answers_as_the_one_in_memo
     memory.close()
 
 
+def test_a_rebuild_fills_its_shards_through_the_mapper_it_is_given(built):
+    from index.catalog.vectors import CatalogVectors
+    seen = []
+
+    def mapper(fill, tasks):  # e.g. Ray tasks on other nodes: each gets a task, returns its shard file
+        for task in tasks:
+            assert isinstance(task.source, CatalogVectors) and task.source.table == "images"
+            seen.append(task.shard)
+            yield fill(task)
+
+    before = answers(built)
+    built.rebuild(map_shards=mapper)
+    assert seen == [0, 1, 2] and built.consistent()
+    np.testing.assert_array_equal(answers(built)[0], before[0])
+
+
 def test_a_reader_serves_it_memory_mapped_and_info_reports_it(built):
     from retrieval.collection.info import index_info
     expected = answers(built)
