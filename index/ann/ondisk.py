@@ -175,8 +175,10 @@ def is_ivf(factory: str, dim: int) -> bool:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError:
         return False  # build() reports the bad string
-    return faiss.try_extract_index_ivf(index) is not None and not isinstance(
-        faiss.downcast_index(faiss.extract_index_ivf(index)), faiss.IndexIVFPQR)
+    ivf = faiss.try_extract_index_ivf(index)
+    # merge_ondisk copies plain inverted lists: not IVFPQR's refinement codes, nor fast-scan's blocks
+    return ivf is not None and not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQR) and isinstance(
+        faiss.downcast_InvertedLists(ivf.invlists), faiss.ArrayInvertedLists)
 
 
 def wanted(factory: str, n: int, dim: int) -> bool:

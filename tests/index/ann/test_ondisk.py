@@ -152,6 +152,7 @@ def test_the_threshold_and_the_kinds_built_on_disk(monkeypatch):
     assert ondisk.wanted("OPQ8,IVF64,PQ8", 1000, DIM)
     assert not ondisk.wanted("IVF64,Flat", 5, DIM)  # 640 bytes: below the threshold
     assert not ondisk.wanted("HNSW32", 1000, DIM) and not ondisk.wanted("Flat", 1000, DIM)
+    assert not ondisk.wanted("IVF64,PQ16x4fs", 1000, DIM)  # fast-scan lists are blocks: built in memory
     monkeypatch.setenv(ondisk.MIN_BYTES_ENV, "lots")
     with pytest.raises(RetrError, match="RETR_ONDISK_MIN_BYTES='lots' is not a number"):
         ondisk.min_bytes()
