@@ -137,7 +137,7 @@ def _build(found, roots: Sequence[str], index_dir: str | Path, opts: BuildOption
 
         if report.added or report.updated or report.removed or not store.consistent() \
                 or index_type != store.manifest.index_type or store.manifest.checksum is None:
-            store.rebuild(index_type=index_type, model=identity)
+            store.rebuild(index_type=index_type, model=identity, map_shards=_shard_mapper(cluster, store))
         if damage is not None:
             store.note(f"{damage}: rebuilt it from the catalog's {store.manifest.vectors} vectors")
         report.total = store.manifest.vectors
@@ -148,6 +148,14 @@ def _build(found, roots: Sequence[str], index_dir: str | Path, opts: BuildOption
             report.regions = build_regions(store, embedder, regions, progress=opts.progress)
         report.repaired = list(store.repairs)
     return report
+
+
+def _shard_mapper(cluster: ClusterInfo | None, store: IndexStore):
+    """Where an on-disk IVF rebuild fills its shards: Ray tasks with ``--ray``, else worker processes (None)."""
+    if cluster is None:
+        return None
+    from retrieval.scaleout.tasks import shard_mapper_for
+    return shard_mapper_for(cluster, store.dir, store.catalog.url)
 
 
 def _start_manifest(store: IndexStore, identity: dict[str, Any], dim: int, index_type: str) -> str | None:

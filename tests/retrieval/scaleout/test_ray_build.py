@@ -328,3 +328,32 @@ def test_a_ray_build_on_a_postgresql_catalog(ray_cluster, tmp_path, pg_catalog_u
     assert report.added == 12
     with IndexStore.open(tmp_path / "ix", pg_catalog_url, mode="read") as store:
         assert len(store.catalog.image_rows()) == 12 and store.consistent()
+
+
+def test_a_ray_build_fills_an_on_disk_index_s_shards_as_ray_tasks(ray_cluster, tmp_path, monkeypatch):
+    import retrieval.scaleout.tasks as tasks
+    from index.ann.searcher import lists_on_disk
+    folder = many_photos(tmp_path / "images", 4)
+    ivf = lambda address: dataclasses.replace(opts(address), index_type="IVF4,Flat")  # noqa: E731
+    monkeypatch.setenv("RETR_ONDISK_MIN_BYTES", "1")
+    build_index([folder], tmp_path / "local", ivf(None))
+    with IndexStore.open(tmp_path / "local", mode="read") as store:
+        dim = store.dim
+    monkeypatch.setenv("RETR_ONDISK_SHARD_BYTES", str(4 * dim * 8))  # eight vectors a shard: six shards
+    filled: list[str] = []
+    run = tasks.ray_ordered_map
+
+    def spied(fn, items, **kw):
+        for path in run(fn, items, **kw):
+            filled.append(path)
+            yield path
+
+    monkeypatch.setattr(tasks, "ray_ordered_map", spied)
+    build_index([folder], tmp_path / "ray", ivf(ray_cluster.address))
+    assert len(filled) == 6 and len(set(filled)) == 6  # every shard came back from a Ray task
+    for index in ("ray", "local"):
+        with IndexStore.open(tmp_path / index, mode="read") as store:
+            assert lists_on_disk(store.searcher().cpu) and store.manifest.vectors == 48
+    lv = vectors_by_path(tmp_path / "local")
+    queries = np.stack([lv[p] for p in sorted(lv)[::4]])
+    assert top5(tmp_path / "ray", queries) == top5(tmp_path / "local", queries)

@@ -51,3 +51,14 @@ def test_a_task_whose_worker_dies_is_run_again(ray_cluster, tmp_path):
 def test_the_mapper_uses_the_cluster_s_cpus_whatever_the_caller_asks(ray_cluster):
     mapped = mapper_for(ClusterInfo("test", ()))
     assert [v for v, _ in mapped(scaled, [(1,), (2,)], shared={"factor": 2}, workers=99)] == [2, 4]
+
+
+def test_a_node_shares_the_index_when_it_writes_the_folder_and_opens_the_catalog(tmp_path):
+    from retrieval.scaleout.tasks import _shares
+    from index.catalog.database import Catalog
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    Catalog(url).close()  # a catalog made
+    assert _shares(str(tmp_path), url) is None
+    assert _shares(str(tmp_path / "absent"), url) == f"cannot write {tmp_path / 'absent'}"
+    assert _shares(str(tmp_path), "postgresql+psycopg2://nobody@127.0.0.1:9/none").startswith(
+        "cannot open the catalog (")
