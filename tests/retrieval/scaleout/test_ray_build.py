@@ -260,7 +260,7 @@ def test_ray_not_installed_is_one_line_and_writes_nothing(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(PHOTOS), str(tmp_path / "ix")], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1
-    assert proc.stderr == "error: --ray needs Ray, which is not installed: pip install 'retr[ray]' " \
+    assert proc.stderr == "error: --ray needs Ray, which is not installed: pip install 'ray[data]>=2.50' " \
                           "(on this machine and on every node of the cluster)\n"
     assert not (tmp_path / "ix").exists()
 
