@@ -21,6 +21,7 @@ from typing import Any
 from retrieval.models.identity import ModelName
 from retrieval.runtimes.base import AUTO, RUNTIMES, Runtime
 from retrieval.runtimes.check import checked_cosine
+from retrieval.user_cache import cache_root, cached_sha256
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ AUTO_ORDER = ("openvino", "onnx")  # the CPU runtimes auto tries, fastest first 
 
 class CorruptExport(Exception):
     """A cached export whose files do not match the digests it recorded."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("RETR_CACHE") or Path.home() / ".cache" / "retr")
 
 
 def identity(key: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
@@ -66,7 +63,7 @@ def read_meta(folder: Path, runtime: Runtime) -> dict[str, Any]:
         raise CorruptExport(f"{folder / META} is unreadable ({type(exc).__name__})") from None
     for name in runtime.files:
         path = folder / name
-        if not path.is_file() or digests.get(name) != digest(path):
+        if not path.is_file() or digests.get(name) != cached_sha256(path):
             raise CorruptExport(f"{path} does not match its recorded sha256")
     return meta
 
