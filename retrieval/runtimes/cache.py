@@ -95,17 +95,18 @@ class CheckedExport:
     data_config: dict[str, Any]
 
 
+def candidates(runtime: str = AUTO, precision: str = "f32") -> list[Runtime]:
+    """The installed exporting runtimes that may embed for ``runtime`` at ``precision``, in the order tried
+    (auto: AUTO_ORDER); nothing is imported."""
+    names = AUTO_ORDER if runtime == AUTO else (runtime,) if runtime in RUNTIMES else ()
+    return [rt for rt in map(RUNTIMES.get, names) if precision in rt.precisions and rt.installed()]
+
+
 def find_checked(name: ModelName, runtime: str = AUTO, precision: str = "f32") -> CheckedExport | None:
     """The checked export of ``name`` for ``runtime`` (auto: the first of AUTO_ORDER installed that has one),
     found without torch; None when there is none (the caller loads the model and exports or checks it)."""
-    candidates = AUTO_ORDER if runtime == AUTO else (runtime,) if runtime in RUNTIMES else ()
     key = None
-    for rt_name in candidates:
-        rt = RUNTIMES.get(rt_name)
-        if precision not in rt.precisions:
-            continue
-        if not rt.installed():
-            continue
+    for rt in candidates(runtime, precision):
         if key is None and (key := name.export_key()) is None:
             return None
         folder = folder_for(key, rt)

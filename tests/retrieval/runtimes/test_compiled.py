@@ -10,24 +10,12 @@ import pytest
 
 from retrieval.embed import Embedder
 from retrieval.models.identity import ModelName, ModelRef
-from retrieval.models.load import load_model
 from retrieval.runtimes import RUNTIMES, compiled
 from retrieval.runtimes.export import cached_export
 from tests.conftest import TINY_MODEL, cpu
 from tests.retrieval.runtimes.conftest import cosines, photo_batch
 
 OPENVINO = RUNTIMES.get("openvino")
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("RETR_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model(TINY_MODEL, pretrained=False)
 
 
 @pytest.fixture
