@@ -41,8 +41,9 @@ demo: $(STAMP)
 	  --html $(DEMO)/results.html
 	@echo "contact sheet: $(DEMO)/results.html"
 
+# Ray in the tests listens and connects on 127.0.0.1 only, and sends no usage statistics.
 test: $(STAMP) $(SKX)
-	$(PY) -m pytest -q
+	RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q
 
 # The docs site (mkdocs-material; Zensical reads the same mkdocs.yml), into site/. The command-line reference
 # is generated from the typer app first (tests/docs/test_cli_reference.py fails when the committed page is stale).

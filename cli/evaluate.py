@@ -9,7 +9,8 @@ import typer
 from cli import render
 from cli.errors import user_errors
 from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Neighbours, Precision,
-                         Quiet, RandomWeights, Runtime, WeightsFile, Workers, index_option, inference_settings,
+                         Quiet, RandomWeights, RayActors, RayAddress, Runtime, WeightsFile, Workers, index_option,
+                         inference_settings, ray_options,
                          show_progress, weights_path)
 from index.errors import RetrError
 
@@ -42,17 +43,21 @@ def recall(data: Annotated[Path | None, typer.Argument(help="Class folders or a 
            clusters: Annotated[bool, typer.Option("--clusters", help="Also NMI/AMI of the index's latest "
                                                   "clustering against the labels (needs --index).")] = False,
            db: DbUrl = None, batch_size: BatchSize = 32, workers: Workers = None, device: Device = "auto",
-           runtime: Runtime = "auto", precision: Precision = "f32", json_out: JsonOut = False, quiet: Quiet = False) -> None:
+           runtime: Runtime = "auto", precision: Precision = "f32", json_out: JsonOut = False, quiet: Quiet = False,
+           ray: RayAddress = None, ray_actors: RayActors = None) -> None:
     """recall@K, precision@1, R-precision and MAP@R of embeddings. Each image queries all the others
-    (never itself)."""
+    (never itself). With --ray the images are embedded on a Ray cluster."""
     from retrieval.evaluation.recall import RecallOptions, Split, run_recall
     with user_errors():
         if labels is not None and data is not None:
             raise RetrError("give the labels either as DATA or with --labels, not both")
+        if ray is not None and index is not None:
+            raise RetrError("--ray embeds the images; with --index the index's stored vectors are used: "
+                            "give one of them")
         opts = RecallOptions(ks=parse_ks(k), model=model, weights=weights_path(weights),
                              random_weights=random_weights, index_dir=index, db_url=db, clusters=clusters,
                              inference=inference_settings(device, runtime, precision, batch_size, workers),
-                             progress=show_progress(quiet))
+                             progress=show_progress(quiet), ray=ray_options(ray, ray_actors))
         report, missing = run_recall(Split.read(data or labels, queries, gallery), opts)
     if missing or report.excluded:
         typer.echo(render.recall_left_out(missing, report.excluded), err=True)

@@ -9,7 +9,8 @@ import typer
 from cli import render
 from cli.errors import user_errors
 from cli.options import (DEFAULT_INDEX, BatchSize, DbUrl, Device, IndexDir, JsonOut, ModelSpec, Precision, Quiet,
-                         RandomWeights, Runtime, WeightsFile, Workers, inference_settings, show_progress,
+                         RandomWeights, RayActors, RayAddress, Runtime, WeightsFile, Workers, inference_settings,
+                         ray_options, show_progress,
                          weights_path)
 from retrieval.regions.sources import SOURCES
 
@@ -43,9 +44,11 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
           json_out: JsonOut = False, quiet: Quiet = False, regions: Regions = None,
           detector_weights: DetectorWeights = None, region_score: RegionScore = None, region_nms: RegionNms = None,
           max_regions: MaxRegions = None, min_region_size: MinRegionSize = None,
-          region_padding: RegionPadding = None, blank_background: BlankBackground = None) -> None:
+          region_padding: RegionPadding = None, blank_background: BlankBackground = None,
+          ray: RayAddress = None, ray_actors: RayActors = None) -> None:
     """Index every image under PATHS (recursively). Incremental: only new or changed files are embedded,
-    deleted files are dropped, bad files are recorded and listed."""
+    deleted files are dropped, bad files are recorded and listed. With --ray the embedding runs on a Ray
+    cluster and the result is the index a local build makes."""
     from index.ann.factory import check_index_type
     from index.manifest import read_manifest
     from retrieval.collection.checks import refuse_other_model
@@ -63,7 +66,8 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
                                           blank_background=blank_background,
                                           detector_weights=weights_path(detector_weights))
         from retrieval.collection.build import BuildOptions, build_index
-        opts = BuildOptions(model=model, weights=weights_file, random_weights=random_weights,
+        ray_settings = ray_options(ray, ray_actors)
+        opts = BuildOptions(ray=ray_settings, model=model, weights=weights_file, random_weights=random_weights,
                             index_type=index_type, db_url=db,
                             inference=inference_settings(device, runtime, precision, batch_size, workers),
                             progress=show_progress(quiet), regions=region_opts)

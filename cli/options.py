@@ -95,6 +95,24 @@ def prefetch_model(index: Path, model: str | None, weights: str | None, settings
     return prefetching(name, settings, streams=streams)
 
 
+RayAddress = Annotated[str | None, typer.Option(
+    "--ray", envvar="RETR_RAY_ADDRESS", metavar="ADDRESS",
+    help="Run the work on a Ray cluster: local (a Ray instance on this machine), auto (the cluster `ray start` runs "
+         "here) or HOST:PORT. Every node must read the images at the same paths. Needs `pip install 'retr[ray]'`.")]
+RayActors = Annotated[int | None, typer.Option(
+    "--ray-actors", min=1, help="Embedding actors with --ray (default: one per GPU of the cluster, else one per node).")]
+
+
+def ray_options(address: str | None, actors: int | None) -> Any:
+    """--ray and --ray-actors as the library takes them (None: no Ray); --ray-actors alone is a usage error."""
+    if address is None:
+        if actors is not None:
+            raise typer.BadParameter("--ray-actors needs --ray ADDRESS", param_hint="'--ray-actors'")
+        return None
+    from retrieval.scaleout.cluster import RaySettings  # no Ray import: Ray loads when the work starts
+    return RaySettings(address, actors)
+
+
 def weights_path(weights: Path | None) -> str | None:
     """--weights as the library takes it; a file that is not there is a usage error before any model loads."""
     if weights is not None and not weights.is_file():

@@ -65,6 +65,8 @@ def _info_value(key: str, value: Any) -> str:
         search = ", ".join(f"{k}={v}" for k, v in (value.get("search") or {}).items())
         return (f"{value.get('spec')}: {value.get('vectors')} region vectors from {value.get('images')} image(s), "
                 f"{value.get('factory')}" + (f" ({search})" if search else ""))
+    if key == "ivfdata":
+        return f"{value['file']} ({value['bytes']:,} bytes of inverted lists, memory-mapped)"
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(value)

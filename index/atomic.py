@@ -11,7 +11,7 @@ from typing import Iterator
 from index.errors import RetrError, write_hint
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:  # some filesystems do not allow opening a folder
@@ -50,7 +50,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp_path, target)
         except OSError as exc:  # a full disk or a folder turned read-only: the old file stays
             raise RetrError(f"cannot write {target}: {exc.strerror or exc}{write_hint(exc)}") from exc
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -23,6 +23,7 @@ from index.manifest import MANIFEST_FILE, Manifest, read_manifest, write_manifes
 from index.synced_file import FileRecord, SyncedFile
 
 if TYPE_CHECKING:
+    from index.ann.ondisk import Mapper
     from index.ann.searcher import Searcher
 
 log = logging.getLogger(__name__)
@@ -205,19 +206,22 @@ class IndexStore:
         return self.images.searcher()
 
     def rebuild(self, *, index_type: str | None = None, model: dict[str, Any] | None = None,
-                extra: dict[str, Any] | None = None) -> Manifest:
+                extra: dict[str, Any] | None = None, map_shards: Mapper | None = None) -> Manifest:
         """Rebuild vectors.faiss from the catalog's stored vectors and write the manifest (atomically).
 
         ``model`` (default: the manifest's) is recorded as the model of the index; ``extra`` is merged
-        into the manifest's extra settings.
+        into the manifest's extra settings. An IVF index large enough is built on disk, its shards filled by
+        ``map_shards`` (index.ann.ondisk's mapper contract; default: worker processes).
         """
         model = model or (self.manifest.model if self.manifest else None)
         if model is None:
             raise RetrError("cannot rebuild an index that has no model recorded")
         dim = int(model["dim"])
         with self.write_access():
-            record = self.images.write(index_type or (self.manifest.index_type if self.manifest else "auto"), dim)
+            record = self.images.write(index_type or (self.manifest.index_type if self.manifest else "auto"), dim,
+                                       map_shards=map_shards)
             self.record_vectors_file(record, model=model, extra=extra)
+            self.images.tidy()
         return self.manifest
 
     def record_vectors_file(self, record: FileRecord, *, model: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
@@ -327,7 +331,7 @@ class ImageFile(SyncedFile[IndexStore]):
         m = self.store.manifest
         return None if m is None else FileRecord(index_type=m.index_type, factory=m.factory, vectors=m.vectors,
                                                  ids_digest=m.ids_digest, search=dict(m.search),
-                                                 checksum=m.checksum)
+                                                 checksum=m.checksum, ivfdata=m.ivfdata)
 
     def record(self, record: FileRecord) -> None:
         self.store.record_vectors_file(record, model=self.store.manifest.model)

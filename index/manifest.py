@@ -14,7 +14,8 @@ from index.atomic import atomic_write_text
 from index.errors import RetrError
 
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this retr reads
+ONDISK_FORMAT = 2  # written when an index keeps its lists in an .ivfdata file (older retr cannot open it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +29,10 @@ class Manifest:
     search: dict[str, int] = dataclasses.field(default_factory=dict)  # tuned nprobe / ef
     metric: str = "inner_product"
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. region index settings
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1
     updated: float = dataclasses.field(default_factory=time.time)
     checksum: str | None = None  # sha256 of vectors.faiss as written (None: written by an older retr)
+    ivfdata: dict[str, Any] | None = None  # the .ivfdata of an on-disk vectors.faiss (index.synced_file.FileRecord)
 
     def replace(self, **changes: Any) -> "Manifest":
         return dataclasses.replace(self, updated=time.time(), **changes)
@@ -40,7 +42,8 @@ class Manifest:
 _TYPES: dict[str, tuple[type, ...]] = {
     "model": (dict,), "dim": (int,), "factory": (str,), "index_type": (str,), "vectors": (int,),
     "ids_digest": (str,), "search": (dict,), "metric": (str,), "extra": (dict,), "format_version": (int,),
-    "updated": (int, float), "checksum": (str, type(None))}
+    "updated": (int, float), "checksum": (str, type(None)),
+    "ivfdata": (dict, type(None))}
 _REQUIRED = ("model", "dim", "factory", "index_type", "vectors", "ids_digest")
 
 
@@ -95,5 +98,8 @@ def read_manifest(index_dir: str | Path) -> Manifest | None:
 
 
 def write_manifest(index_dir: str | Path, manifest: Manifest) -> None:
-    atomic_write_text(Path(index_dir) / MANIFEST_FILE,
-                      json.dumps(dataclasses.asdict(manifest), indent=2, sort_keys=True))
+    data = dataclasses.asdict(manifest)
+    regions = manifest.extra.get("regions")
+    if manifest.ivfdata or (isinstance(regions, dict) and regions.get("ivfdata")):
+        data["format_version"] = max(manifest.format_version, ONDISK_FORMAT)
+    atomic_write_text(Path(index_dir) / MANIFEST_FILE, json.dumps(data, indent=2, sort_keys=True))

@@ -65,7 +65,8 @@ class RegionIndex(SyncedFile[IndexStore]):
             return None
         return FileRecord(index_type=state.get("index_type") or "auto", factory=state.get("factory", ""),
                           vectors=int(state.get("vectors", 0)), ids_digest=state.get("ids_digest"),
-                          search=dict(state.get("search") or {}), checksum=state.get("checksum"))
+                          search=dict(state.get("search") or {}), checksum=state.get("checksum"),
+                          ivfdata=state.get("ivfdata"))
 
     def record(self, record: FileRecord) -> None:
         self.write_state({**(self.state or {}), **dataclasses.asdict(record),

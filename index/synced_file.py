@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, ContextManager, Generic, Protocol, TypeVar
 
@@ -21,6 +24,8 @@ from index.manifest import ids_digest
 
 if TYPE_CHECKING:
     import faiss
+
+    from index.ann.ondisk import Mapper
 
     from index.ann.searcher import Searcher
 
@@ -38,6 +43,9 @@ class FileRecord:
     ids_digest: str | None = None  # digest of the sorted ids in the file (None: not written yet)
     search: dict[str, int] = dataclasses.field(default_factory=dict)  # tuned nprobe / ef
     checksum: str | None = None  # sha256 of the file as written (None: written by an older retr)
+    # an on-disk IVF index's lists (index.ann.ondisk): {"file", "bytes", "sha256", "mtime_ns"} of the .ivfdata
+    # beside the file; None for an index held whole in the file
+    ivfdata: dict | None = None
 
 
 class Owner(Protocol):
@@ -87,13 +95,26 @@ class SyncedFile(abc.ABC, Generic[O]):
     def path(self) -> Path:
         return self.store.dir / self.name
 
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+    def data_path(self, record: FileRecord | None = None) -> Path | None:
+        """The .ivfdata of the recorded (or given) on-disk index; None for an index held whole in its file."""
+        record = record or self.recorded()
+        return self.store.dir / record.ivfdata["file"] if record is not None and record.ivfdata else None
+
     def file_problem(self) -> str | None:
-        """Why the file is not the one recorded (missing, or its sha256 differs); None when it is."""
+        """Why the file (and its .ivfdata) is not the one recorded (missing, or its content differs); None
+        when it is."""
         record = self.recorded()
         if not self.path.is_file():
             return f"{self.path} is missing"
         if record is not None and record.checksum is not None and file_sha256(self.path) != record.checksum:
             return f"{self.path} does not match its checksum in the manifest (damaged or truncated)"
+        if record is not None and record.ivfdata:
+            from index.ann.ondisk import data_problem
+            return data_problem(self.store.dir, record.ivfdata)
         return None
 
     def problem(self) -> str | None:
@@ -109,13 +130,21 @@ class SyncedFile(abc.ABC, Generic[O]):
     def consistent(self) -> bool:
         return self.problem() is None
 
-    def write(self, index_type: str, dim: int) -> FileRecord:
+    def write(self, index_type: str, dim: int, *, map_shards: Mapper | None = None) -> FileRecord:
         """Build the file from the catalog's stored vectors and write it atomically; what to record of it.
 
+        An IVF index whose raw vectors reach ``index.ann.ondisk.min_bytes()`` is built on disk (trained on a
+        sample, filled in shards, merged into an .ivfdata beside the file); any other is built in memory.
+        ``map_shards`` runs its shard fills (index.ann.ondisk's mapper contract; default: worker processes).
         The caller holds write access and records the result.
         """
-        from index.ann.factory import build_tuned
+        from index.ann import ondisk
+        from index.ann.factory import build_tuned, choose_factory
         from index.ann.searcher import save
+        ids = self.store.catalog.vector_ids(table=self.table)
+        factory = choose_factory(len(ids), dim, index_type) if len(ids) else "Flat"
+        if ondisk.wanted(factory, len(ids), dim):
+            return self._write_ondisk(index_type, factory, ids, dim, map_shards)
         ids, vectors = self._catalog_vectors(dim)
         index, factory, search = build_tuned(vectors, ids, index_type)
         checksum = save(index, self.path)
@@ -123,14 +152,55 @@ class SyncedFile(abc.ABC, Generic[O]):
         return FileRecord(index_type=index_type, factory=factory, vectors=int(index.ntotal),
                           ids_digest=ids_digest(ids), search=search, checksum=checksum)
 
-    def rebuild(self, index_type: str | None = None) -> FileRecord:
+    def _write_ondisk(self, index_type: str, factory: str, ids: np.ndarray, dim: int,
+                      map_shards: Mapper | None) -> FileRecord:
+        """The on-disk build: every stage in a hidden work folder of the index directory, the lists in a new
+        .ivfdata (a name no recorded index uses), then the index file replaced atomically. A crash at any
+        point leaves the recorded index and its .ivfdata as they were; ``tidy`` removes what it left."""
+        from index.ann import ondisk
+        from index.atomic import fsync_dir
+        from index.catalog.vectors import CatalogVectors
+        self.tidy()
+        token = secrets.token_hex(6)
+        work = self.store.dir / f".{self.stem}-build-{token}"
+        data = self.store.dir / f"{self.stem}-{token}.ivfdata"
+        source = CatalogVectors(self.store.catalog.url, self.table.__tablename__, dim)
+        try:
+            built = ondisk.build_ondisk(source, factory, work, data, ids=ids, map_shards=map_shards)
+            checksum = file_sha256(built.index_file)
+            os.replace(built.index_file, self.path)
+            fsync_dir(self.store.dir)
+        except BaseException:
+            data.unlink(missing_ok=True)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self._searcher = None
+        return FileRecord(index_type=index_type, factory=factory, vectors=int(built.index.ntotal),
+                          ids_digest=ids_digest(ids), search=built.search, checksum=checksum, ivfdata=built.data)
+
+    def tidy(self) -> None:
+        """Remove what on-disk builds left behind: work folders, and .ivfdata files the record does not name.
+
+        Only a writer calls this (under the writer lock). A reader still searching an older .ivfdata keeps
+        its mapping: the file's space is freed when the reader closes it.
+        """
+        keep = self.data_path()
+        for path in self.store.dir.glob(f".{self.stem}-build-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in self.store.dir.glob(f"{self.stem}-*.ivfdata"):
+            if path != keep:
+                path.unlink(missing_ok=True)
+
+    def rebuild(self, index_type: str | None = None, *, map_shards: Mapper | None = None) -> FileRecord:
         """Rewrite the file from the catalog (as ``index_type``, else as recorded) and record it."""
         recorded = self.recorded()
         if recorded is None:
             raise RetrError(f"the index at {self.store.dir} {self.absent}: there is no {self.name} to rebuild")
         with self.store.write_access():
-            record = self.write(index_type or recorded.index_type, self.store.dim)
+            record = self.write(index_type or recorded.index_type, self.store.dim, map_shards=map_shards)
             self.record(record)
+            self.tidy()
         return record
 
     def reconcile(self) -> bool:
@@ -156,19 +226,30 @@ class SyncedFile(abc.ABC, Generic[O]):
         A writer rewrites the file; a reader builds an exact index of the catalog's vectors in memory
         and never serves a file that failed verification.
         """
-        from index.ann.searcher import Searcher, load
+        from index.ann.searcher import Searcher
         if self._searcher is None:
             problem = self.problem()
             if problem is not None and self.store.writable:
                 count = self.rebuild().vectors
                 self.store.note(f"{problem}: rebuilt it from the catalog's {count} {self.noun}")
                 problem = None
-            self._searcher = Searcher(load(self.path) if problem is None else self._in_memory(problem))
+            self._searcher = Searcher(self._load() if problem is None else self._in_memory(problem))
         return self._searcher
+
+    def _load(self) -> faiss.Index:
+        """The verified file; an on-disk index with its lists memory-mapped from its .ivfdata."""
+        from index.ann.ondisk import open_ondisk
+        from index.ann.searcher import load
+        data = self.data_path()
+        return load(self.path) if data is None else open_ondisk(self.path, data)
 
     def _in_memory(self, problem: str) -> faiss.Index:
         """An exact index of the catalog's vectors, for a reader whose file failed its checks."""
-        from index.ann.factory import build
+        from index.ann.factory import available_memory, build
+        count = len(self.store.catalog.vector_ids(table=self.table))
+        if count * self.store.dim * 4 > available_memory() // 2:
+            raise RetrError(f"{problem}; the catalog's {count} {self.noun} do not fit in memory to be searched "
+                            "there instead: run `retr index build` to rebuild it")
         ids, vectors = self._catalog_vectors(self.store.dim)
         self.store.note(f"{problem}; searching the catalog's {len(ids)} {self.noun} in memory (the file is "
                         "left as it is: `retr index build` rewrites it)")

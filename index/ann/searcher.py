@@ -16,7 +16,7 @@ from index.atomic import atomic_path, file_sha256
 from index.errors import RetrError, write_hint
 
 GPU_MAX_K = 2048  # GPU faiss cannot return more neighbours than this
-BLAS_MIN_QUERIES = 4  # flat scans use BLAS from this many queries on (see _blas_from)
+BLAS_MIN_QUERIES = 4  # flat scans use BLAS from this many queries on (see blas_from)
 
 
 def faiss_message(exc: RuntimeError) -> str:
@@ -37,6 +37,7 @@ def save(index: faiss.Index, path: str | Path) -> str:
 
 
 def load(path: str | Path) -> faiss.Index:
+    """The index in ``path`` (an on-disk IVF index opens with ``index.ann.ondisk.open_ondisk``)."""
     try:
         return faiss.read_index(str(path))
     except RuntimeError as exc:
@@ -75,6 +76,12 @@ def hnsw_of(index: faiss.Index) -> "faiss.IndexHNSW | None":
     return inner if isinstance(inner, faiss.IndexHNSW) else None
 
 
+def lists_on_disk(index: faiss.Index) -> bool:
+    """Whether ``index`` keeps its inverted lists in an .ivfdata file (index.ann.ondisk)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
+
+
 def _on_gpu(index: faiss.Index) -> bool:
     return "Gpu" in type(index).__name__ or "IndexShards" in type(index).__name__
 
@@ -91,7 +98,9 @@ class Searcher:
         self.cpu = index
         self.gpu = None
         ngpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-        if (use_gpu if use_gpu is not None else ngpu > 0) and ngpu > 0 and gpu_can_serve(index, 1):
+        # an on-disk index stays memory-mapped on CPU: a GPU copy would need its whole size in GPU memory
+        if (use_gpu if use_gpu is not None else ngpu > 0) and ngpu > 0 and gpu_can_serve(index, 1) \
+                and not lists_on_disk(index):
             options = faiss.GpuMultipleClonerOptions()
             options.shard = True
             try:
@@ -117,12 +126,12 @@ class Searcher:
             faiss.GpuParameterSpace().set_index_parameter(target, "nprobe", int(nprobe))
         if target is not self.cpu:
             return target.search(queries, k)
-        with _blas_from(BLAS_MIN_QUERIES * self.cpu.d):
+        with blas_from(BLAS_MIN_QUERIES * self.cpu.d):
             return target.search(queries, k)
 
 
 @contextmanager
-def _blas_from(threshold: int) -> Iterator[None]:
+def blas_from(threshold: int) -> Iterator[None]:
     """Let faiss's flat scans (flat indexes, IVF coarse quantizers) use BLAS from a few queries on.
 
     faiss 1.15 switches from its per-query SIMD kernel to BLAS only when queries x dim reaches 128,000

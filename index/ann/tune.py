@@ -46,17 +46,30 @@ def tune_report(index: faiss.Index, vectors: np.ndarray, ids: np.ndarray, *, k: 
     exact_seconds = time.perf_counter() - start
     del flat
     truth_ids = drop_self(ids[truth], ids[pick])[:, :k]
+    params, recall, seconds = sweep(index, queries, ids[pick], truth_ids, k=k, target=target)
+    return TuneReport(params, recall, recall >= target, seconds, exact_seconds)
+
+
+def sweep(index: faiss.Index, queries: np.ndarray, query_ids: np.ndarray, truth_ids: np.ndarray, *, k: int = 10,
+          target: float = TARGET_RECALL) -> tuple[dict[str, int], float, float]:
+    """The cheapest nprobe / efSearch whose recall@k of ``queries`` (collection vectors, ids ``query_ids``, left
+    out of their own results) against ``truth_ids`` reaches ``target``: (params, recall, seconds of the sample).
+
+    The largest value tried is kept when none reaches ``target``.
+    """
+    ivf = faiss.try_extract_index_ivf(index)
     key, values = ("nprobe", [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if v <= ivf.nlist]
                    ) if ivf is not None else ("ef", [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512])
+    recall = seconds = 0.0
     for value in values:
         set_search_params(index, **{key: value})
         start = time.perf_counter()
         _, got = index.search(queries, k + 1)
         seconds = time.perf_counter() - start
-        recall = recall_against(drop_self(got, ids[pick])[:, :k], truth_ids)
+        recall = recall_against(drop_self(got, query_ids)[:, :k], truth_ids)
         if recall >= target:
             break
-    return TuneReport({key: value}, recall, recall >= target, seconds, exact_seconds)
+    return {key: value}, recall, seconds
 
 
 def recall_against(found_ids: np.ndarray, true_ids: np.ndarray, ids: np.ndarray | None = None) -> float:

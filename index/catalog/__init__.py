@@ -5,4 +5,5 @@
 - ``hashes``: perceptual hashes of images (dedupe).
 - ``clusters``: k-medoids runs and their members.
 - ``regions``: region rows (boxes of a parent image with their vectors) and per-image markers.
+- ``vectors``: ``CatalogVectors``, a picklable reader of a table's vectors by id range (on-disk index builds).
 """

@@ -288,29 +288,31 @@ class Catalog:
             ids = s.scalars(select(table.id).where(table.vector.is_not(None)).order_by(table.id)).all()
         return np.asarray(ids, dtype=np.int64)
 
-    def iter_vectors(self, dim: int, batch: int = 20000, *, table: type = Image
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_vectors(self, dim: int, batch: int = 20000, *, table: type = Image, first: int | None = None,
+                     last: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) of every row of ``table`` (images, or regions) that holds a vector,
-        in id order, ``batch`` at a time."""
-        last = -1
+        in id order, ``batch`` at a time; only ids from ``first`` to ``last`` (both included) when given."""
+        stop = last
+        last = -1 if first is None else int(first) - 1
         while True:
+            where = [table.vector.is_not(None), table.id > last]
+            if stop is not None:
+                where.append(table.id <= int(stop))
             with self.session() as s:
-                rows = s.execute(select(table.id, table.vector)
-                                 .where(table.vector.is_not(None), table.id > last)
-                                 .order_by(table.id).limit(batch)).all()
+                rows = s.execute(select(table.id, table.vector).where(*where).order_by(table.id).limit(batch)).all()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
             yield ids, decode_vectors([r[1] for r in rows], dim)
             last = int(ids[-1])
 
-    def vectors_for(self, ids: Sequence[int], dim: int) -> np.ndarray:
-        """The stored vectors of ``ids``, in that order (a missing vector is an error)."""
+    def vectors_for(self, ids: Sequence[int], dim: int, *, table: type = Image) -> np.ndarray:
+        """The stored vectors of ``ids`` (rows of ``table``), in that order (a missing vector is an error)."""
         found: dict[int, bytes] = {}
         with self.session() as s:
             for chunk in chunks(sorted({int(i) for i in ids})):
-                found.update(s.execute(select(Image.id, Image.vector)
-                                       .where(Image.id.in_(chunk), Image.vector.is_not(None))).all())
+                found.update(s.execute(select(table.id, table.vector)
+                                       .where(table.id.in_(chunk), table.vector.is_not(None))).all())
         missing = [int(i) for i in ids if int(i) not in found]
         if missing:
             raise RetrError(f"{len(missing)} image(s) have no stored vector (e.g. id {missing[0]})")

@@ -6,11 +6,12 @@ is rebuilt from the catalog.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from index.ann.factory import check_index_type
 from index.manifest import Manifest, ids_digest, model_key, write_manifest
@@ -23,6 +24,9 @@ from retrieval.regions.build import RegionReport, build_regions, region_options_
 from retrieval.regions.settings import RegionOptions
 from retrieval.runtimes.settings import InferenceSettings
 
+if TYPE_CHECKING:
+    from retrieval.scaleout.cluster import ClusterInfo, RaySettings
+
 
 @dataclasses.dataclass(frozen=True)
 class BuildOptions:
@@ -34,6 +38,7 @@ class BuildOptions:
     inference: InferenceSettings = InferenceSettings()  # device, runtime, precision, batch size, workers
     progress: bool = False
     regions: RegionOptions | None = None  # also build (or change) the region index
+    ray: RaySettings | None = None  # embed on a Ray cluster (retrieval.scaleout) instead of this process
 
 
 @dataclasses.dataclass
@@ -90,6 +95,27 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
     start = time.perf_counter()
     roots = [os.path.abspath(os.fspath(p)) for p in paths]
     found = scan(roots)  # raises for a path that does not exist, before anything is written
+    with _cluster(opts, roots, found.files) as cluster:
+        report = _build(found, roots, index_dir, opts, cluster, on_batch)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+@contextlib.contextmanager
+def _cluster(opts: BuildOptions, roots: Sequence[str], files: Sequence[FileInfo]) -> Iterator[ClusterInfo | None]:
+    """The Ray cluster a ``--ray`` build runs on, connected and checked (every node reads the images) before
+    the index is opened: an unreachable cluster or unshared paths write nothing."""
+    if opts.ray is None:
+        yield None
+        return
+    from retrieval.scaleout.cluster import check_readable, connect
+    with connect(opts.ray) as cluster:
+        check_readable(cluster, roots, [f.path for f in files])
+        yield cluster
+
+
+def _build(found, roots: Sequence[str], index_dir: str | Path, opts: BuildOptions, cluster: ClusterInfo | None,
+           on_batch: Callable[[int], None] | None) -> BuildReport:
     # the writer lock and the read-only check come before the model is loaded or anything embedded
     with IndexStore.open(index_dir, opts.db_url, mode="create", command="retr index build") as store:
         # the model's checked export is found (no torch), or the model loads; its runtime opens later, while
@@ -107,11 +133,11 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         if removed:
             report.removed = store.catalog.delete_images(removed)
         if todo:
-            _embed_new(store, embedder, todo, rows, opts, report, on_batch)
+            _embed_new(store, embedder, todo, rows, opts, report, on_batch, cluster)
 
         if report.added or report.updated or report.removed or not store.consistent() \
                 or index_type != store.manifest.index_type or store.manifest.checksum is None:
-            store.rebuild(index_type=index_type, model=identity)
+            store.rebuild(index_type=index_type, model=identity, map_shards=_shard_mapper(cluster, store))
         if damage is not None:
             store.note(f"{damage}: rebuilt it from the catalog's {store.manifest.vectors} vectors")
         report.total = store.manifest.vectors
@@ -121,8 +147,15 @@ def build_index(paths: Sequence[str | Path], index_dir: str | Path, opts: BuildO
         if (regions := region_options_for(store, opts.regions)) is not None:
             report.regions = build_regions(store, embedder, regions, progress=opts.progress)
         report.repaired = list(store.repairs)
-    report.seconds = time.perf_counter() - start
     return report
+
+
+def _shard_mapper(cluster: ClusterInfo | None, store: IndexStore):
+    """Where an on-disk IVF rebuild fills its shards: Ray tasks with ``--ray``, else worker processes (None)."""
+    if cluster is None:
+        return None
+    from retrieval.scaleout.tasks import shard_mapper_for
+    return shard_mapper_for(cluster, store.dir, store.catalog.url)
 
 
 def _start_manifest(store: IndexStore, identity: dict[str, Any], dim: int, index_type: str) -> str | None:
@@ -142,11 +175,18 @@ def _start_manifest(store: IndexStore, identity: dict[str, Any], dim: int, index
 
 
 def _embed_new(store: IndexStore, embedder: Embedder, todo: Sequence[FileInfo], rows: dict, opts: BuildOptions,
-               report: BuildReport, on_batch: Callable[[int], None] | None) -> None:
+               report: BuildReport, on_batch: Callable[[int], None] | None, cluster: ClusterInfo | None = None
+               ) -> None:
     """Embed the new and changed files, one catalog transaction per batch, counting them in ``report``."""
     made_by = model_key(_identity(embedder, opts.weights))
     info = {f.path: f for f in todo}
-    for batch in embed_files(None, [f.path for f in todo], progress=opts.progress, embedder=embedder):
+    names = [f.path for f in todo]
+    if cluster is not None:
+        from retrieval.scaleout.pipeline import ray_embed_files
+        batches = ray_embed_files(embedder, names, cluster, opts.ray, model_key=made_by, progress=opts.progress)
+    else:
+        batches = embed_files(None, names, progress=opts.progress, embedder=embedder)
+    for batch in batches:
         records = _records(batch, info, made_by)
         store.catalog.write_images(records)
         for rec in records:

@@ -23,4 +23,5 @@ def index_info(index_dir: str | Path, db_url: str | None = None) -> dict[str, An
                 "model": m.model.get("spec"), "dim": m.dim, "index_type": m.index_type, "factory": m.factory,
                 "search": m.search, "bytes": store.bytes_on_disk(), "weights": m.model.get("weights"),
                 "catalog": store.catalog.safe_url, "cluster_run": latest_run(store.catalog),
+                **({"ivfdata": {"file": m.ivfdata["file"], "bytes": m.ivfdata["bytes"]}} if m.ivfdata else {}),
                 **({"regions": m.extra["regions"]} if "regions" in m.extra else {})}

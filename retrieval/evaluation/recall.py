@@ -13,6 +13,7 @@ from index.errors import RetrError
 from retrieval.evaluation.metrics import DEFAULT_KS, RecallReport, clustering_agreement, evaluate_embeddings
 from retrieval.images.labelled import LabelledSet, read_labelled
 from retrieval.runtimes.settings import InferenceSettings
+from retrieval.scaleout.cluster import RaySettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,7 @@ class RecallOptions:
     clusters: bool = False  # add NMI/AMI of the index's latest clustering run (needs index_dir)
     inference: InferenceSettings = InferenceSettings()  # device, runtime, precision, batch size, workers
     progress: bool = False
+    ray: RaySettings | None = None  # embed on a Ray cluster (retrieval.scaleout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,16 +90,18 @@ def evaluate_split(split: Split, vectors: np.ndarray, row_of: dict[str, int], ks
 
 
 def _embed(paths: list[str], opts: RecallOptions) -> tuple[np.ndarray, dict[str, int]]:
-    from retrieval.embed import Embedder, embed_files
+    from retrieval.embed import Embedder
     from retrieval.models import DEFAULT_MODEL
+    from retrieval.scaleout.pipeline import embedded
     from retrieval.models.identity import ModelName, ModelRef
     model = ModelRef(ModelName(opts.model or DEFAULT_MODEL, opts.weights, pretrained=not opts.random_weights))
     embedder = Embedder(model, opts.inference, lazy=True)  # no torch when the model's checked export is cached
     parts, row_of = [np.zeros((0, embedder.dim), np.float32)], {}
-    for batch in embed_files(None, paths, progress=opts.progress, embedder=embedder):
-        for i in batch.ok:
-            row_of[batch.paths[i]] = len(row_of)
-        parts.append(batch.vectors)
+    with embedded(embedder, paths, opts.ray, progress=opts.progress) as batches:
+        for batch in batches:
+            for i in batch.ok:
+                row_of[batch.paths[i]] = len(row_of)
+            parts.append(batch.vectors)
     return np.concatenate(parts), row_of
 
 

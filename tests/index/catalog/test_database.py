@@ -71,3 +71,20 @@ def test_a_mixed_batch_returns_each_records_id_in_order(catalog):
     assert len(by_path) == 42 and catalog.image_rows()["/old.jpg"].width == 9
     np.testing.assert_array_equal(catalog.vectors_for([by_path["/n3.jpg"]], 2)[0], [99, 99])
     np.testing.assert_array_equal(catalog.vectors_for([by_path["/n30.jpg"]], 2)[0], [30, 30])
+
+
+def test_vectors_by_id_range_as_a_picklable_source(catalog):
+    import pickle
+
+    from index.catalog.vectors import CatalogVectors
+    v = np.arange(40, dtype=np.float32).reshape(10, 4)
+    ids = catalog.write_images([{"path": f"/{i}.jpg", "status": STATUS_OK, "vector": v[i]} for i in range(10)]
+                               + [{"path": "/bad.jpg", "status": STATUS_ERROR, "error": "x"}])
+    got = [(a, b) for a, b in catalog.iter_vectors(4, batch=2, first=ids[3], last=ids[6])]
+    assert [int(i) for part, _ in got for i in part] == ids[3:7]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in got]), v[3:7])
+    source = pickle.loads(pickle.dumps(CatalogVectors(catalog.url, "images", 4)))  # as a worker receives it
+    np.testing.assert_array_equal(source.ids(), ids[:10])
+    np.testing.assert_array_equal(source.vectors_of(np.asarray(ids[8:10])), v[8:10])
+    assert [len(i) for i, _ in source.chunks(ids[9], None)] == [1]
+    assert list(source.chunks(ids[9] + 100, ids[9] + 200)) == []
