@@ -98,7 +98,7 @@ def prefetch_model(index: Path, model: str | None, weights: str | None, settings
 RayAddress = Annotated[str | None, typer.Option(
     "--ray", envvar="RETR_RAY_ADDRESS", metavar="ADDRESS",
     help="Run the work on a Ray cluster: local (a Ray instance on this machine), auto (the cluster `ray start` runs "
-         "here) or HOST:PORT. Every node must read the images at the same paths. Needs `pip install 'retr[ray]'`.")]
+         "here) or HOST:PORT. Every node must read the images at the same paths. Needs Ray: pip install 'ray[data]'.")]
 RayActors = Annotated[int | None, typer.Option(
     "--ray-actors", min=1, help="Embedding actors with --ray (default: one per GPU of the cluster, else one per node).")]
 

@@ -3,7 +3,7 @@
 ``local`` starts a private Ray instance on this machine (``ray.init(address="local")``: never a cluster
 that a killed run left recorded in /tmp/ray), ``auto`` joins the cluster `ray start` runs on this machine,
 ``HOST:PORT`` the cluster whose head listens there (``ray://HOST:PORT`` through Ray Client). Ray is an
-optional extra (``pip install 'retr[ray]'``), imported here and nowhere else unless ``--ray`` is given.
+optional extra (``pip install '.[ray]'``, which installs ``ray[data]``), imported here and nowhere else unless ``--ray`` is given.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 from index.errors import RetrError
 from retrieval.images.decode import shown
 
-RAY_MISSING = ("--ray needs Ray, which is not installed: pip install 'retr[ray]' "
+RAY_MISSING = ("--ray needs Ray, which is not installed: pip install 'ray[data]>=2.50' "
                "(on this machine and on every node of the cluster)")
 ADDRESS_HELP = "local (a Ray instance on this machine), auto (the cluster `ray start` runs here) or HOST:PORT"
 CONNECT_SECONDS = 5.0  # a head that does not accept a TCP connection in this long is unreachable
@@ -77,7 +77,7 @@ class ClusterInfo:
 def import_ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401 - the pipeline needs Ray Data (`retr[ray]` installs ray[data])
+        import ray.data  # noqa: F401 - the pipeline needs Ray Data (the ray extra installs ray[data])
     except ImportError:
         raise RetrError(RAY_MISSING) from None
     return ray

@@ -57,7 +57,7 @@ def test_readme_commands_print_what_it_shows(tmp_path):
 def test_readme_postgresql_commands(tmp_path, pg_catalog_url):
     text = README.read_text()
     assert "<!-- postgres -->" in text
-    section = text.split("<!-- postgres -->")[1]
+    section = text.split("<!-- postgres -->")[1].split("<!-- /postgres -->")[0]
     assert commands(section)
     problems = check_page(section, workdir(tmp_path), env={"RETR_DB": pg_catalog_url})
     assert not problems, "\n\n".join(problems)
