@@ -34,10 +34,11 @@ def child_stream(fixed: bool, requests: int, batches: int) -> dict:
     import retrieval.runtimes.openvino as ov_runtime
     from retrieval.embed import Embedder
     from retrieval.models.load import load_model
+    from retrieval.runtimes.settings import InferenceSettings
     from runtimes import _photo_batch
     ov_runtime.REQUESTS_PER_STREAM = requests
     if not fixed:
-        ov_runtime._OpenVINOSession._model_for = lambda self, hint: self.model
+        ov_runtime._OpenVINOSession.fixed_throughput_batch = False
     embedder = Embedder(load_model(), InferenceSettings(device="cpu"))
     assert embedder.runtime_used == "openvino", embedder.runtime_used
     batch = _photo_batch(embedder.prep, 32)

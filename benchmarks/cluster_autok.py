@@ -4,7 +4,7 @@ Classes: photos of the dedupe benchmark's test half (benchmarks/dedupe_quality.p
 bench-out/dedupe-verified/test), each with its seven edited versions (crop, rotation, resize, tone, text,
 JPEG, all combined), so a class is one photo. Embedded with the default model on the CPU, then k-medoids
 for every k in the range; k chosen by the full silhouette (retr's criterion), by the medoid silhouette
-(the old one) and by the elbow (the point of the loss curve farthest from the chord), with the AMI of each
+(a cheaper approximation) and by the elbow (the point of the loss curve farthest from the chord), with the AMI of each
 clustering against the photo labels.
 
     nice -n 5 .venv/bin/python benchmarks/cluster_autok.py [--classes 40 --k-min 10 --k-max 100]
@@ -66,7 +66,7 @@ def main() -> None:
     knee = elbow_k([r.k for r in results], [r.loss for r in results])
     at = {r.k: r for r in results}
     print(f"{'criterion':34} {'chosen k':>8} {'AMI':>6}")
-    for name, r in (("full silhouette (retr's choice)", best), ("medoid silhouette (before)", by_medoid),
+    for name, r in (("full silhouette (retr's choice)", best), ("medoid silhouette", by_medoid),
                     ("elbow (farthest from the chord)", at[knee])):
         print(f"{name:34} {r.k:>8} {ami(labels, r.labels):6.3f}")
     if len(groups) in at:

@@ -41,10 +41,15 @@ def _pin_node(node, core: int, stop: threading.Event) -> None:
     while not stop.is_set():
         for pid in _descendants(root):
             try:
-                if os.sched_getaffinity(pid) != {core}:
-                    os.sched_setaffinity(pid, {core})
+                threads = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
             except OSError:
-                pass  # gone already
+                continue  # gone already
+            for tid in threads:  # affinity is per thread: a runtime's pool threads started before the pin too
+                try:
+                    if os.sched_getaffinity(tid) != {core}:
+                        os.sched_setaffinity(tid, {core})
+                except OSError:
+                    pass
         stop.wait(0.05)
 
 

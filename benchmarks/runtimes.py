@@ -41,7 +41,9 @@ from retrieval.workers import usable_cores  # noqa: E402
 
 def _torch_variant(model, kind: str):
     """A callable uint8 batch -> vectors for torch eager, channels_last or torch.compile (CPU)."""
-    base = Embedder(model, InferenceSettings(device="cpu", runtime="torch"))
+    cfg = model.info.data_config
+    mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, -1, 1, 1)
     net = model.net.eval()
     if kind == "channels_last":
         net = net.to(memory_format=torch.channels_last)
@@ -49,8 +51,8 @@ def _torch_variant(model, kind: str):
         net = torch.compile(net)
 
     @torch.inference_mode()
-    def run(batch: torch.Tensor) -> np.ndarray:
-        x = base.prep.normalise(batch)
+    def run(batch: np.ndarray) -> np.ndarray:
+        x = (torch.from_numpy(np.ascontiguousarray(batch)).float() / 255.0 - mean) / std  # as TorchSession does
         if kind == "channels_last":
             x = x.contiguous(memory_format=torch.channels_last)
         return net(x).float().numpy()
@@ -70,7 +72,7 @@ def _bare_model(spec: str):
     return load_model(spec, pretrained=pretrained), pretrained
 
 
-def _photo_batch(prep, batch_size: int) -> torch.Tensor:
+def _photo_batch(prep, batch_size: int) -> np.ndarray:
     photos = [Image.fromarray(a).convert("RGB") for a in real_photos().values()]
     return prep.to_batch([photos[i % len(photos)] for i in range(batch_size)])
 

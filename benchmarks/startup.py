@@ -1,15 +1,18 @@
-"""Start-up, side by side in one run, each command a process of its own (as a user runs it):
+"""How fast retr starts, side by side in one run, each command a process of its own (as a user runs it):
 
 1. the demo index (the 12 sample photos, the default model, its export cached): `retr query one.jpg`, the
-   import floor (numpy, Pillow, faiss, openvino, sqlalchemy), `retr --help` and `retr index info`, against
-   `python -c pass`. Goal: `retr query` within 0.5 s of the floor;
+   import floor (numpy, Pillow, faiss, openvino, sqlalchemy: what a query cannot do without), `retr --help`
+   and `retr index info`, against `python -c pass`. Goal: `retr query` within 0.5 s of the floor;
 2. `retr index build` of --photos full-size photos into a new index, the default runtime against
    `--runtime torch`. Goal: the default at least 4x faster end to end;
 3. `retr serve` on the demo index: seconds from start to `/readyz` answering 200. Goal: within 1 s of the floor;
-4. the first use of a model (its export and check, an empty export cache): `retr query` on the demo index.
+4. the first use of a model (its export and check, an empty export cache): `retr query` on the demo index;
+5. the first query of a new process, timed to its first result (the first line it prints) and to its end:
+   `retr query` and the Python API (`Collection(...).query`), torch-free (the export cached) against the
+   torch path (`--runtime torch`: torch, timm and the weights load, torch embeds).
 
     .venv/bin/python benchmarks/startup.py [--repeats 3] [--photos 288] [--baseline /other/.venv/bin/retr]
-        [--sections 1234]
+        [--sections 12345]
 
 ``--baseline`` runs every command with another installation's `retr` too (another checkout's .venv),
 interleaved with this one's, so the two are compared in the same minutes. Commands of a section run
@@ -119,7 +122,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--photos", type=int, default=288, help="full-size photos the build section indexes")
     ap.add_argument("--baseline", help="another installation's retr script, run side by side")
-    ap.add_argument("--sections", default="1234", help="which sections to run, e.g. 13")
+    ap.add_argument("--sections", default="12345", help="which sections to run, e.g. 135")
     args = ap.parse_args()
     retrs = {"": this_retr(), **({" (baseline)": args.baseline} if args.baseline else {})}
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,6 +141,8 @@ def main() -> None:
             serve(args, retrs, env, demo)
         if "4" in args.sections:
             first_use(args, retrs, env, demo, one, Path(tmp))
+        if "5" in args.sections:
+            first_result(args, retrs, env, demo, one)
 
 
 def startup(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], demo: str, one: str) -> None:
@@ -199,6 +204,52 @@ def first_use(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, st
                     for tag, retr in retrs.items()}, args.repeats)
     table("4. first use of the model (export to OpenVINO and check against torch)", times, None, None, set(),
           "compare with --baseline")
+
+
+def to_first_line(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(seconds until the process printed its first line, seconds until it ended)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    answered = time.perf_counter() - start
+    rest, err = proc.communicate()
+    ended = time.perf_counter() - start
+    if proc.returncode != 0 or not first:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{err[-2000:]}")
+    return answered, ended
+
+
+API = ("import sys; from retrieval import Collection; from retrieval.runtimes.settings import InferenceSettings; "
+       "col = Collection(sys.argv[1], inference=InferenceSettings(runtime=sys.argv[3])); "
+       "print(col.query(sys.argv[2], k=1)[0].results[0].path, flush=True)")
+
+
+def first_result(args: argparse.Namespace, retrs: dict[str, str], env: dict[str, str], demo: str, one: str) -> None:
+    """5. the first query of a new process, to its first result: torch-free against the torch path."""
+    commands: dict[str, object] = {"import floor": lambda: (wall([sys.executable, "-c", FLOOR], env),) * 2}
+    for tag, retr in retrs.items():
+        python = str(Path(retr).with_name("python"))
+        for path, runtime in (("torch-free", "auto"), ("torch path", "torch")):
+            commands[f"retr query one.jpg, {path}{tag}"] = \
+                lambda r=retr, rt=runtime: to_first_line([r, "query", one, "--index", demo, "--runtime", rt], env)
+            commands[f"Collection.query, {path}{tag}"] = \
+                lambda p=python, rt=runtime: to_first_line([p, "-c", API, demo, one, rt], env)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+    for _ in range(args.repeats):
+        for name, run in commands.items():
+            times[name].append(run())  # type: ignore[operator]
+    floor = statistics.median(t[0] for t in times["import floor"])
+    print("\n5. first query of a new process, demo index: seconds to the first result and to the process's end")
+    print(f"{'':44} {'result s':>9} {'best s':>8} {'- floor':>9} {'end s':>8}")
+    for name, got in times.items():
+        first = statistics.median(t[0] for t in got)
+        print(f"{name:44} {first:>9.3f} {min(t[0] for t in got):>8.3f} {first - floor:>+9.3f} "
+              f"{statistics.median(t[1] for t in got):>8.3f}")
+    for tag in retrs:
+        for what in ("retr query one.jpg", "Collection.query"):
+            free = statistics.median(t[0] for t in times[f"{what}, torch-free{tag}"])
+            torch = statistics.median(t[0] for t in times[f"{what}, torch path{tag}"])
+            print(f"   {what}{tag}: the torch path takes {torch / free:.1f}x the torch-free one to its first result")
 
 
 if __name__ == "__main__":

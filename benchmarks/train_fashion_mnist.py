@@ -1,4 +1,4 @@
-"""Fashion-MNIST recall@1 of the metric-learning trainers (issue 3).
+"""Fashion-MNIST recall@1 of the metric-learning trainers: how much each `retr train` loss improves retrieval.
 
 recall@1 on the 10,000 test images, each querying the other 9,999 (exact faiss k-NN), for the offline
 pretrained backbone untrained and after each trainer (contrastive, triplet, SimCLR) trained on (a subset

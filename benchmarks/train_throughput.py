@@ -1,4 +1,4 @@
-"""Training throughput (issue 3): images/s of a retr training step divided by images/s of a bare
+"""Training throughput: images/s of a retr training step divided by images/s of a bare
 forward+backward of the same backbone and batch. Goal >= 0.7.
 
 Three figures, measured side by side in one run (rounds interleaved, medians reported, so that load

@@ -20,7 +20,7 @@ IndexType = Annotated[str | None, typer.Option(
     "--index-type", help="auto (by collection size and memory), flat (exact), ivf, hnsw, pq, or any faiss "
                          "factory string. Default: the index's current type, auto for a new index.")]
 
-# region index options (issue 6)
+# region index options
 Regions = Annotated[str | None, typer.Option(
     "--regions", help=f"Also index regions: {', '.join(SOURCES.names())} (NAME:ARG, e.g. coco:FILE, "
                       "grid:1,2). Default: the index's region source, if it has one.")]

@@ -11,7 +11,7 @@ from cli.errors import user_errors
 from cli.options import (DEFAULT_INDEX, DbUrl, Device, HtmlOut, IndexDir, JsonOut, ModelSpec, Neighbours, Precision,
                          Runtime, WeightsFile, inference_settings, prefetch_model, weights_path)
 
-# region search (issue 6)
+# region search
 RegionsFlag = Annotated[bool, typer.Option("--regions", help="Search the region index: images ranked by their "
                                            "best region, each with the matching box.")]
 QueryBox = Annotated[str | None, typer.Option("--box", help="Query with this crop of the query image: x0,y0,x1,y1.")]

@@ -23,7 +23,7 @@ from retrieval.images.preprocess import Preprocess, prepare_files
 from retrieval.models.identity import ModelName, ModelRef
 from retrieval.progress import progress_bar
 from retrieval.runtimes.base import RUNTIMES, Opened, Session
-from retrieval.runtimes.cache import CheckedExport, find_checked
+from retrieval.runtimes.cache import CheckedExport, candidates, find_checked
 from retrieval.runtimes.settings import InferenceSettings
 from retrieval.workers import embed_workers, ordered_map, usable_cores
 
@@ -169,6 +169,12 @@ def prefetch(name: ModelName, settings: InferenceSettings = InferenceSettings(),
             return
         future: Future = Future()
         _prefetched[key] = future
+    # the runtime's library is imported here, before the thread starts: an import holds the interpreter's lock
+    # (one done in the thread only slows the caller's imports down as much), while what the thread does after
+    # it (reading files, OpenVINO importing the compiled network, a first inference) releases it
+    with contextlib.suppress(Exception):  # a broken install: the Embedder says why, or torch embeds
+        for rt in candidates(settings.runtime, settings.precision)[:1]:
+            rt.load()
 
     def run() -> None:
         try:

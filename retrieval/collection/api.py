@@ -94,13 +94,15 @@ class Collection:
         store = IndexStore.open(self.dir, self.db_url)
         try:
             check_not_empty(store, self.dir)
+            # the faiss file (loaded and checked now, not on the first query) and the id -> path table first:
+            # a prefetched model (retrieval.embed.prefetch) goes on compiling meanwhile
+            store.searcher()
+            store.path_of(0)
             if previous is not None and previous.store.manifest.model == store.manifest.model:
                 embedder, streams = previous.embedder, previous.streams  # same model: keep it warm
             else:
                 embedder = Embedder(index_model(store, self.model_spec, self.weights), self.inference)
                 streams = open_streams(embedder) if self.use_streams else None
-            store.searcher()  # load (and check) the faiss file now, not on the first query
-            store.path_of(0)  # the id -> path table, loaded now
             regions = RegionIndex(store) if RegionIndex(store).state is not None else None
         except BaseException:
             store.close()

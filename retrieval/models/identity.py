@@ -14,10 +14,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from index.atomic import file_sha256
 from retrieval.models import CONFIG_FILE, DEFAULT_MODEL, is_checkpoint
 from retrieval.models.config import WEIGHTS_FILE, read_config
 from retrieval.models.sources import packaged_weights
+from retrieval.user_cache import cached_sha256
 
 if TYPE_CHECKING:
     from retrieval.models.load import LoadedModel
@@ -65,17 +65,17 @@ class ModelName:
             if self.weights_file is not None or not (ckpt / WEIGHTS_FILE).is_file():
                 return None
             head = read_config(ckpt).get("embedding_dim")
-            return export_key(str(ckpt), "sha256:" + file_sha256(ckpt / WEIGHTS_FILE), head)
+            return export_key(str(ckpt), "sha256:" + cached_sha256(ckpt / WEIGHTS_FILE), head)
         if Path(self.spec).exists():
             return None
         if self.weights_file is not None:
             if not Path(self.weights_file).is_file():
                 return None
-            weights = "sha256:" + file_sha256(self.weights_file)
+            weights = "sha256:" + cached_sha256(self.weights_file)
         elif not self.pretrained:
             weights = RANDOM_WEIGHTS
         elif (packaged := packaged_weights(self.spec)) is not None:
-            weights = "sha256:" + file_sha256(packaged)
+            weights = "sha256:" + cached_sha256(packaged)
         else:
             weights = TIMM_PRETRAINED
         return export_key(self.spec, weights, None)  # a timm name has no head

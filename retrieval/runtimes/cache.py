@@ -21,6 +21,7 @@ from typing import Any
 from retrieval.models.identity import ModelName
 from retrieval.runtimes.base import AUTO, RUNTIMES, Runtime
 from retrieval.runtimes.check import checked_cosine
+from retrieval.user_cache import cache_root, cached_sha256
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ AUTO_ORDER = ("openvino", "onnx")  # the CPU runtimes auto tries, fastest first 
 
 class CorruptExport(Exception):
     """A cached export whose files do not match the digests it recorded."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("RETR_CACHE") or Path.home() / ".cache" / "retr")
 
 
 def identity(key: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
@@ -66,7 +63,7 @@ def read_meta(folder: Path, runtime: Runtime) -> dict[str, Any]:
         raise CorruptExport(f"{folder / META} is unreadable ({type(exc).__name__})") from None
     for name in runtime.files:
         path = folder / name
-        if not path.is_file() or digests.get(name) != digest(path):
+        if not path.is_file() or digests.get(name) != cached_sha256(path):
             raise CorruptExport(f"{path} does not match its recorded sha256")
     return meta
 
@@ -98,17 +95,18 @@ class CheckedExport:
     data_config: dict[str, Any]
 
 
+def candidates(runtime: str = AUTO, precision: str = "f32") -> list[Runtime]:
+    """The installed exporting runtimes that may embed for ``runtime`` at ``precision``, in the order tried
+    (auto: AUTO_ORDER); nothing is imported."""
+    names = AUTO_ORDER if runtime == AUTO else (runtime,) if runtime in RUNTIMES else ()
+    return [rt for rt in map(RUNTIMES.get, names) if precision in rt.precisions and rt.installed()]
+
+
 def find_checked(name: ModelName, runtime: str = AUTO, precision: str = "f32") -> CheckedExport | None:
     """The checked export of ``name`` for ``runtime`` (auto: the first of AUTO_ORDER installed that has one),
     found without torch; None when there is none (the caller loads the model and exports or checks it)."""
-    candidates = AUTO_ORDER if runtime == AUTO else (runtime,) if runtime in RUNTIMES else ()
     key = None
-    for rt_name in candidates:
-        rt = RUNTIMES.get(rt_name)
-        if precision not in rt.precisions:
-            continue
-        if not rt.installed():
-            continue
+    for rt in candidates(runtime, precision):
         if key is None and (key := name.export_key()) is None:
             return None
         folder = folder_for(key, rt)

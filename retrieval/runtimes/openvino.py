@@ -2,6 +2,9 @@
 
 f32 inference precision by default: OpenVINO's own default on a CPU with bf16 units is bf16, which
 moves vectors (min cosine 0.98 against torch), so reduced precision is only used when asked for.
+
+A network compiled for this CPU is kept next to the export (retrieval.runtimes.compiled), so a later
+process imports it instead of compiling again.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from retrieval.runtimes.base import Runtime, Session
-
+from retrieval.runtimes.compiled import CompiledCache
 
 REQUESTS_PER_STREAM = 3  # infer requests per stream when batches stream: one runs, the next ones wait
 
@@ -19,17 +22,38 @@ REQUESTS_PER_STREAM = 3  # infer requests per stream when batches stream: one ru
 class _OpenVINOSession:
     """One image or batch at a time on every thread (latency); a stream of batches on parallel requests."""
 
-    def __init__(self, core: Any, model: Any, config: dict[str, Any]):
-        self.core, self.model, self.config = core, model, config
+    # the throughput compilation has a fixed batch of one image (benchmarks/build_settings.py sets it off)
+    fixed_throughput_batch = True
+
+    def __init__(self, core: Any, folder: Path, config: dict[str, Any]):
+        self.core, self.folder, self.config = core, folder, config
+        self._model: Any = None  # read from model.xml only when a mode is compiled, not imported
         # each mode is compiled on its first use: a build only streams, a query only calls
         self._compiled: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._cache = CompiledCache(core, folder)
+
+    def cached(self) -> bool:
+        """Whether a network compiled from this export is kept (a mode may then be imported, not compiled)."""
+        return self._cache.has_any()
+
+    @property
+    def model(self) -> Any:
+        """The network as read from the export (ov.Model)."""
+        if self._model is None:
+            self._model = self.core.read_model(str(self.folder / "model.xml"))
+        return self._model
 
     def _mode(self, hint: str) -> Any:
         with self._lock:
             if hint not in self._compiled:
-                self._compiled[hint] = self.core.compile_model(self._model_for(hint), "CPU",
-                                                               {**self.config, "PERFORMANCE_HINT": hint})
+                config = {**self.config, "PERFORMANCE_HINT": hint}
+                shape = "one image" if hint == "THROUGHPUT" and self.fixed_throughput_batch else "dynamic batch"
+                compiled = self._cache.load(config, shape)
+                if compiled is None:
+                    compiled = self.core.compile_model(self._model_for(hint), "CPU", config)
+                    self._cache.store(config, shape, compiled)
+                self._compiled[hint] = compiled
             return self._compiled[hint]
 
     @property
@@ -44,7 +68,7 @@ class _OpenVINOSession:
         return self._mode("THROUGHPUT")
 
     def _model_for(self, hint: str) -> Any:
-        if hint != "THROUGHPUT":
+        if hint != "THROUGHPUT" or not self.fixed_throughput_batch:
             return self.model
         import openvino as ov
         one = self.model.clone()
@@ -141,4 +165,7 @@ class OpenVINORuntime(Runtime):
         core.set_property({"ENABLE_MMAP": False})
         from retrieval.runtimes.altstack import enlarge_signal_stack
         enlarge_signal_stack()  # OpenVINO may enable AMX: see altstack
-        return _OpenVINOSession(core, core.read_model(str(folder / "model.xml")), config)
+        session = _OpenVINOSession(core, folder, config)
+        if not session.cached():
+            session.model  # nothing compiled to import: read the network now, so a damaged one fails here
+        return session

@@ -1,11 +1,27 @@
-"""Helpers for the runtime tests: the sample photos as a uint8 batch, torch's vectors for them."""
+"""Helpers for the runtime tests: a private export cache, the tiny model, the sample photos as a uint8 batch."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, TINY_MODEL
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """An empty export cache of this test's own."""
+    monkeypatch.setenv("RETR_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny random-weight model, loaded with torch."""
+    from retrieval.models.load import load_model
+    return load_model(TINY_MODEL, pretrained=False)
 
 
 def photo_batch(embedder) -> np.ndarray:

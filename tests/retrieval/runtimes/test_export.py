@@ -19,18 +19,6 @@ from tests.retrieval.runtimes.conftest import cosines, photo_batch
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    """An empty export cache of this test's own."""
-    monkeypatch.setenv("RETR_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model(TINY_MODEL, pretrained=False)
-
-
 def test_the_cache_lives_under_retr_cache(cache, tiny):
     assert cache_root() == cache
     folder = export_folder(tiny, RUNTIMES.get("onnx"))
