@@ -15,8 +15,9 @@ from typer.core import TyperGroup
 
 from cli import render
 from cli.errors import user_errors
-from cli.options import (DEFAULT_INDEX, DbUrl, HtmlOut, JsonOut, ModelSpec, Precision, Quiet, Runtime, Workers,
-                         index_option, show_progress)
+from cli.options import (DEFAULT_INDEX, DbUrl, HtmlOut, JsonOut, ModelSpec, Precision, Quiet, RayAddress, Runtime,
+                         Workers, index_option, ray_options, show_progress)
+from index.errors import RetrError
 # light modules only (no imagehash, faiss, catalog or torch): the rest is imported inside the commands
 from retrieval.dedupe.hashers import DEFAULT_HASH, HASHERS
 from retrieval.dedupe.keep import DEFAULT_KEEP, KEEP_POLICIES
@@ -84,9 +85,10 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
          min_ratio: Annotated[float | None, typer.Option("--min-ratio", min=0.0, max=1.0, help="Verification: "
                                                          "share of matches that must agree.")] = None,
          model: ModelSpec = None, runtime: Runtime = "auto", precision: Precision = "f32", workers: Workers = None,
-         json_out: JsonOut = False, quiet: Quiet = False) -> None:
+         json_out: JsonOut = False, quiet: Quiet = False, ray: RayAddress = None) -> None:
     """Find duplicate groups in an index (default) or in PATHs. Report them, or move or delete the
-    duplicates."""
+    duplicates. With --ray the per-image work (decoding, hashes, keypoints) and the verification of
+    candidate pairs run as tasks on a Ray cluster."""
     from retrieval.dedupe.run import Action, check_image, dedupe_index, dedupe_paths, undo_manifest
     opts = DedupeOptions(hash, hash_size, threshold, embeddings, similarity, keep, method, verify, min_inliers,
                          min_ratio, runtime, precision)
@@ -95,23 +97,37 @@ def find(paths: Annotated[list[Path] | None, typer.Argument(help="Folders or fil
     progress = show_progress(quiet or json_out)
     with user_errors():
         if undo is not None:
+            if ray is not None:
+                raise RetrError("--undo moves files back here: it takes no --ray")
             return _print_action(undo_manifest(undo, index_dir=index, db_url=db), json_out)
-        if check is not None:
-            return _print_check(check, check_image(check, index or DEFAULT_INDEX, opts, db_url=db, workers=workers,
-                                                   progress=progress), json_out)
-        action = Action(str(move_to) if move_to else None, str(manifest) if manifest else None, delete, yes,
-                        include_similar)
-        if paths:
-            result, done = dedupe_paths(paths, opts, action, workers=workers, progress=progress, model_spec=model)
-        else:
-            result, done = dedupe_index(index or DEFAULT_INDEX, opts, action, db_url=db, workers=workers,
-                                        progress=progress)
+        from retrieval.scaleout.tasks import cluster_mapper
+        roots = [str(p) for p in paths] if paths else []
+        files = [] if paths or ray is None else _catalog_paths(index or DEFAULT_INDEX, db)
+        with cluster_mapper(ray_options(ray, None), roots, files) as mapper:
+            if check is not None:
+                return _print_check(check, check_image(check, index or DEFAULT_INDEX, opts, db_url=db,
+                                                       workers=workers, progress=progress, mapper=mapper), json_out)
+            action = Action(str(move_to) if move_to else None, str(manifest) if manifest else None, delete, yes,
+                            include_similar)
+            if paths:
+                result, done = dedupe_paths(paths, opts, action, workers=workers, progress=progress,
+                                            model_spec=model, mapper=mapper)
+            else:
+                result, done = dedupe_index(index or DEFAULT_INDEX, opts, action, db_url=db, workers=workers,
+                                            progress=progress, mapper=mapper)
         _write_reports(result, csv, html)
     if json_out:
         return render.print_json({**result.to_json(), **({"action": done.to_json()} if done else {})})
     typer.echo(render.dedupe_groups(result))
     if done is not None:
         typer.echo(render.dedupe_action(done))
+
+
+def _catalog_paths(index: Path, db: str | None) -> list[str]:
+    """The catalog's image paths (what the nodes of a --ray run must read)."""
+    from index.directory import IndexStore
+    with IndexStore.open(index, db, mode="read") as store:
+        return list(store.catalog.image_rows())
 
 
 def _write_reports(result, csv: Path | None, html: Path | None) -> None:

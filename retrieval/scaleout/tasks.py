@@ -10,11 +10,12 @@ store once and reaches every task by reference. A task whose worker or node dies
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from retrieval.scaleout.cluster import ClusterInfo, import_ray
+from retrieval.scaleout.cluster import ClusterInfo, RaySettings, import_ray
 
 if TYPE_CHECKING:
     from index.ann.ondisk import Mapper
@@ -109,3 +110,17 @@ def shard_mapper_for(cluster: ClusterInfo, index_dir: str | os.PathLike, db_url:
             return process_map(fill, tasks)
         return ray_ordered_map(_fill, ((fill, task) for task in tasks), workers=cpus, ahead=0)
     return map_shards
+
+
+@contextlib.contextmanager
+def cluster_mapper(settings: RaySettings | None, roots: Sequence[str] = (), files: Sequence[str] = ()
+                   ) -> Iterator[Callable[..., Iterator[Any]] | None]:
+    """An ``ordered_map`` on the cluster ``settings`` names, connected and checked (every node reads ``roots``
+    and a sample of ``files``) for the block; None without ``settings`` (the caller's default runs)."""
+    if settings is None:
+        yield None
+        return
+    from retrieval.scaleout.cluster import check_readable, connect
+    with connect(settings) as cluster:
+        check_readable(cluster, roots, files)
+        yield mapper_for(cluster)
