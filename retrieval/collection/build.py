@@ -108,9 +108,8 @@ def _cluster(opts: BuildOptions, roots: Sequence[str], files: Sequence[FileInfo]
     if opts.ray is None:
         yield None
         return
-    from retrieval.scaleout.cluster import check_readable, connect
-    with connect(opts.ray) as cluster:
-        check_readable(cluster, roots, [f.path for f in files])
+    from retrieval.scaleout.cluster import connected
+    with connected(opts.ray, roots, [f.path for f in files]) as cluster:
         yield cluster
 
 

@@ -14,11 +14,12 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from index.errors import RetrError
 from retrieval.images.decode import shown
 
+T = TypeVar("T")
 RAY_MISSING = ("--ray needs Ray, which is not installed: pip install 'ray[data]>=2.50' "
                "(on this machine and on every node of the cluster)")
 ADDRESS_HELP = "local (a Ray instance on this machine), auto (the cluster `ray start` runs here) or HOST:PORT"
@@ -169,23 +170,38 @@ def _unreadable(paths: Sequence[bytes]) -> list[str]:
     return bad
 
 
+def on_every_node(cluster: ClusterInfo, fn: Callable[..., T], *args: Any) -> list[tuple[Node, T]]:
+    """``fn(*args)`` run once on each node of ``cluster`` (no CPU reserved, not retried): (node, answer) pairs;
+    raises when some node does not answer within CHECK_SECONDS."""
+    ray = import_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    probe = ray.remote(num_cpus=0, max_retries=0)(fn)
+    pending = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
+               .remote(*args): n for n in cluster.nodes}
+    return list(zip(pending.values(), ray.get(list(pending), timeout=CHECK_SECONDS)))
+
+
 def check_readable(cluster: ClusterInfo, roots: Sequence[str], files: Sequence[str]) -> None:
     """Refuse a cluster where some node cannot read the images at the paths the driver sees (no shared
     filesystem, another mount point): each node opens every root and a sample of the files."""
-    ray = import_ray()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     step = max(1, len(files) // CHECKED_PATHS)
     sample = [os.fsencode(p) for p in [*roots, *files[::step][:CHECKED_PATHS]]]
-    probe = ray.remote(num_cpus=0, max_retries=0)(_unreadable)
-    pending = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
-               .remote(sample): n for n in cluster.nodes}
     try:
-        answers = ray.get(list(pending), timeout=CHECK_SECONDS)
+        answers = on_every_node(cluster, _unreadable, sample)
     except Exception as exc:  # noqa: BLE001 - a node that cannot run the check cannot run the build
         raise RetrError(f"the Ray cluster's nodes did not answer a check of the image paths "
                         f"({type(exc).__name__}); is retr installed on every node?") from None
-    for node, bad in zip(pending.values(), answers):
+    for node, bad in answers:
         if bad:
             raise RetrError(f"the Ray node at {node.address} cannot read {shown(bad[0])}"
                             f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}: every node must see the "
                             f"images at the same paths (a shared filesystem mounted at the same place)")
+
+
+@contextlib.contextmanager
+def connected(settings: RaySettings, roots: Sequence[str], files: Sequence[str]) -> Iterator[ClusterInfo]:
+    """``connect``, then ``check_readable``: the cluster a command's work runs on, refused before anything is
+    written when some node cannot read ``roots`` and a sample of ``files``."""
+    with connect(settings) as cluster:
+        check_readable(cluster, roots, files)
+        yield cluster

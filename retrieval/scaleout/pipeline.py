@@ -24,7 +24,7 @@ from retrieval.images.preprocess import Preprocess, prepare_file
 from retrieval.models.identity import ModelName, ModelRef
 from retrieval.progress import progress_bar
 from retrieval.runtimes.settings import InferenceSettings
-from retrieval.scaleout.cluster import ClusterInfo, RaySettings, check_readable, connect, import_ray
+from retrieval.scaleout.cluster import ClusterInfo, RaySettings, connected, import_ray
 
 TASK_CPUS = 0.5  # a decode task and an actor share a 1-CPU node (whole CPUs each would leave one waiting)
 ACTOR_CPUS = 0.4  # unequal to the tasks': equal arguments let Ray Data fuse decoding into the actor, where the
@@ -119,7 +119,6 @@ def embedded(embedder: Embedder, paths: Sequence[str], ray: RaySettings | None, 
         yield embed_files(None, paths, progress=progress, embedder=embedder)
         return
     from index.manifest import model_key
-    with connect(ray) as cluster:
-        check_readable(cluster, roots, paths)
+    with connected(ray, roots, paths) as cluster:
         yield ray_embed_files(embedder, paths, cluster, ray, model_key=model_key(embedder.identity),
                               progress=progress)

@@ -15,7 +15,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from retrieval.scaleout.cluster import ClusterInfo, RaySettings, import_ray
+from retrieval.scaleout.cluster import ClusterInfo, RaySettings, import_ray, on_every_node
 
 if TYPE_CHECKING:
     from index.ann.ondisk import Mapper
@@ -90,16 +90,11 @@ def shard_mapper_for(cluster: ClusterInfo, index_dir: str | os.PathLike, db_url:
     """index.ann.ondisk's shard mapper on ``cluster``: each shard filled by a Ray task, when every node can
     write the index directory (where shards are written) and read the catalog (where vectors are read);
     else the default worker processes here, said in a warning. The check runs at the first fill only."""
-    ray = import_ray()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     cpus = max(1, int(cluster.cpus))
 
     def map_shards(fill: Callable[[Any], str], tasks: Sequence[Any]) -> Iterator[str]:
-        probe = ray.remote(num_cpus=0, max_retries=0)(_shares)
-        refs = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False))
-                .remote(os.fspath(index_dir), db_url): n for n in cluster.nodes}
         try:
-            problems = [(n, why) for n, why in zip(refs.values(), ray.get(list(refs), timeout=120)) if why]
+            problems = [(n, why) for n, why in on_every_node(cluster, _shares, os.fspath(index_dir), db_url) if why]
         except Exception as exc:  # noqa: BLE001
             problems = [(None, f"the check failed ({type(exc).__name__})")]
         if problems:
@@ -120,7 +115,6 @@ def cluster_mapper(settings: RaySettings | None, roots: Sequence[str] = (), file
     if settings is None:
         yield None
         return
-    from retrieval.scaleout.cluster import check_readable, connect
-    with connect(settings) as cluster:
-        check_readable(cluster, roots, files)
+    from retrieval.scaleout.cluster import connected
+    with connected(settings, roots, files) as cluster:
         yield mapper_for(cluster)
