@@ -70,7 +70,7 @@ def build(paths: Annotated[list[Path], typer.Argument(help="Folders or image fil
         opts = BuildOptions(ray=ray_settings, model=model, weights=weights_file, random_weights=random_weights,
                             index_type=index_type, db_url=db,
                             inference=inference_settings(device, runtime, precision, batch_size, workers),
-                            progress=show_progress(quiet), regions=region_opts)
+                            progress=show_progress(quiet or json_out), regions=region_opts)
         report = build_index([str(p) for p in paths], index, opts)
     if json_out:
         return render.print_json(report.to_json())

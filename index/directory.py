@@ -23,7 +23,7 @@ from index.manifest import MANIFEST_FILE, Manifest, read_manifest, write_manifes
 from index.synced_file import FileRecord, SyncedFile
 
 if TYPE_CHECKING:
-    from index.ann.ondisk import Mapper
+    from index.ann.ondisk import Mapper, Progress
     from index.ann.searcher import Searcher
 
 log = logging.getLogger(__name__)
@@ -206,12 +206,14 @@ class IndexStore:
         return self.images.searcher()
 
     def rebuild(self, *, index_type: str | None = None, model: dict[str, Any] | None = None,
-                extra: dict[str, Any] | None = None, map_shards: Mapper | None = None) -> Manifest:
+                extra: dict[str, Any] | None = None, map_shards: Mapper | None = None,
+                progress: Progress | None = None) -> Manifest:
         """Rebuild vectors.faiss from the catalog's stored vectors and write the manifest (atomically).
 
         ``model`` (default: the manifest's) is recorded as the model of the index; ``extra`` is merged
         into the manifest's extra settings. An IVF index large enough is built on disk, its shards filled by
-        ``map_shards`` (index.ann.ondisk's mapper contract; default: worker processes).
+        ``map_shards`` (index.ann.ondisk's mapper contract; default: worker processes); ``progress`` hears its
+        stages (index.ann.ondisk.Progress).
         """
         model = model or (self.manifest.model if self.manifest else None)
         if model is None:
@@ -219,7 +221,7 @@ class IndexStore:
         dim = int(model["dim"])
         with self.write_access():
             record = self.images.write(index_type or (self.manifest.index_type if self.manifest else "auto"), dim,
-                                       map_shards=map_shards)
+                                       map_shards=map_shards, progress=progress)
             self.record_vectors_file(record, model=model, extra=extra)
             self.images.tidy()
         return self.manifest

@@ -25,7 +25,7 @@ from index.manifest import ids_digest
 if TYPE_CHECKING:
     import faiss
 
-    from index.ann.ondisk import Mapper
+    from index.ann.ondisk import Mapper, Progress
 
     from index.ann.searcher import Searcher
 
@@ -130,13 +130,14 @@ class SyncedFile(abc.ABC, Generic[O]):
     def consistent(self) -> bool:
         return self.problem() is None
 
-    def write(self, index_type: str, dim: int, *, map_shards: Mapper | None = None) -> FileRecord:
+    def write(self, index_type: str, dim: int, *, map_shards: Mapper | None = None,
+              progress: Progress | None = None) -> FileRecord:
         """Build the file from the catalog's stored vectors and write it atomically; what to record of it.
 
         An IVF index whose raw vectors reach ``index.ann.ondisk.min_bytes()`` is built on disk (trained on a
         sample, filled in shards, merged into an .ivfdata beside the file); any other is built in memory.
-        ``map_shards`` runs its shard fills (index.ann.ondisk's mapper contract; default: worker processes).
-        The caller holds write access and records the result.
+        ``map_shards`` runs its shard fills (index.ann.ondisk's mapper contract; default: worker processes);
+        ``progress`` hears the on-disk build's stages (index.ann.ondisk.Progress). The caller holds write access and records the result.
         """
         from index.ann import ondisk
         from index.ann.factory import build_tuned, choose_factory
@@ -144,7 +145,7 @@ class SyncedFile(abc.ABC, Generic[O]):
         ids = self.store.catalog.vector_ids(table=self.table)
         factory = choose_factory(len(ids), dim, index_type) if len(ids) else "Flat"
         if ondisk.wanted(factory, len(ids), dim):
-            return self._write_ondisk(index_type, factory, ids, dim, map_shards)
+            return self._write_ondisk(index_type, factory, ids, dim, map_shards, progress)
         ids, vectors = self._catalog_vectors(dim)
         index, factory, search = build_tuned(vectors, ids, index_type)
         checksum = save(index, self.path)
@@ -153,7 +154,7 @@ class SyncedFile(abc.ABC, Generic[O]):
                           ids_digest=ids_digest(ids), search=search, checksum=checksum)
 
     def _write_ondisk(self, index_type: str, factory: str, ids: np.ndarray, dim: int,
-                      map_shards: Mapper | None) -> FileRecord:
+                      map_shards: Mapper | None, progress: Progress | None) -> FileRecord:
         """The on-disk build: every stage in a hidden work folder of the index directory, the lists in a new
         .ivfdata (a name no recorded index uses), then the index file replaced atomically. A crash at any
         point leaves the recorded index and its .ivfdata as they were; ``tidy`` removes what it left."""
@@ -166,7 +167,8 @@ class SyncedFile(abc.ABC, Generic[O]):
         data = self.store.dir / f"{self.stem}-{token}.ivfdata"
         source = CatalogVectors(self.store.catalog.url, self.table.__tablename__, dim)
         try:
-            built = ondisk.build_ondisk(source, factory, work, data, ids=ids, map_shards=map_shards)
+            built = ondisk.build_ondisk(source, factory, work, data, ids=ids, map_shards=map_shards,
+                                         progress=progress)
             checksum = file_sha256(built.index_file)
             os.replace(built.index_file, self.path)
             fsync_dir(self.store.dir)
@@ -192,13 +194,15 @@ class SyncedFile(abc.ABC, Generic[O]):
             if path != keep:
                 path.unlink(missing_ok=True)
 
-    def rebuild(self, index_type: str | None = None, *, map_shards: Mapper | None = None) -> FileRecord:
+    def rebuild(self, index_type: str | None = None, *, map_shards: Mapper | None = None,
+                progress: Progress | None = None) -> FileRecord:
         """Rewrite the file from the catalog (as ``index_type``, else as recorded) and record it."""
         recorded = self.recorded()
         if recorded is None:
             raise RetrError(f"the index at {self.store.dir} {self.absent}: there is no {self.name} to rebuild")
         with self.store.write_access():
-            record = self.write(index_type or recorded.index_type, self.store.dim, map_shards=map_shards)
+            record = self.write(index_type or recorded.index_type, self.store.dim, map_shards=map_shards,
+                                progress=progress)
             self.record(record)
             self.tidy()
         return record

@@ -290,6 +290,11 @@ def process_map(fn: Callable[[ShardTask], str], tasks: Sequence[ShardTask], *, w
 
 Mapper = Callable[[Callable[[ShardTask], str], Sequence[ShardTask]], Iterable[str]]
 
+# (stage, done, total): what a long build reports as it goes; called with done 0 as a stage starts, then as it
+# advances, with done == total as it ends. Stages, in order: STAGES (the words a progress line shows).
+Progress = Callable[[str, int, int], None]
+STAGES = ("training on a sample", "filling shards", "merging shards", "tuning nprobe")
+
 
 # -- 3. merge ---------------------------------------------------------------------------------------------
 
@@ -373,34 +378,54 @@ def tune_ondisk(index: faiss.Index, source: VectorSource, ids: np.ndarray, *, k:
 
 # -- the whole build --------------------------------------------------------------------------------------
 
+def _silent(stage: str, done: int, total: int) -> None:
+    pass
+
+
 def build_ondisk(source: VectorSource, factory: str, work: str | os.PathLike, data_path: str | os.PathLike, *,
                  map_shards: Mapper | None = None, shard_bytes: int | None = None, tune: bool = True,
-                 ids: np.ndarray | None = None) -> OnDiskBuild:
+                 ids: np.ndarray | None = None, progress: Progress | None = None) -> OnDiskBuild:
     """Train, fill, merge and open an on-disk ``factory`` index of ``source`` (every stage's files in the
-    folder ``work``, the lists in ``data_path``); tuned on a sample unless ``tune`` is False."""
+    folder ``work``, the lists in ``data_path``); tuned on a sample unless ``tune`` is False. ``progress``
+    hears each stage start and advance (see Progress)."""
+    report = progress or _silent
+    training, filling, merging, tuning = STAGES
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     ids = np.asarray(source.ids() if ids is None else ids, dtype=np.int64)
     if not len(ids):
         raise RetrError("an on-disk index needs at least one vector")
     trained = work / TRAINED_FILE
+    report(training, 0, 1)
     train(source, ids, factory, trained)
+    report(training, 1, 1)
     tasks = plan_shards(ids, source, trained, work, shard_bytes=shard_bytes or default_shard_bytes())
     log.info("filling %d shards", len(tasks))
-    shards = list((map_shards or process_map)(fill_shard, tasks))
+    report(filling, 0, len(tasks))
+    shards = []
+    for shard in (map_shards or process_map)(fill_shard, tasks):
+        shards.append(shard)
+        report(filling, min(len(shards), len(tasks)), len(tasks))
     if len(shards) != len(tasks):
         raise RetrError(f"the shard mapper returned {len(shards)} shards for {len(tasks)} tasks")
     log.info("merging %d shards into %s", len(shards), data_path)
     merged = work / MERGED_FILE
+    report(merging, 0, 1)
     _merge_in_child(str(trained), [str(s) for s in shards], str(work / "merged.ivfdata"), str(data_path),
                     str(merged))
+    report(merging, 1, 1)
     for shard in shards:  # the merged file holds them now: free the disk before tuning
         Path(shard).unlink(missing_ok=True)
     index = open_ondisk(merged, data_path)
     if index.ntotal != len(ids):
         raise RetrError(f"the merged index holds {index.ntotal} vectors, not {len(ids)}")
     log.info("tuning nprobe on a sample")
-    search, recall = tune_ondisk(index, source, ids) if tune else ({}, 1.0)
+    if tune:
+        report(tuning, 0, 1)
+        search, recall = tune_ondisk(index, source, ids)
+        report(tuning, 1, 1)
+    else:
+        search, recall = {}, 1.0
     log.info("checksumming %s", data_path)
     stat = os.stat(data_path)
     data = {"file": Path(data_path).name, "bytes": stat.st_size, "sha256": file_sha256(data_path),

@@ -18,6 +18,7 @@ from index.manifest import Manifest, ids_digest, model_key, write_manifest
 from index.catalog.schema import STATUS_ERROR, STATUS_OK
 from index.directory import IndexStore
 from retrieval.embed import Embedder, ExtractBatch, embed_files
+from retrieval.progress import stage_progress
 from retrieval.images.decode import FileInfo, scan
 from retrieval.collection.model import index_model
 from retrieval.regions.build import RegionReport, build_regions, region_options_for
@@ -136,7 +137,8 @@ def _build(found, roots: Sequence[str], index_dir: str | Path, opts: BuildOption
 
         if report.added or report.updated or report.removed or not store.consistent() \
                 or index_type != store.manifest.index_type or store.manifest.checksum is None:
-            store.rebuild(index_type=index_type, model=identity, map_shards=_shard_mapper(cluster, store))
+            store.rebuild(index_type=index_type, model=identity, map_shards=_shard_mapper(cluster, store),
+                          progress=stage_progress(opts.progress))
         if damage is not None:
             store.note(f"{damage}: rebuilt it from the catalog's {store.manifest.vectors} vectors")
         report.total = store.manifest.vectors

@@ -12,6 +12,7 @@ from index.regions import RegionIndex
 from index.directory import IndexStore
 from retrieval.embed import Embedder
 from retrieval.models.identity import ModelRef
+from retrieval.progress import stage_progress
 from retrieval.regions.embed import embed_regions
 from retrieval.regions.settings import RegionOptions, RegionSettings
 from retrieval.regions.sources.base import RegionSource
@@ -73,7 +74,7 @@ def build_regions(store: IndexStore, model: Embedder | LoadedModel | ModelRef, o
     index_type = options.index_type or (regions.state or {}).get("index_type") or store.manifest.index_type
     if todo or not regions.consistent() or index_type != regions.state.get("index_type") \
             or not regions.state.get("checksum"):
-        regions.rebuild(index_type)
+        regions.rebuild(index_type, progress=stage_progress(progress))
     if damage is not None:
         store.note(f"{damage}: rebuilt it from the catalog's {regions.state.get('vectors', 0)} region vectors")
     report.total = int(regions.state.get("vectors", 0))

@@ -100,6 +100,22 @@ def test_a_rebuild_fills_its_shards_through_the_mapper_it_is_given(built):
     np.testing.assert_array_equal(answers(built)[0], before[0])
 
 
+def test_a_rebuild_reports_each_stage_in_order_as_it_goes(built):
+    calls = []
+    built.rebuild(progress=lambda stage, done, total: calls.append((stage, done, total)))
+    train, fill, merge, tune = ondisk.STAGES
+    # three shards (the fixture's shard size): the fill advances once a shard, every stage starts at 0 and ends full
+    assert calls == [(train, 0, 1), (train, 1, 1), (fill, 0, 3), (fill, 1, 3), (fill, 2, 3), (fill, 3, 3),
+                     (merge, 0, 1), (merge, 1, 1), (tune, 0, 1), (tune, 1, 1)]
+    assert built.consistent()
+
+
+def test_a_rebuild_in_memory_reports_no_on_disk_stages(built):
+    calls = []
+    built.rebuild(index_type="flat", progress=lambda *call: calls.append(call))
+    assert calls == [] and built.consistent()
+
+
 def test_a_reader_serves_it_memory_mapped_and_info_reports_it(built):
     from retrieval.collection.info import index_info
     expected = answers(built)
