@@ -197,9 +197,10 @@ class IndexStore:
         """Whether vectors.faiss holds exactly the catalog's vectors, as written."""
         return self.images.consistent()
 
-    def reconcile(self) -> bool:
-        """Rewrite vectors.faiss when it disagrees with the catalog; True when it was rewritten."""
-        return self.images.reconcile()
+    def reconcile(self, *, progress: Progress | None = None) -> bool:
+        """Rewrite vectors.faiss when it disagrees with the catalog; True when it was rewritten. ``progress``
+        hears an on-disk rebuild's stages (index.ann.ondisk.Progress)."""
+        return self.images.reconcile(progress=progress)
 
     def searcher(self) -> Searcher:
         """The searcher over vectors.faiss, verified or repaired (see SyncedFile.searcher)."""

@@ -207,8 +207,9 @@ class SyncedFile(abc.ABC, Generic[O]):
             self.tidy()
         return record
 
-    def reconcile(self) -> bool:
-        """Rewrite the file when it disagrees with the catalog; True when it was rewritten.
+    def reconcile(self, *, progress: Progress | None = None) -> bool:
+        """Rewrite the file when it disagrees with the catalog (``progress`` as for ``write``); True when it was
+        rewritten.
 
         A reader takes the writer lock for it; when another process holds the lock (or the folder is
         read-only), the file is left as it is and a note says so.
@@ -216,7 +217,7 @@ class SyncedFile(abc.ABC, Generic[O]):
         if self.recorded() is None or (problem := self.problem()) is None:
             return False
         try:
-            self.rebuild()
+            self.rebuild(progress=progress)
         except RetrError as exc:
             if self.store.writable:
                 raise

@@ -20,6 +20,7 @@ from retrieval.dedupe.parallel_hashing import HashJob, hash_file
 from retrieval.dedupe.manifest import read_manifest
 from retrieval.dedupe.reasons import Reason
 from retrieval.images.decode import shown
+from retrieval.progress import stage_progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +135,7 @@ def dedupe_index(index_dir: str | Path, opts: DedupeOptions, action: Action = Ac
         result = _find_stored(store, opts, workers, progress, mapper)
         report = _act(result, action, _store_link(store), None)
         if report is not None and report.catalog_rows:
-            store.reconcile()  # the faiss file follows the catalog
+            store.reconcile(progress=stage_progress(progress))  # the faiss file follows the catalog
     return result, report
 
 

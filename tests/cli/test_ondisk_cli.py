@@ -143,3 +143,22 @@ def test_an_incremental_build_adds_to_an_on_disk_index_and_a_warm_collection_see
     assert runner.invoke(app, ["index", "build", str(folder), "--index", str(tmp_path / "flat"), *TINY,
                                "--index-type", "flat"]).exit_code == 0
     assert top(tmp_path / "ix", folder, names[-3:]) == top(tmp_path / "flat", folder, names[-3:])
+
+
+def test_dedupe_moving_a_copy_rebuilds_the_on_disk_index_showing_its_stages(tmp_path, photos, on_disk_env,
+                                                                            monkeypatch):
+    import cli.dedupe
+    from index.directory import IndexStore
+    monkeypatch.setattr(cli.dedupe, "show_progress", lambda quiet: not quiet)  # as on a terminal
+    folder = tmp_path / "images"
+    copy_photos(photos, folder, sorted(p.name for p in photos.glob("*.jpg")))
+    shutil.copy(photos / "chelsea.jpg", folder / "chelsea-copy.jpg")
+    assert build(folder, tmp_path / "ix").exit_code == 0
+    moved = runner.invoke(app, ["dedupe", "find", "--index", str(tmp_path / "ix"), "--move-to", str(tmp_path / "q")])
+    assert moved.exit_code == 0, moved.output
+    assert "merging shards" in moved.stderr  # the catalog lost a row: the on-disk index was rebuilt
+    with IndexStore.open(tmp_path / "ix") as store:
+        assert store.consistent() and store.manifest.vectors == 12 and store.manifest.ivfdata is not None
+    assert len(list((tmp_path / "ix").glob("*.ivfdata"))) == 1
+    hits = top(tmp_path / "ix", folder, ["chelsea.jpg"], 12)[0]
+    assert len(hits) == 12 and not any(p.endswith("chelsea-copy.jpg") for p, _ in hits)
