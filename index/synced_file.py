@@ -137,7 +137,8 @@ class SyncedFile(abc.ABC, Generic[O]):
         An IVF index whose raw vectors reach ``index.ann.ondisk.min_bytes()`` is built on disk (trained on a
         sample, filled in shards, merged into an .ivfdata beside the file); any other is built in memory.
         ``map_shards`` runs its shard fills (index.ann.ondisk's mapper contract; default: worker processes);
-        ``progress`` hears the on-disk build's stages (index.ann.ondisk.Progress). The caller holds write access and records the result.
+        ``progress`` hears the on-disk build's stages (index.ann.ondisk.Progress). The caller holds write access
+        and records the result.
         """
         from index.ann import ondisk
         from index.ann.factory import build_tuned, choose_factory
